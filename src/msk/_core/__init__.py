@@ -1,0 +1,1 @@
+"""Compiled kernels of msk. Private: import the public functions from ``msk``."""

@@ -1,0 +1,84 @@
+"""Private input checks shared by the public functions and estimators.
+
+Every message names the argument, the constraint and the value received
+(STYLE.md rule 27). Kernels in ``msk._core`` trust what these return.
+"""
+
+import numbers
+
+import numpy as np
+
+
+def check_option(name, value, options):
+    """Return ``value`` if it is one of ``options``, else raise ValueError."""
+    if isinstance(value, str) and value in options:
+        return value
+    listed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
+    raise ValueError(f"`{name}` must be one of {listed}; got {value!r}.")
+
+
+def check_int(name, value, *, low=None, high=None):
+    """Return ``value`` as an int within [low, high], else raise TypeError/ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer; got {value!r} of type {type(value).__name__}.")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            bound = "a positive integer" if low == 1 else f"an integer >= {low}"
+        elif low is None:
+            bound = f"an integer <= {high}"
+        else:
+            bound = f"an integer between {low} and {high}"
+        raise ValueError(f"`{name}` must be {bound}; got {value}.")
+    return value
+
+
+def check_float(name, value, *, low=None, high=None, low_inclusive=True, high_inclusive=True):
+    """Return ``value`` as a finite float within the bounds, else raise TypeError/ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number; got {value!r} of type {type(value).__name__}.")
+    value = float(value)
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad |= value < low if low_inclusive else value <= low
+    if high is not None:
+        bad |= value > high if high_inclusive else value >= high
+    if bad:
+        lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low}"
+        hi = "" if high is None else f"{high}" + ("]" if high_inclusive else ")")
+        rng = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (low is not None or high is not None) else ""
+        raise ValueError(f"`{name}` must be a finite number{rng}; got {value}.")
+    return value
+
+
+def float_dtype(x):
+    """float32 and float64 are kept, everything else becomes float64 (STYLE.md rule 21)."""
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"complex input is not supported; got dtype {x.dtype}.")
+    return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
+    """Return ``x`` as a C-contiguous, finite float array of ``ndim`` dimensions.
+
+    Copies only when needed. ``dtype=None`` applies the float32/float64 rule;
+    otherwise the array is cast to ``dtype``.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"`{name}` must be an array of numbers; got {type(x).__name__}.")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"`{name}` must be an array of numbers; got dtype {arr.dtype}.")
+    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"`{name}` must be real; got complex dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be a {ndim}-D array; got shape {arr.shape}.")
+    if arr.shape[0] < min_len:
+        raise ValueError(f"`{name}` must have at least {min_len} element(s) along axis 0; got shape {arr.shape}.")
+    if ndim > 1 and 0 in arr.shape[1:]:
+        raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
+    arr = np.ascontiguousarray(arr, dtype=dt)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return arr
