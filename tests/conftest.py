@@ -1,0 +1,27 @@
+"""Shared fixtures and the one tolerance helper (STYLE.md rules 34 and 38)."""
+
+import numpy as np
+import pytest
+
+# Default tolerances by dtype (scikit-learn's rule).
+RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-7}
+
+
+def assert_close(actual, desired, *, rtol=None, atol=0.0, err_msg=""):
+    """assert_allclose with a dtype-dependent default ``rtol``.
+
+    ``rtol`` defaults to 1e-4 when either side is float32 and 1e-7 otherwise.
+    Pass a non-zero ``atol`` whenever values near zero are compared.
+    """
+    actual = np.asarray(actual)
+    desired = np.asarray(desired)
+    if rtol is None:
+        dts = {actual.dtype, desired.dtype}
+        rtol = RTOL[np.dtype(np.float32)] if np.dtype(np.float32) in dts else RTOL[np.dtype(np.float64)]
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator: every test that draws random numbers uses this."""
+    return np.random.default_rng(20130101)
