@@ -10,6 +10,7 @@ max-pooled features.
 from importlib.metadata import PackageNotFoundError, version
 
 from .audio import example_audio, load_audio
+from .spectral import mel_filters, melspectrogram, multiresolution
 
 try:
     __version__ = version("msk")
@@ -20,4 +21,7 @@ __all__ = [
     "__version__",
     "example_audio",
     "load_audio",
+    "mel_filters",
+    "melspectrogram",
+    "multiresolution",
 ]

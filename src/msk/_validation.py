@@ -79,6 +79,7 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     if ndim > 1 and 0 in arr.shape[1:]:
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    if not np.isfinite(arr).all():
+    # min/max propagate NaN and expose +-inf without allocating a boolean array
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr
