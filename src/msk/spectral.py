@@ -259,7 +259,7 @@ def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=
     >>> S.shape, S.dtype
     ((32, 200), dtype('float32'))
     >>> int(S[10].argmax())  # the band around 440 Hz
-    27
+    28
     """
     y = as_float_array("y", y, ndim=1)
     n_fft = _check_power_of_two_fft(n_fft)
