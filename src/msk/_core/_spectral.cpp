@@ -355,11 +355,21 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
 #pragma GCC ivdep
         for (int i = 0; i < nv; ++i) mel[i] = log_pos<T>(log_scale * mel[i] + log_offset);
     }
-    // Frames are rows of the output.
+    // Frames are rows of the output: transpose L x L tiles of (band, lane) in registers.
     const int n_mels = mb.n_mels;
+    int b0 = 0;
+    if (nl == L) {
+        using V = typename Vec<T>::type;
+        for (; b0 + L <= n_mels; b0 += L) {
+            V v[L];
+            std::memcpy(v, mel + b0 * L, sizeof(v));
+            transpose<T>(v);
+            for (int l = 0; l < L; ++l) std::memcpy(out + (f0 + l) * n_mels + b0, &v[l], sizeof(V));
+        }
+    }
     for (int l = 0; l < nl; ++l) {
         T* __restrict orow = out + (f0 + l) * n_mels;
-        for (int b = 0; b < n_mels; ++b) orow[b] = mel[b * L + l];
+        for (int b = b0; b < n_mels; ++b) orow[b] = mel[b * L + l];
     }
 }
 
