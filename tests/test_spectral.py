@@ -200,6 +200,29 @@ def test_single_frame_without_centering(excerpt, n_samples, n_fft, hop_length):
     assert_matches_oracle(S, librosa_mel(y, **kw), np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_bands_are_zero_like_librosa(excerpt, dtype):
+    # 200 bands on 129 FFT bins: the lowest bands hold no bin; msk warns and leaves them 0.
+    y = excerpt.astype(dtype)
+    kw = dict(sr=SR, n_fft=256, hop_length=128, n_mels=200)
+    with pytest.warns(UserWarning, match="mel bands contain no FFT bin at n_fft=256"):
+        S = melspec(y, **kw)
+    R = librosa_mel(y, **kw)
+    empty = R.max(axis=0) == 0
+    assert empty.any()
+    np.testing.assert_array_equal(S[:, empty], 0.0)
+    assert_matches_oracle(S, R, dtype)
+    with pytest.warns(UserWarning, match="mel bands contain no FFT bin"):
+        L = msk.melspectrogram(y, **kw)
+    np.testing.assert_array_equal(L[:, empty], np.log(dtype(1e-10)))
+
+
+def test_read_only_input(excerpt):
+    y = np.array(excerpt)
+    y.flags.writeable = False
+    np.testing.assert_array_equal(msk.melspectrogram(y), msk.melspectrogram(y.copy()))
+
+
 def test_single_sample():
     with pytest.warns(UserWarning, match="longer than the signal"):
         S = msk.melspectrogram(np.array([0.5]), n_fft=16, n_mels=4)
