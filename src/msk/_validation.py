@@ -13,7 +13,8 @@ def check_option(name, value, options):
     """Return ``value`` if it is one of ``options``, else raise ValueError."""
     if isinstance(value, str) and value in options:
         return value
-    listed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
+    listed = repr(options[0]) if len(options) == 1 else (
+        ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}")
     raise ValueError(f"`{name}` must be one of {listed}; got {value!r}.")
 
 
@@ -69,9 +70,9 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"`{name}` must be an array of numbers; got dtype {arr.dtype}.")
-    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"`{name}` must be real; got complex dtype {arr.dtype}.")
+    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if arr.ndim != ndim:
         raise ValueError(f"`{name}` must be a {ndim}-D array; got shape {arr.shape}.")
     if arr.shape[0] < min_len:

@@ -34,6 +34,8 @@ _F_SP = 200.0 / 3
 _MIN_LOG_HZ = 1000.0
 _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
+# The kernel takes hop_length and n_threads as C ints.
+_INT_MAX = 2**31 - 1
 
 
 def _hz_to_mel(f, htk):
@@ -115,7 +117,7 @@ def mel_filters(*, sr=16000, n_fft=1024, n_mels=200, fmin=0.0, fmax=None, htk=Fa
     n_mels = check_int("n_mels", n_mels, low=1)
     sr, fmin, fmax = _check_band_edges(sr, fmin, fmax)
     if norm is not None:
-        check_option("norm", norm, ("slaney",))
+        check_option("norm", norm, ("slaney", None))
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"`dtype` must be np.float32 or np.float64; got {dtype!r}.")
     weights = _mel_filters(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, np.dtype(dtype).str)
@@ -263,11 +265,11 @@ def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=
     """
     y = as_float_array("y", y, ndim=1)
     n_fft = _check_power_of_two_fft(n_fft)
-    hop_length = check_int("hop_length", hop_length, low=1)
+    hop_length = check_int("hop_length", hop_length, low=1, high=_INT_MAX)
     n_mels = check_int("n_mels", n_mels, low=1)
     sr, fmin, fmax = _check_band_edges(sr, fmin, fmax)
     if norm is not None:
-        check_option("norm", norm, ("slaney",))
+        check_option("norm", norm, ("slaney", None))
     power = check_float("power", power, low=0.0)
     if power not in (1.0, 2.0):
         raise ValueError(f"`power` must be 1.0 (magnitude) or 2.0 (power); got {power}.")
@@ -278,7 +280,7 @@ def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=
         raise ValueError(
             f"`log_offset` must be at least {tiny:.3g} (the smallest normal {y.dtype}); got {log_offset}."
         )
-    n_threads = check_int("n_threads", n_threads, low=1)
+    n_threads = check_int("n_threads", n_threads, low=1, high=_INT_MAX)
     if not center and y.shape[0] < n_fft:
         raise ValueError(
             f"`y` must hold at least n_fft={n_fft} samples when center=False; got {y.shape[0]}."
