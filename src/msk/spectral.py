@@ -120,16 +120,15 @@ def mel_filters(*, sr=16000, n_fft=1024, n_mels=200, fmin=0.0, fmax=None, htk=Fa
         check_option("norm", norm, ("slaney", None))
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"`dtype` must be np.float32 or np.float64; got {dtype!r}.")
-    weights = _mel_filters(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, np.dtype(dtype).str)
-    _warn_empty_bands(weights, sr, n_fft, stacklevel=3)
-    return weights
+    key = (sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, np.dtype(dtype).str)
+    _warn_empty_bands(_sparse_bands(*key)[3], n_mels, sr, n_fft, stacklevel=3)
+    return _mel_filters(*key)
 
 
-def _warn_empty_bands(weights, sr, n_fft, *, stacklevel):
-    empty = int(np.count_nonzero(weights.max(axis=1) <= 0))
+def _warn_empty_bands(empty, n_mels, sr, n_fft, *, stacklevel):
     if empty:
         warnings.warn(
-            f"{empty} of {weights.shape[0]} mel bands contain no FFT bin at n_fft={n_fft}, "
+            f"{empty} of {n_mels} mel bands contain no FFT bin at n_fft={n_fft}, "
             f"sr={sr} and will be zero. Lower n_mels or raise n_fft.",
             UserWarning,
             stacklevel=stacklevel,
@@ -154,7 +153,8 @@ def _mel_filters(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype):
 
 @functools.lru_cache(maxsize=64)
 def _sparse_bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype):
-    """Band start bins, weight offsets and the concatenated non-zero run of each band."""
+    """Band start bins, weight offsets, the concatenated non-zero run of each band, and the
+    number of empty bands."""
     weights = _mel_filters(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype)
     start = np.zeros(n_mels, dtype=np.int64)
     offset = np.zeros(n_mels + 1, dtype=np.int64)
@@ -170,7 +170,8 @@ def _sparse_bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype):
     flat = np.concatenate(runs) if runs else np.zeros(0, dtype=dtype)
     for a in (start, offset, flat):
         a.flags.writeable = False
-    return start, offset, np.ascontiguousarray(flat, dtype=dtype)
+    n_empty = int(np.count_nonzero(offset[1:] == offset[:-1]))
+    return start, offset, np.ascontiguousarray(flat, dtype=dtype), n_empty
 
 
 def _n_frames(n_samples, n_fft, hop_length, center):
@@ -292,13 +293,17 @@ def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=
             UserWarning,
             stacklevel=2,
         )
-    _warn_empty_bands(_mel_filters(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, y.dtype.str),
-                      sr, n_fft, stacklevel=3)
-    start, offset, weights = _sparse_bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm,
-                                           y.dtype.str)
+    start, offset, weights, n_empty = _sparse_bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm,
+                                                    y.dtype.str)
+    _warn_empty_bands(n_empty, n_mels, sr, n_fft, stacklevel=3)
     out = np.empty((_n_frames(y.shape[0], n_fft, hop_length, center), n_mels), dtype=y.dtype)
     _spectral.mel_power(y, n_fft, hop_length, bool(center), start, offset, weights, int(power),
                         bool(log), log_scale, log_offset, n_threads, out)
+    if not (np.isfinite(out.min()) and np.isfinite(out.max())):
+        raise ValueError(
+            f"`y` is too loud for {y.dtype}: its spectrum overflows (max |y| = "
+            f"{float(np.abs(y).max()):.3g}). Scale the signal to [-1, 1] or pass float64."
+        )
     return out
 
 
