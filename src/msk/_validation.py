@@ -69,9 +69,9 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"`{name}` must be an array of numbers; got dtype {arr.dtype}.")
-    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"`{name}` must be real; got complex dtype {arr.dtype}.")
+    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if arr.ndim != ndim:
         raise ValueError(f"`{name}` must be a {ndim}-D array; got shape {arr.shape}.")
     if arr.shape[0] < min_len:
