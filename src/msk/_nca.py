@@ -29,8 +29,8 @@ pass (softmax, masks, weights) runs on that cache-resident block.
 
 Two further savings: ``-D_ij = 2 e_iᵀe_j - |e_j|² - |e_i|²`` and the last
 term is constant along a row, so the softmax is taken over
-``2 e_iᵀe_j - |e_j|²`` (the Gram block times 2 comes from multiplying by
-``2 E``); and ``E`` is centred (distances do not change, and since ``L 1 = 0``
+``2 e_iᵀe_j - |e_j|²``, which one GEMM gives directly with an extra column
+(``[E, 1] · [2E, -|e|²]ᵀ``); and ``E`` is centred (distances do not change, and since ``L 1 = 0``
 neither does the gradient), which limits cancellation in float32.
 """
 
@@ -50,7 +50,20 @@ def _block_rows(n):
     return int(max(16, min(n, _BLOCK_ELEMENTS // max(n, 1))))
 
 
-def _softmax_block(E_rows, E2, sq, start, groups):
+def _augment(E):
+    """``(Ea, Eb)`` with ``Ea[i] @ Eb[j] = 2 e_i.e_j - |e_j|²``: the Gram block and the
+    row shift come out of one GEMM (one more column) instead of a GEMM and a pass."""
+    n, m = E.shape
+    Ea = np.empty((n, m + 1), dtype=E.dtype)
+    Ea[:, :m] = E
+    Ea[:, m] = 1.0
+    Eb = np.empty_like(Ea)
+    np.multiply(E, 2.0, out=Eb[:, :m])
+    Eb[:, m] = -np.einsum("ij,ij->i", E, E)
+    return Ea, Eb
+
+
+def _softmax_block(Ea_rows, Eb, start, groups):
     """Unnormalised neighbour weights for rows ``start:start+len(E_rows)``.
 
     Returns ``T`` of shape (b, n) with ``T_ij = exp(-D_ij + min_k D_ik)`` (0 on
@@ -61,9 +74,8 @@ def _softmax_block(E_rows, E2, sq, start, groups):
     clipped weights are below the dtype's resolution relative to the largest
     one (which is 1), so the row sums do not change.
     """
-    b = E_rows.shape[0]
-    T = E_rows @ E2.T  # 2 e_i . e_j
-    T -= sq
+    b = Ea_rows.shape[0]
+    T = Ea_rows @ Eb.T  # 2 e_i.e_j - |e_j|²
     if groups is None:
         rows = np.arange(b)
         excluded = (rows, start + rows)
@@ -111,12 +123,11 @@ def probabilities(E, y, groups=None):
     E = E - E.mean(axis=0)
     y, groups = _compact(y), _compact(groups)
     n = E.shape[0]
-    sq = np.einsum("ij,ij->i", E, E)
-    E2 = 2.0 * E
+    Ea, Eb = _augment(E)
     out = np.empty(n, dtype=np.float64)
     b = _block_rows(n)
     for start in range(0, n, b):
-        T, s = _softmax_block(E[start:start + b], E2, sq, start, groups)
+        T, s = _softmax_block(Ea[start:start + b], Eb, start, groups)
         same = y[start:start + b, None] == y[None, :]
         q = np.sum(T, axis=1, where=same)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -136,8 +147,7 @@ def objective_grad(A, X, y, groups=None, *, alpha=0.0, compute_grad=True):
     n = X.shape[0]
     y, groups = _compact(y), _compact(groups)
     E = _embed(A, X)
-    sq = np.einsum("ij,ij->i", E, E)
-    E2 = 2.0 * E
+    Ea, Eb = _augment(E)
     b = _block_rows(n)
     p_sum = 0.0
     n_valid = 0
@@ -149,7 +159,7 @@ def objective_grad(A, X, y, groups=None, *, alpha=0.0, compute_grad=True):
     # so the 1/n_valid factor is applied to the small (n, m) products at the end.
     for start in range(0, n, b):
         stop = min(start + b, n)
-        T, s = _softmax_block(E[start:stop], E2, sq, start, groups)
+        T, s = _softmax_block(Ea[start:stop], Eb, start, groups)
         same = y[start:stop, None] == y[None, :]
         q = np.sum(T, axis=1, where=same)
         valid = s > 0
