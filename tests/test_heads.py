@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import check_grad, minimize
 from sklearn.neighbors import NeighborhoodComponentsAnalysis
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import assert_close
 from msk import _nca
@@ -450,7 +451,7 @@ def test_nca_bad_input(rng):
         nca.fit(X, y, X_valid=X[:, :4], y_valid=y)
     X_nan = X.copy()
     X_nan[0, 0] = np.nan
-    with pytest.raises(ValueError, match="`X` contains NaN"):
+    with pytest.raises(ValueError, match="X contains NaN"):
         nca.fit(X_nan, y)
     with pytest.raises(ValueError, match="`n_components` must be at most n_features"):
         NCA(n_components=21).fit(X, y)
@@ -463,7 +464,7 @@ def test_nca_bad_input(rng):
     with pytest.raises(ValueError, match="`learning_rate` must be a finite number"):
         NCA(n_components=3, learning_rate=0.0).fit(X, y)
     fitted = NCA(n_components=3, max_iter=1).fit(X, y)
-    with pytest.raises(ValueError, match="`X` must have 20 features"):
+    with pytest.raises(ValueError, match="X has 5 features, but NCA is expecting 20"):
         fitted.transform(X[:, :5])
 
 
@@ -490,3 +491,10 @@ def test_evaluate_similarity(rng):
     with pytest.raises(ValueError, match=r"`labels\[test\]` must contain at least two classes"):
         evaluate_similarity(X, np.where(split == 2, 0, artists), ci, train=split == 0, valid=split == 1,
                             test=split == 2)
+
+
+@parametrize_with_checks([NCA(n_components=2, init="identity", max_iter=3, batch_size=50)])
+def test_nca_sklearn_estimator_checks(estimator, check):
+    # MLPTagger is left out: its fit takes a per-clip tag matrix and a clip
+    # index, a signature scikit-learn's checks cannot drive.
+    check(estimator)

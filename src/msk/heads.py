@@ -37,7 +37,7 @@ from sklearn.decomposition import PCA
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _nca
 from ._validation import as_float_array, check_float, check_int, check_option
@@ -901,7 +901,9 @@ class NCA(TransformerMixin, BaseEstimator):
         -------
         self : NCA
         """
-        X = as_float_array("X", X, ndim=2, min_len=2)
+        # scikit-learn's checks first (sparse, complex, 1-D, sample count, NaN:
+        # its messages), then the float32/float64 rule and C order
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", ensure_min_samples=2)
         m = self._check_params(X.shape[1])
         y = _labels("y", y, len(X))
         if y.max() == 0:
@@ -981,7 +983,6 @@ class NCA(TransformerMixin, BaseEstimator):
         self.n_iter_ = epoch
         self.best_iteration_ = best_epoch
         self.best_score_ = float(best_score)
-        self.n_features_in_ = X.shape[1]
         self.components_ = (best_A * inv_scale).astype(dtype)
         return self
 
@@ -997,9 +998,7 @@ class NCA(TransformerMixin, BaseEstimator):
         E : ndarray of shape (n_clips, n_components)
         """
         check_is_fitted(self, "components_")
-        X = as_float_array("X", X, ndim=2)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"`X` must have {self.n_features_in_} features (as in fit); got {X.shape[1]}.")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         return self._transform(X)
 
     def _transform(self, X):
