@@ -9,6 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import evaluation, heads
 from .audio import example_audio, load_audio
 from .spectral import mel_filters, melspectrogram, multiresolution
 
@@ -19,6 +20,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "__version__",
+    "evaluation",
+    "heads",
     "example_audio",
     "load_audio",
     "mel_filters",
