@@ -14,6 +14,8 @@ __all__ = ["load_audio", "example_audio"]
 # be 317515)"; sizes from 0x7ffff000 up are "unknown length" placeholders of streaming writers.
 _WAV_SHORT_DATA = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 _WAV_UNKNOWN_SIZE = 0x7FFFF000
+# Ogg declares no length; libsndfile logs these when the stream is cut mid-way.
+_OGG_CUT = ("Ogg: Junk after the last page", "Ogg: Last page lacks an end-of-stream bit")
 
 
 def example_audio():
@@ -92,6 +94,7 @@ def load_audio(path, *, sr=16000):
             native_sr = f.samplerate
             declared = f.frames
             short_data = _WAV_SHORT_DATA.search(f.extra_info)
+            ogg_cut = [msg for msg in _OGG_CUT if msg in f.extra_info]
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
@@ -102,6 +105,8 @@ def load_audio(path, *, sr=16000):
             f"{path!r} is truncated: its header declares {short_data[1]} bytes of audio data "
             f"but the file holds only {short_data[2]}."
         )
+    if ogg_cut:
+        raise ValueError(f"{path!r} is truncated or corrupt: {ogg_cut[0].lower()}.")
     if y.shape[0] == 0:
         raise ValueError(f"{path!r} holds no audio samples.")
     # libsndfile reports the declared length from the header; a file cut short
