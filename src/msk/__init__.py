@@ -10,6 +10,7 @@ max-pooled features.
 from importlib.metadata import PackageNotFoundError, version
 
 from .audio import example_audio, load_audio
+from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 
 try:
     __version__ = version("msk")
@@ -19,5 +20,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "__version__",
     "example_audio",
+    "gaussian_pyramid",
+    "laplacian_pyramid",
     "load_audio",
+    "reconstruct_laplacian",
 ]

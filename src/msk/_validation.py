@@ -58,20 +58,22 @@ def float_dtype(x):
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
+def as_float_array(name, x, *, ndim, dtype=None, min_len=1, finite=True):
     """Return ``x`` as a C-contiguous, finite float array of ``ndim`` dimensions.
 
     Copies only when needed. ``dtype=None`` applies the float32/float64 rule;
-    otherwise the array is cast to ``dtype``.
+    otherwise the array is cast to ``dtype``. ``finite=False`` skips the NaN/inf
+    test, for callers whose kernel tests the values in the pass that reads them
+    anyway and reports back (msk.pyramid); they must raise the same error.
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of numbers; got {type(x).__name__}.")
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"`{name}` must be an array of numbers; got dtype {arr.dtype}.")
-    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"`{name}` must be real; got complex dtype {arr.dtype}.")
+    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if arr.ndim != ndim:
         raise ValueError(f"`{name}` must be a {ndim}-D array; got shape {arr.shape}.")
     if arr.shape[0] < min_len:
@@ -79,6 +81,6 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     if ndim > 1 and 0 in arr.shape[1:]:
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    if not np.isfinite(arr).all():
+    if finite and not np.isfinite(arr).all():
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr
