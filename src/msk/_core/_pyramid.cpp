@@ -184,18 +184,103 @@ MSK_INLINE bool any_nonfinite(const T* p, index_t count) {
     return bad != 0;
 }
 
+// Fused interior loops: one pass over the bands computes coarse row k from src rows
+// 2k-2 .. 2k+2 (a..e) and, for the Laplacian, fine rows 2k-2 and 2k-1 from a, b and
+// coarse rows k-2 (p), k-1 (q) and k (the value just computed). Seven loads and three
+// stores per vector instead of twelve and three in three separate loops.
+template <typename T>
+MSK_INLINE auto nonfinite_bit(T x) {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr U exp_mask = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+    U u;
+    std::memcpy(&u, &x, sizeof(T));
+    return U((u & exp_mask) == exp_mask);
+}
+
+// Gaussian stage 0: blur plus the NaN/inf test of rows c and d (src rows 2k, 2k+1).
+template <typename T>
+MSK_INLINE bool blur_row_check(T* MSK_RESTRICT out, const T* MSK_RESTRICT a, const T* MSK_RESTRICT b,
+                               const T* MSK_RESTRICT c, const T* MSK_RESTRICT d, const T* MSK_RESTRICT e,
+                               index_t nb) {
+    const T w1 = T(0.0625), w4 = T(0.25), w6 = T(0.375);
+    decltype(nonfinite_bit(T(0))) bad = 0;
+    for (index_t j = 0; j < nb; ++j) {
+        out[j] = w1 * (a[j] + e[j]) + w4 * (b[j] + d[j]) + w6 * c[j];
+        bad |= nonfinite_bit(c[j]) | nonfinite_bit(d[j]);
+    }
+    return bad != 0;
+}
+
+// Laplacian stage 0 (fine rows fa, fb distinct from src), with the NaN/inf test of c, d.
+template <typename T>
+MSK_INLINE bool laplacian_row(const T* MSK_RESTRICT a, const T* MSK_RESTRICT b, const T* MSK_RESTRICT c,
+                              const T* MSK_RESTRICT d, const T* MSK_RESTRICT e, const T* MSK_RESTRICT p,
+                              const T* MSK_RESTRICT q, T* MSK_RESTRICT g, T* MSK_RESTRICT fa,
+                              T* MSK_RESTRICT fb, index_t nb) {
+    const T w1 = T(0.0625), w4 = T(0.25), w6 = T(0.375);
+    decltype(nonfinite_bit(T(0))) bad = 0;
+    for (index_t j = 0; j < nb; ++j) {
+        const T x = a[j], y = b[j], z = q[j];
+        const T r = w1 * (x + e[j]) + w4 * (y + d[j]) + w6 * c[j];
+        g[j] = r;
+        fa[j] = x - expand_even(p[j], z, r);
+        fb[j] = y - expand_odd(z, r);
+        bad |= nonfinite_bit(c[j]) | nonfinite_bit(d[j]);
+    }
+    return bad != 0;
+}
+
+// Laplacian stages >= 1: fine rows 2k-2, 2k-1 overwrite src rows a, b in place.
+template <typename T>
+MSK_INLINE void laplacian_row_inplace(T* MSK_RESTRICT a, T* MSK_RESTRICT b, const T* MSK_RESTRICT c,
+                                      const T* MSK_RESTRICT d, const T* MSK_RESTRICT e,
+                                      const T* MSK_RESTRICT p, const T* MSK_RESTRICT q, T* MSK_RESTRICT g,
+                                      index_t nb) {
+    const T w1 = T(0.0625), w4 = T(0.25), w6 = T(0.375);
+    for (index_t j = 0; j < nb; ++j) {
+        const T x = a[j], y = b[j], z = q[j];
+        const T r = w1 * (x + e[j]) + w4 * (y + d[j]) + w6 * c[j];
+        g[j] = r;
+        a[j] = x - expand_even(p[j], z, r);
+        b[j] = y - expand_odd(z, r);
+    }
+}
+
 // One step of stage s: coarse row k from G_l rows 2k-2 .. 2k+2 (mirrored at the ends),
 // which needs min(2k+3, n) rows of G_l, then the fine rows that are complete.
 template <typename T, bool Laplacian>
 MSK_INLINE bool step(Stage<T>& s, index_t nb) {
     const index_t k = s.k;
     if (k >= s.m || s.avail < std::min<index_t>(2 * k + 3, s.n)) return false;
-    blur_decimate_row(s.src, s.n, nb, k, s.coarse + k * nb);
-    if (Laplacian) {
-        if (k >= 1) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k - 1);
-        if (k + 1 == s.m) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k);
+    // Interior: no mirrored src row, and the fine pair k-1 needs no mirrored coarse row
+    // (k-2 >= 0, and k < m - 1 because 2k + 2 < n).
+    const bool interior = 2 * k + 2 < s.n && (Laplacian ? k >= 2 : k >= 1);
+    if (interior) {
+        const T* r = s.src + (2 * k - 2) * nb;
+        T* g = s.coarse + k * nb;
+        if (!Laplacian) {
+            if (s.check) {
+                s.nonfinite |= blur_row_check(g, r, r + nb, r + 2 * nb, r + 3 * nb, r + 4 * nb, nb);
+            } else {
+                blur_row(g, r, r + nb, r + 2 * nb, r + 3 * nb, r + 4 * nb, nb);
+            }
+        } else if (s.fine != s.src) {
+            T* f = s.fine + (2 * k - 2) * nb;
+            const bool bad = laplacian_row(r, r + nb, r + 2 * nb, r + 3 * nb, r + 4 * nb, g - 2 * nb, g - nb, g,
+                                           f, f + nb, nb);
+            if (s.check) s.nonfinite |= bad;
+        } else {
+            T* x = s.fine + (2 * k - 2) * nb;  // == r
+            laplacian_row_inplace(x, x + nb, r + 2 * nb, r + 3 * nb, r + 4 * nb, g - 2 * nb, g - nb, g, nb);
+        }
+    } else {
+        blur_decimate_row(s.src, s.n, nb, k, s.coarse + k * nb);
+        if (Laplacian) {
+            if (k >= 1) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k - 1);
+            if (k + 1 == s.m) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k);
+        }
+        if (s.check) s.nonfinite |= any_nonfinite(s.src + 2 * k * nb, (2 * k + 1 < s.n ? 2 : 1) * nb);
     }
-    if (s.check) s.nonfinite |= any_nonfinite(s.src + 2 * k * nb, (2 * k + 1 < s.n ? 2 : 1) * nb);
     s.k = k + 1;
     return true;
 }
