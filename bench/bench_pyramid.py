@@ -51,6 +51,14 @@ def scipy_gaussian(S, levels=LEVELS):
     return G
 
 
+def scipy_gaussian_filter1d(S, levels=LEVELS):
+    """The issue's baseline: a sampled Gaussian (sigma=1, 5 taps) along time, then slicing."""
+    G = [S]
+    for _ in range(levels - 1):
+        G.append(ndimage.gaussian_filter1d(G[-1], 1.0, axis=0, mode="mirror", truncate=2.0)[::2])
+    return G
+
+
 def scipy_laplacian(S, levels=LEVELS):
     G = scipy_gaussian(S, levels)
     L = []
@@ -112,6 +120,12 @@ def test_scipy_gaussian(benchmark, S):
     _threads(benchmark)
     G = benchmark(scipy_gaussian, S)
     check(G, scipy_gaussian(S.astype(np.float64)))
+
+
+def test_scipy_gaussian_filter1d(benchmark, S):
+    _threads(benchmark)
+    G = benchmark(scipy_gaussian_filter1d, S)
+    check(G, scipy_gaussian_filter1d(S.astype(np.float64)))
 
 
 def test_scipy_laplacian(benchmark, S):

@@ -2,7 +2,7 @@
 
 A spectrogram ``S`` of shape (n_frames, n_bands) is smoothed and subsampled
 along time only (axis 0, frames are rows); the frequency axis is untouched, as
-in Dieleman & Schrauwen (2013), Section 3.2. Level ``l`` has
+in Dieleman & Schrauwen (2013), Sections 3.2-3.3. Level ``l`` has
 ``ceil(n_frames / 2**l)`` frames.
 
 Border rule
@@ -19,7 +19,10 @@ A signal of one frame mirrors to a constant, so it smooths to itself; a level of
 one frame expands to that same frame.
 
 The kernels live in ``msk._core._pyramid`` (C++); this module validates input,
-allocates the outputs and calls them once per level.
+allocates the outputs and calls one kernel entry point per pyramid (one call per
+level for the reconstruction). The NaN/inf test of ``S`` rides along the
+kernel's pass over ``S`` (a separate pass would cost as much as the whole
+Gaussian pyramid); the error raised is the same.
 """
 
 import numpy as np

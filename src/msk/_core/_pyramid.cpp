@@ -155,8 +155,9 @@ MSK_INLINE void expand_rows(const T* src, const T* coarse, T* out, index_t n, in
 // All levels in one cascade. Level l (l = 0 .. n_levels-2) turns its Gaussian input
 // G_l (n_l rows, src) into coarse rows G_{l+1}[k], pushes each one to level l+1 as it
 // appears, and (Laplacian) emits its fine rows 2k-2 and 2k-1 right after coarse row k.
-// Rows are thus consumed while they are still in L1 and the intermediate Gaussian
-// levels never make a round trip through L2/L3.
+// Rows are thus consumed while they are still in L1: each Gaussian level is written
+// once (into its output buffer, where the Laplacian then overwrites it in place) and
+// read back from L1, so the only traffic beyond L1 is reading S and the outputs.
 template <typename T>
 struct Stage {
     const T* src;   // G_l: the input for l = 0, else the level's own output buffer
