@@ -19,8 +19,7 @@ A signal of one frame mirrors to a constant, so it smooths to itself; a level of
 one frame expands to that same frame.
 
 The kernels live in ``msk._core._pyramid`` (C++); this module validates input,
-allocates the outputs and calls one kernel entry point per pyramid (one call per
-level for the reconstruction). The NaN/inf test of ``S`` rides along the
+allocates the outputs and calls one kernel entry point per transform. The NaN/inf test of ``S`` rides along the
 kernel's pass over ``S`` (a separate pass would cost as much as the whole
 Gaussian pyramid); the error raised is the same.
 """
@@ -262,6 +261,12 @@ def reconstruct_laplacian(L):
     --------
     laplacian_pyramid : The forward transform.
 
+    Notes
+    -----
+    The kernel runs all levels in one cascade that always advances the finest
+    level it can: each frame of an intermediate ``G[l]`` is computed just
+    before the finer level needs it and read back from cache.
+
     Examples
     --------
     >>> import numpy as np
@@ -288,11 +293,10 @@ def reconstruct_laplacian(L):
             )
     if len(levels) == 1:
         return _owned(levels[0], L[0])
-    # The top level is tested above; each call tests its `fine` level as it reads it.
-    G = levels[-1]
-    for i in range(len(levels) - 2, -1, -1):
-        out = np.empty_like(levels[i])
-        if not _pyramid.expand_add(G, levels[i], out):
-            raise ValueError(_NONFINITE.format(f"L[{i}]"))
-        G = out
-    return G
+    # out[0] is the result, out[1:] hold the intermediate Gaussian levels. The top
+    # level is tested above; the kernel tests the others as it reads them.
+    out = _empty_levels(levels[0], len(levels) - 1)
+    bad = _pyramid.expand_add(levels, out)
+    if bad >= 0:
+        raise ValueError(_NONFINITE.format(f"L[{bad}]"))
+    return out[0]

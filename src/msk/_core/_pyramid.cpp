@@ -10,8 +10,8 @@
 // Entry points (validation is done in Python, msk/pyramid.py):
 //   blur_decimate(src, out)           Gaussian pyramid: out[0] is src, out[l+1] = (smooth out[l])[::2]
 //   blur_decimate_subtract(src, out)  Laplacian pyramid: out[l] = G_l - expand(G_{l+1}), out[-1] = G_top
-//   expand_add(coarse, fine, out)     one level of the inverse: out = fine + expand(coarse)
-// Each returns false when its input (src, or fine) holds a NaN or infinity: the test
+//   expand_add(lap, out)              reconstruction: out[l] = G_l = lap[l] + expand(G_{l+1})
+// Each reports whether its input holds a NaN or infinity: the test
 // rides along the pass that reads those rows anyway, and the Python wrapper turns the
 // status into the ValueError (the only check not done before the call, because a
 // separate pass over the input would cost as much as the whole Gaussian pyramid).
@@ -327,16 +327,78 @@ MSK_INLINE bool pyramid_impl(const T* src, T* const* out, int n_levels, index_t 
     return !st[0].nonfinite;
 }
 
-// Returns false if fine holds a NaN or infinity (each fine row is tested as it is read).
+// Reconstruction: G_l = L_l + expand(G_{l+1}) for l = n_levels-2 .. 0, G_top = L_top.
+// Stage l emits pair e (rows 2e, 2e+1 of G_l) from L_l and coarse rows e-1 .. e+1 of
+// G_{l+1}, so it waits for min(e+2, m) rows of G_{l+1}. The driver always advances the
+// finest stage that can, so a coarse row is produced just before it is needed.
 template <typename T>
-MSK_INLINE bool expand_add_impl(const T* coarse, const T* fine, T* out, index_t n, index_t nb) {
-    const index_t m = (n + 1) / 2;
-    bool nonfinite = false;
-    for (index_t k = 0; k < m; ++k) {
-        expand_rows<T, false>(fine, coarse, out, n, m, nb, k);
-        nonfinite |= any_nonfinite(fine + 2 * k * nb, (2 * k + 1 < n ? 2 : 1) * nb);
+struct Expansion {
+    const T* fine;    // L_l
+    const T* coarse;  // G_{l+1}: L_top for the coarsest stage, else stage l+1's output
+    T* out;           // G_l
+    index_t n, m;     // rows of G_l and G_{l+1}
+    index_t e;        // next pair to emit
+};
+
+// Interior pair (coarse rows e-1, e, e+1 all real, both fine rows exist), with the
+// NaN/inf test of the two L_l rows it reads.
+template <typename T>
+MSK_INLINE bool expand_add_pair(const T* MSK_RESTRICT fa, const T* MSK_RESTRICT fb, const T* MSK_RESTRICT p,
+                                const T* MSK_RESTRICT q, const T* MSK_RESTRICT r, T* MSK_RESTRICT oa,
+                                T* MSK_RESTRICT ob, index_t nb) {
+    decltype(nonfinite_bit(T(0))) bad = 0;
+    for (index_t j = 0; j < nb; ++j) {
+        const T x = fa[j], y = fb[j];
+        oa[j] = x + expand_even(p[j], q[j], r[j]);
+        ob[j] = y + expand_odd(q[j], r[j]);
+        bad |= nonfinite_bit(x) | nonfinite_bit(y);
     }
-    return !nonfinite;
+    return bad != 0;
+}
+
+// Returns -1, or the index of a level of L (other than the top) that holds a NaN or
+// infinity; every row of L_0 .. L_{n_levels-2} is tested once, as it is read.
+template <typename T>
+MSK_INLINE int expand_add_impl(const T* const* lap, T* const* out, int n_levels, index_t n, index_t nb) {
+    Expansion<T> st[8];
+    const int n_stages = n_levels - 1;
+    index_t rows = n;
+    for (int l = 0; l < n_stages; ++l) {
+        Expansion<T>& s = st[l];
+        s.fine = lap[l];
+        s.out = out[l];
+        s.coarse = (l + 1 == n_stages) ? lap[l + 1] : out[l + 1];
+        s.n = rows;
+        s.m = (rows + 1) / 2;
+        s.e = 0;
+        rows = s.m;
+    }
+    int bad_level = -1;
+    int l = 0;
+    while (st[0].e < st[0].m) {
+        Expansion<T>& s = st[l];
+        // rows of G_{l+1} available: all of L_top, else what stage l+1 has emitted
+        const index_t avail = (l + 1 == n_stages) ? s.m : std::min<index_t>(2 * st[l + 1].e, st[l + 1].n);
+        if (s.e >= s.m || avail < std::min<index_t>(s.e + 2, s.m)) {
+            ++l;  // the next coarser stage must produce first (it always can: the top is complete)
+            continue;
+        }
+        const index_t e = s.e;
+        bool bad;
+        if (e >= 1 && e + 1 < s.m && 2 * e + 1 < s.n) {
+            const T* f = s.fine + 2 * e * nb;
+            const T* q = s.coarse + e * nb;
+            T* o = s.out + 2 * e * nb;
+            bad = expand_add_pair(f, f + nb, q - nb, q, q + nb, o, o + nb, nb);
+        } else {
+            expand_rows<T, false>(s.fine, s.coarse, s.out, s.n, s.m, nb, e);
+            bad = any_nonfinite(s.fine + 2 * e * nb, (2 * e + 1 < s.n ? 2 : 1) * nb);
+        }
+        if (bad) bad_level = l;
+        s.e = e + 1;
+        l = 0;  // back to the finest stage
+    }
+    return bad_level;
 }
 
 // Non-template multiversioned hot entries (one per dtype and pyramid kind).
@@ -352,11 +414,11 @@ MSK_CLONES bool laplacian_f(const float* s, float* const* o, int nl, index_t n, 
 MSK_CLONES bool laplacian_d(const double* s, double* const* o, int nl, index_t n, index_t nb) {
     return pyramid_impl<double, true>(s, o, nl, n, nb);
 }
-MSK_CLONES bool expand_add_f(const float* c, const float* f, float* o, index_t n, index_t nb) {
-    return expand_add_impl(c, f, o, n, nb);
+MSK_CLONES int expand_add_f(const float* const* lap, float* const* o, int nl, index_t n, index_t nb) {
+    return expand_add_impl(lap, o, nl, n, nb);
 }
-MSK_CLONES bool expand_add_d(const double* c, const double* f, double* o, index_t n, index_t nb) {
-    return expand_add_impl(c, f, o, n, nb);
+MSK_CLONES int expand_add_d(const double* const* lap, double* const* o, int nl, index_t n, index_t nb) {
+    return expand_add_impl(lap, o, nl, n, nb);
 }
 
 template <typename T, bool Laplacian>
@@ -367,11 +429,11 @@ inline bool pyramid_hot(const T* s, T* const* o, int nl, index_t n, index_t nb) 
         return Laplacian ? laplacian_d(s, o, nl, n, nb) : gaussian_d(s, o, nl, n, nb);
     }
 }
-inline bool expand_add_hot(const float* c, const float* f, float* o, index_t n, index_t nb) {
-    return expand_add_f(c, f, o, n, nb);
+inline int expand_add_hot(const float* const* lap, float* const* o, int nl, index_t n, index_t nb) {
+    return expand_add_f(lap, o, nl, n, nb);
 }
-inline bool expand_add_hot(const double* c, const double* f, double* o, index_t n, index_t nb) {
-    return expand_add_d(c, f, o, n, nb);
+inline int expand_add_hot(const double* const* lap, double* const* o, int nl, index_t n, index_t nb) {
+    return expand_add_d(lap, o, nl, n, nb);
 }
 
 template <typename T>
@@ -395,15 +457,24 @@ bool pyramid(const carray<T>& src, std::vector<carray<T>>& out) {
 }
 
 template <typename T>
-bool expand_add(const carray<T>& coarse, const carray<T>& fine, carray<T>& out) {
-    const index_t n = fine.shape(0), nb = fine.shape(1);
-    assert(coarse.shape(0) == (n + 1) / 2 && coarse.shape(1) == nb);
-    assert(out.shape(0) == n && out.shape(1) == nb);
-    const T* c = coarse.data();
-    const T* f = fine.data();
-    T* o = out.mutable_data();
+int expand_add(const std::vector<carray<T>>& lap, std::vector<carray<T>>& out) {
+    const int n_levels = static_cast<int>(lap.size());
+    assert(n_levels >= 2 && n_levels <= 8 && static_cast<int>(out.size()) == n_levels - 1);
+    const index_t n = lap[0].shape(0), nb = lap[0].shape(1);
+    const T* lp[8];
+    T* op[8];
+    index_t rows = n;
+    for (int l = 0; l < n_levels; ++l) {
+        assert(lap[l].shape(0) == rows && lap[l].shape(1) == nb);
+        lp[l] = lap[l].data();
+        if (l < n_levels - 1) {
+            assert(out[l].shape(0) == rows && out[l].shape(1) == nb);
+            op[l] = out[l].mutable_data();
+        }
+        rows = (rows + 1) / 2;
+    }
     py::gil_scoped_release release;
-    return expand_add_hot(c, f, o, n, nb);
+    return expand_add_hot(lp, op, n_levels, n, nb);
 }
 
 template <typename T>
@@ -419,13 +490,12 @@ void define(py::module_& m) {
           "src : IN (n, b) C-contiguous float32/float64\n"
           "out : OUT list of 2..8 arrays, out[l] of shape (ceil(n/2^l), b), same dtype, distinct from src\n"
           "returns : False if src holds a NaN or infinity (outputs are then garbage)");
-    m.def("expand_add", &expand_add<T>, py::arg("coarse").noconvert(), py::arg("fine").noconvert(),
-          py::arg("out").noconvert(),
-          "Undo one Laplacian level: out = fine + expand(coarse).\n\n"
-          "coarse : IN (ceil(n/2), b) C-contiguous float32/float64\n"
-          "fine : IN (n, b), same dtype\n"
-          "out : OUT (n, b), same dtype, distinct from fine and coarse\n"
-          "returns : False if fine holds a NaN or infinity");
+    m.def("expand_add", &expand_add<T>, py::arg("lap").noconvert(), py::arg("out").noconvert(),
+          "Reconstruction: out[l] = lap[l] + expand(G_{l+1}), G_top = lap[-1], all levels in one cascade.\n\n"
+          "lap : IN list of 2..8 arrays, lap[l] of shape (ceil(n/2^l), b), C-contiguous float32/float64\n"
+          "out : OUT list of len(lap) - 1 arrays shaped like lap[:-1], same dtype; out[0] is the result,\n"
+          "      out[1:] are work buffers (the intermediate Gaussian levels)\n"
+          "returns : -1, or the index of a level of lap[:-1] holding a NaN or infinity");
 }
 
 }  // namespace
