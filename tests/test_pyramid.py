@@ -323,8 +323,12 @@ def test_bad_laplacian_levels_rejected(rng):
         msk.reconstruct_laplacian(np.zeros((20, 3)))
     with pytest.raises(TypeError, match="`L` must be a list or tuple"):
         msk.reconstruct_laplacian(x for x in L)
-    with pytest.raises(ValueError, match="`L` must hold at least one level"):
+    with pytest.raises(ValueError, match="`L` must hold between 1 and 8 levels; got 0"):
         msk.reconstruct_laplacian([])
+    nine = msk.laplacian_pyramid(rng.standard_normal((300, 2)), levels=8)
+    nine.append(nine[-1][:1])
+    with pytest.raises(ValueError, match="`L` must hold between 1 and 8 levels; got 9"):
+        msk.reconstruct_laplacian(nine)
     with pytest.raises(ValueError, match=r"`L\[2\]` must have shape \(5, 3\).*got shape \(4, 3\)"):
         msk.reconstruct_laplacian([L[0], L[1], np.zeros((4, 3)), L[3]])
     with pytest.raises(ValueError, match=r"`L\[1\]` must have shape \(5, 3\).*got shape \(5, 2\)"):

@@ -238,8 +238,8 @@ def reconstruct_laplacian(L):
 
     Parameters
     ----------
-    L : sequence of array-like
-        The levels, finest first, as returned by :func:`laplacian_pyramid`:
+    L : list or tuple of array-like
+        The 1 to 8 levels, finest first, as returned by :func:`laplacian_pyramid`:
         each of shape (n_frames_l, n_bands) with
         ``n_frames_{l+1} = ceil(n_frames_l / 2)``. Must be finite. The result
         is float32 if every level is float32, otherwise float64.
@@ -254,8 +254,8 @@ def reconstruct_laplacian(L):
     TypeError
         If ``L`` is not a sequence of real numeric arrays.
     ValueError
-        If ``L`` is empty, a level is not 2-D or has non-finite values, or the
-        levels' shapes do not chain as above.
+        If ``L`` holds no level or more than 8, a level is not 2-D or has
+        non-finite values, or the levels' shapes do not chain as above.
 
     See Also
     --------
@@ -278,8 +278,8 @@ def reconstruct_laplacian(L):
     """
     if isinstance(L, np.ndarray) or not isinstance(L, (list, tuple)):
         raise TypeError(f"`L` must be a list or tuple of 2-D arrays (the levels); got {type(L).__name__}.")
-    if len(L) == 0:
-        raise ValueError("`L` must hold at least one level; got an empty sequence.")
+    if not 1 <= len(L) <= MAX_LEVELS:
+        raise ValueError(f"`L` must hold between 1 and {MAX_LEVELS} levels; got {len(L)}.")
     levels = [_as_2d(f"L[{i}]", x, finite=i == len(L) - 1) for i, x in enumerate(L)]
     if any(x.dtype != np.float32 for x in levels):
         levels = [x.astype(np.float64, copy=False) for x in levels]
