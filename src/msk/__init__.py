@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .audio import example_audio, load_audio
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
+from .spectral import mel_filters, melspectrogram, multiresolution
 
 try:
     __version__ = version("msk")
@@ -23,5 +24,8 @@ __all__ = [
     "gaussian_pyramid",
     "laplacian_pyramid",
     "load_audio",
+    "mel_filters",
+    "melspectrogram",
+    "multiresolution",
     "reconstruct_laplacian",
 ]

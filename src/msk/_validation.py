@@ -13,7 +13,8 @@ def check_option(name, value, options):
     """Return ``value`` if it is one of ``options``, else raise ValueError."""
     if isinstance(value, str) and value in options:
         return value
-    listed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
+    listed = repr(options[0]) if len(options) == 1 else (
+        ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}")
     raise ValueError(f"`{name}` must be one of {listed}; got {value!r}.")
 
 
@@ -81,6 +82,7 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1, finite=True):
     if ndim > 1 and 0 in arr.shape[1:]:
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    if finite and not np.isfinite(arr).all():
+    # min/max propagate NaN and expose +-inf without allocating a boolean array
+    if finite and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr

@@ -1,6 +1,7 @@
 """Reading audio files: decode with soundfile, mix to mono, resample with soxr."""
 
 import os
+import re
 from importlib import resources
 
 import numpy as np
@@ -8,6 +9,11 @@ import numpy as np
 from ._validation import check_int
 
 __all__ = ["load_audio", "example_audio"]
+
+# libsndfile's log line for a WAV 'data' chunk longer than the file, e.g. "data : 352800 (should
+# be 317515)"; sizes from 0x7ffff000 up are "unknown length" placeholders of streaming writers.
+_WAV_SHORT_DATA = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+_WAV_UNKNOWN_SIZE = 0x7FFFF000
 
 
 def example_audio():
@@ -85,9 +91,17 @@ def load_audio(path, *, sr=16000):
         with sf.SoundFile(path) as f:
             native_sr = f.samplerate
             declared = f.frames
+            short_data = _WAV_SHORT_DATA.search(f.extra_info)
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
+    # For WAV, libsndfile trims `frames` to the bytes present and only logs the header's
+    # declared data size, so compare that (unless it is a streaming placeholder).
+    if short_data and int(short_data[1]) < _WAV_UNKNOWN_SIZE:
+        raise ValueError(
+            f"{path!r} is truncated: its header declares {short_data[1]} bytes of audio data "
+            f"but the file holds only {short_data[2]}."
+        )
     if y.shape[0] == 0:
         raise ValueError(f"{path!r} holds no audio samples.")
     # libsndfile reports the declared length from the header; a file cut short
