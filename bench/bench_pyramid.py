@@ -1,16 +1,15 @@
 """Pyramid benchmarks: msk against scipy.ndimage, OpenCV and a plain copy, one group.
 
-Run single-threaded, e.g.::
+Single-threaded (bench/conftest.py pins BLAS/OpenMP and records the thread counts;
+OpenCV is set to one thread here; the msk kernels are single-threaded)::
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m pytest bench/bench_pyramid.py \
-        --benchmark-only --benchmark-min-rounds=200 --benchmark-columns=median,mean,min,rounds
+    python -m pytest bench/bench_pyramid.py --benchmark-only --benchmark-min-rounds=300 \
+        --benchmark-columns=median,min,iqr,rounds
 
 Input: a (910, 200) float32 spectrogram, the log-mel of a 29.1 s clip at 16 kHz
 with hop 512 (SPEC.md section 7). Six levels, smoothing along time only. Every
 result is checked against the scipy reference after timing.
 """
-
-import os
 
 import numpy as np
 import pytest
@@ -23,15 +22,6 @@ KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 KERNEL32 = KERNEL.astype(np.float32)
 
 pytestmark = pytest.mark.benchmark(group="pyramid")
-
-
-def _threads(benchmark, **extra):
-    benchmark.extra_info.update(
-        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS"),
-        OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS"),
-        msk_threads=1,
-        **extra,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -97,60 +87,62 @@ def check(levels, reference):
 
 
 # --------------------------------------------------------------- benchmarks
-def test_msk_gaussian(benchmark, S):
-    _threads(benchmark)
+def test_msk_gaussian(record_threads, S):
+    benchmark = record_threads
     G = benchmark(msk.gaussian_pyramid, S, levels=LEVELS)
     check(G, scipy_gaussian(S.astype(np.float64)))
 
 
-def test_msk_laplacian(benchmark, S):
-    _threads(benchmark)
+def test_msk_laplacian(record_threads, S):
+    benchmark = record_threads
     L = benchmark(msk.laplacian_pyramid, S, levels=LEVELS)
     check(L, scipy_laplacian(S.astype(np.float64)))
 
 
-def test_msk_reconstruct(benchmark, S):
-    _threads(benchmark)
+def test_msk_reconstruct(record_threads, S):
+    benchmark = record_threads
     L = msk.laplacian_pyramid(S, levels=LEVELS)
     R = benchmark(msk.reconstruct_laplacian, L)
     np.testing.assert_allclose(R, S, rtol=0, atol=1e-6 * float(np.abs(S).max()))
 
 
-def test_scipy_gaussian(benchmark, S):
-    _threads(benchmark)
+def test_scipy_gaussian(record_threads, S):
+    benchmark = record_threads
     G = benchmark(scipy_gaussian, S)
     check(G, scipy_gaussian(S.astype(np.float64)))
 
 
-def test_scipy_gaussian_filter1d(benchmark, S):
-    _threads(benchmark)
+def test_scipy_gaussian_filter1d(record_threads, S):
+    benchmark = record_threads
     G = benchmark(scipy_gaussian_filter1d, S)
     check(G, scipy_gaussian_filter1d(S.astype(np.float64)))
 
 
-def test_scipy_laplacian(benchmark, S):
-    _threads(benchmark)
+def test_scipy_laplacian(record_threads, S):
+    benchmark = record_threads
     L = benchmark(scipy_laplacian, S)
     check(L, scipy_laplacian(S.astype(np.float64)))
 
 
-def test_opencv_gaussian(benchmark, S):
+def test_opencv_gaussian(record_threads, S):
     cv2 = pytest.importorskip("cv2")
     cv2.setNumThreads(1)
-    _threads(benchmark, opencv_threads=cv2.getNumThreads(), opencv=cv2.__version__)
+    benchmark = record_threads
+    benchmark.extra_info.update(opencv_threads=cv2.getNumThreads(), opencv=cv2.__version__)
     G = benchmark(opencv_gaussian, cv2, S)
     check(G, scipy_gaussian(S.astype(np.float64)))
 
 
-def test_opencv_laplacian(benchmark, S):
+def test_opencv_laplacian(record_threads, S):
     cv2 = pytest.importorskip("cv2")
     cv2.setNumThreads(1)
-    _threads(benchmark, opencv_threads=cv2.getNumThreads(), opencv=cv2.__version__)
+    benchmark = record_threads
+    benchmark.extra_info.update(opencv_threads=cv2.getNumThreads(), opencv=cv2.__version__)
     L = benchmark(opencv_laplacian, cv2, S)
     check(L, scipy_laplacian(S.astype(np.float64)))
 
 
-def test_numpy_copy(benchmark, S):
-    _threads(benchmark)
+def test_numpy_copy(record_threads, S):
+    benchmark = record_threads
     C = benchmark(np.copy, S)
     np.testing.assert_array_equal(C, S)
