@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import evaluation, heads
 from .audio import example_audio, load_audio
+from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
 
 try:
@@ -23,8 +24,11 @@ __all__ = [
     "evaluation",
     "heads",
     "example_audio",
+    "gaussian_pyramid",
+    "laplacian_pyramid",
     "load_audio",
     "mel_filters",
     "melspectrogram",
     "multiresolution",
+    "reconstruct_laplacian",
 ]

@@ -59,11 +59,13 @@ def float_dtype(x):
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
+def as_float_array(name, x, *, ndim, dtype=None, min_len=1, finite=True):
     """Return ``x`` as a C-contiguous, finite float array of ``ndim`` dimensions.
 
     Copies only when needed. ``dtype=None`` applies the float32/float64 rule;
-    otherwise the array is cast to ``dtype``.
+    otherwise the array is cast to ``dtype``. ``finite=False`` skips the NaN/inf
+    test, for callers whose kernel tests the values in the pass that reads them
+    anyway and reports back (msk.pyramid); they must raise the same error.
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of numbers; got {type(x).__name__}.")
@@ -81,6 +83,6 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
     # min/max propagate NaN and expose +-inf without allocating a boolean array
-    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    if finite and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr
