@@ -69,9 +69,9 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"`{name}` must be an array of numbers; got dtype {arr.dtype}.")
-    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"`{name}` must be real; got complex dtype {arr.dtype}.")
+    dt = float_dtype(arr) if dtype is None else np.dtype(dtype)
     if arr.ndim != ndim:
         raise ValueError(f"`{name}` must be a {ndim}-D array; got shape {arr.shape}.")
     if arr.shape[0] < min_len:
@@ -79,6 +79,16 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1):
     if ndim > 1 and 0 in arr.shape[1:]:
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr
+
+
+def all_finite(arr, *, block=1 << 18):
+    """Whether every value of a C-contiguous float array is finite.
+
+    Checked in blocks of ``block`` values, so the boolean temporary stays small
+    (a long clip's check costs no memory proportional to its length).
+    """
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))

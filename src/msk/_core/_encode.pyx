@@ -1,0 +1,173 @@
+# Fused whiten -> encode -> pool over the window positions of one level.
+# The window product is a 1-D convolution over frames, computed as GEMMs on
+# contiguous frame blocks (no window is ever copied). Codes exist only for one
+# tile of positions at a time; pooling statistics are merged across tiles.
+
+from libc.math cimport sqrt, INFINITY
+
+from ._blas cimport gemm, floating
+
+
+cdef inline void _segment(floating* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                          const floating* bias, floating floor, bint need_m2,
+                          floating* seg_max, floating* seg_mean,
+                          floating* seg_m2) noexcept nogil:
+    """Bias, rectify and summarise n_rows rows of codes in place.
+
+    INOUT codes: (n_rows, n_codes), rows replaced by max(codes + bias, floor)
+    OUT   seg_max, seg_mean, seg_m2: (n_codes,) max, mean and sum of squared
+          deviations from the mean (the last only if need_m2)
+    """
+    cdef Py_ssize_t i, k
+    cdef floating v, m
+    cdef floating* row
+    cdef floating inv = (<floating> 1) / n_rows
+    for k in range(n_codes):
+        seg_max[k] = -INFINITY
+        seg_mean[k] = 0
+    for i in range(n_rows):
+        row = codes + i * n_codes
+        for k in range(n_codes):
+            v = row[k] + bias[k]
+            v = v if v > floor else floor
+            row[k] = v
+            seg_max[k] = v if v > seg_max[k] else seg_max[k]
+            seg_mean[k] += v
+    for k in range(n_codes):
+        seg_mean[k] *= inv
+    if need_m2:
+        for k in range(n_codes):
+            seg_m2[k] = 0
+        for i in range(n_rows):
+            row = codes + i * n_codes
+            for k in range(n_codes):
+                v = row[k] - seg_mean[k]
+                seg_m2[k] += v * v
+
+
+cdef inline void _merge(Py_ssize_t n_codes, Py_ssize_t n_acc, Py_ssize_t n_seg,
+                        bint need_m2,
+                        floating* acc_max, floating* acc_mean, floating* acc_m2,
+                        const floating* seg_max, const floating* seg_mean,
+                        const floating* seg_m2) noexcept nogil:
+    """Merge one segment's statistics into the running pool (Chan et al.'s update).
+
+    INOUT acc_*: (n_codes,) statistics of the n_acc positions seen so far in this pool
+    IN    seg_*: (n_codes,) statistics of n_seg further positions
+    """
+    cdef Py_ssize_t k
+    cdef floating delta
+    cdef floating n = n_acc + n_seg
+    cdef floating wb = n_seg / n
+    cdef floating wab = (<floating> n_acc) * n_seg / n
+    if n_acc == 0:
+        for k in range(n_codes):
+            acc_max[k] = seg_max[k]
+            acc_mean[k] = seg_mean[k]
+        if need_m2:
+            for k in range(n_codes):
+                acc_m2[k] = seg_m2[k]
+        return
+    for k in range(n_codes):
+        delta = seg_mean[k] - acc_mean[k]
+        acc_max[k] = seg_max[k] if seg_max[k] > acc_max[k] else acc_max[k]
+        acc_mean[k] += delta * wb
+        if need_m2:
+            acc_m2[k] += seg_m2[k] + delta * delta * wab
+
+
+cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
+               const floating[:, ::1] first, const floating[:, ::1] second,
+               const floating[::1] bias, bint rectify,
+               Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
+               bint do_max, bint do_mean, bint do_std,
+               floating[:, ::1] hidden, floating[:, ::1] codes,
+               floating[:, ::1] stats, floating[:, ::1] out) noexcept nogil:
+    cdef Py_ssize_t n_mels = frames.shape[1]
+    cdef Py_ssize_t n_first = first.shape[1]
+    cdef bint staged = second.shape[0] > 0
+    cdef Py_ssize_t n_codes = second.shape[1] if staged else n_first
+    cdef floating* stage1 = &hidden[0, 0] if staged else &codes[0, 0]
+    cdef floating floor = 0 if rectify else -INFINITY
+    cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
+    cdef Py_ssize_t n_acc = 0
+    cdef floating* acc_max = &stats[0, 0]
+    cdef floating* acc_mean = &stats[1, 0]
+    cdef floating* acc_m2 = &stats[2, 0]
+    cdef floating* seg_max = &stats[3, 0]
+    cdef floating* seg_mean = &stats[4, 0]
+    cdef floating* seg_m2 = &stats[5, 0]
+    cdef floating* dst
+
+    t0 = 0
+    while t0 < n_positions:
+        t1 = t0 + tile if t0 + tile < n_positions else n_positions
+        n = t1 - t0
+        # Window product as a convolution: sum over frame offsets j of the
+        # contiguous block frames[t0 + j : t1 + j] times the j-th row block.
+        for j in range(width):
+            gemm(False, False, <int> n, <int> n_first, <int> n_mels, 1,
+                 &frames[t0 + j, 0], <int> n_mels,
+                 &first[j * n_mels, 0], <int> n_first,
+                 0 if j == 0 else 1, stage1, <int> n_first)
+        if staged:
+            gemm(False, False, <int> n, <int> n_codes, <int> n_first, 1,
+                 stage1, <int> n_first, &second[0, 0], <int> n_codes,
+                 0, &codes[0, 0], <int> n_codes)
+        # Split the tile at pool boundaries; each piece is merged into the
+        # running pool, which is written out when its last position is seen.
+        s0 = t0
+        while s0 < t1:
+            p = s0 // pool
+            pool_end = (p + 1) * pool
+            if pool_end > n_positions:
+                pool_end = n_positions
+            s1 = pool_end if pool_end < t1 else t1
+            _segment(&codes[s0 - t0, 0], s1 - s0, n_codes, &bias[0], floor, do_std,
+                     seg_max, seg_mean, seg_m2)
+            _merge(n_codes, n_acc, s1 - s0, do_std, acc_max, acc_mean, acc_m2,
+                   seg_max, seg_mean, seg_m2)
+            n_acc += s1 - s0
+            if s1 == pool_end:
+                col = 0
+                if do_max:
+                    for k in range(n_codes):
+                        out[p, col + k] = acc_max[k]
+                    col += n_codes
+                if do_mean:
+                    for k in range(n_codes):
+                        out[p, col + k] = acc_mean[k]
+                    col += n_codes
+                if do_std:
+                    for k in range(n_codes):
+                        out[p, col + k] = sqrt(acc_m2[k] / n_acc)
+                n_acc = 0
+            s0 = s1
+        t0 = t1
+
+
+def whiten_encode_pool(const floating[:, ::1] frames, Py_ssize_t width,
+                       const floating[:, ::1] first, const floating[:, ::1] second,
+                       const floating[::1] bias, bint rectify,
+                       Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
+                       bint do_max, bint do_mean, bint do_std,
+                       floating[:, ::1] hidden, floating[:, ::1] codes,
+                       floating[:, ::1] stats, floating[:, ::1] out):
+    """Encode every window position of one level and pool the codes, tile by tile.
+
+    IN  frames: (T, n_mels); window t is frames[t : t + width] flattened
+    IN  first: (width * n_mels, n_first), the first (or only) projection, transposed
+    IN  second: (n_first, K) second projection, transposed; shape (0, 0) for one stage
+    IN  bias: (K,) added to every code (the -M mu term, minus alpha when rectifying)
+    IN  rectify: codes = max(0, codes + bias) instead of codes + bias
+    IN  pool: positions per pooling window; n_positions: positions encoded
+        (n_pools * pool, or all positions when there are fewer than pool)
+    IN  tile: positions per GEMM tile (>= 1)
+    IN  do_max, do_mean, do_std: statistics written, in this order
+    WORK hidden: (tile, n_first) when staged; codes: (tile, K); stats: (6, K)
+    OUT out: (n_pools, K * (do_max + do_mean + do_std)); std is the population std
+    All arrays share one dtype; the caller has validated every shape.
+    """
+    with nogil:
+        _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
+             do_max, do_mean, do_std, hidden, codes, stats, out)
