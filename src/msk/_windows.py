@@ -17,7 +17,7 @@ __all__ = ["WindowReservoir", "all_windows", "sample_windows"]
 
 # Replacement windows are gathered into the reservoir in chunks of this many
 # rows, so a clip that replaces many windows needs no clip-sized temporary.
-_GATHER_ROWS = 1024
+_GATHER_ROWS = 256
 
 
 def all_windows(frames, width):
@@ -218,7 +218,11 @@ def sample_windows(clips, width, n_samples, random_state=None):
     (100, 80)
     """
     reservoir = WindowReservoir(width, n_samples, random_state)
-    for i, clip in enumerate(clips):
+    # No enumerate(): its cached result tuple would keep the previous clip alive
+    # while the iterator produces the next one (two clips in memory).
+    i = 0
+    for clip in clips:
         reservoir.update(clip, name=f"clips[{i}]")
         del clip
+        i += 1
     return reservoir.windows()
