@@ -140,7 +140,7 @@ class WindowEncoder:
     >>> frames = rng.standard_normal((300, 40)).astype(np.float32)
     >>> out = enc(frames)
     >>> out.shape, out.dtype, enc.factorization_
-    ((9, 32), dtype('float32'), 'staged')
+    ((9, 32), dtype('float32'), 'fused')
     """
 
     def __init__(self, mean, whitening, dictionary=None, *, width=1, pool=128, pooling="max",
