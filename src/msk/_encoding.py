@@ -21,13 +21,13 @@ __all__ = ["WindowEncoder", "encode_pool", "pooled_positions"]
 
 _STATS = ("max", "mean", "std")
 
-# Rows of one GEMM tile: the largest multiple of `pool` (or a piece of one pool)
-# whose working arrays fit in this many bytes. Large enough that sgemm runs at
-# its full rate on tiles, small enough to stay in the 2 MiB L2 cache; see
-# bench/bench_encode.py::test_tile_rows.
-_TILE_BYTES = 1 << 20
+# Rows of one GEMM tile: at most as many positions as fit their codes (and the
+# hidden PCA codes when staged) in _TILE_BYTES, clamped to [_MIN_TILE, _MAX_TILE],
+# balanced over the clip and rounded to whole pooling windows. sgemm reaches its
+# full rate from about 500 rows; see bench/bench_encode.py::test_tile_rows.
+_TILE_BYTES = 2 << 20
 _MIN_TILE = 64
-_MAX_TILE = 512
+_MAX_TILE = 1024
 
 
 def pooled_positions(n_frames, width, pool):
@@ -123,7 +123,7 @@ class WindowEncoder:
     against ``M_j``, accumulated; no window is copied. The constant
     ``-D W mean`` (minus ``alpha`` when thresholding) is a bias added in the
     pooling pass. Codes exist for one tile at a time (a few whole pooling
-    windows, at most about 1 MiB), and pooling statistics of a pooling window
+    windows, at most about 2 MiB), and pooling statistics of a pooling window
     that spans several tiles are merged exactly (Chan et al.'s update for the
     variance), so the extra memory does not depend on the clip's length.
 
@@ -217,13 +217,22 @@ class WindowEncoder:
         return ops
 
     def tile_rows(self, n_positions):
-        """Window positions per GEMM tile for a clip with ``n_positions`` encoded positions."""
+        """Window positions per GEMM tile for a clip with ``n_positions`` encoded positions.
+
+        The bound does not depend on ``n_positions``: the tiles of a long clip are
+        as large as those of a short one.
+        """
         first, second, _ = self._operands[np.dtype(np.float64)]
         n_hidden = first.shape[1] if second.shape[0] else 0
         row_bytes = 4 * (n_hidden + self.n_codes_)
-        rows = min(max(_TILE_BYTES // row_bytes, _MIN_TILE), _MAX_TILE)
-        if self.pool <= rows:
-            rows = (rows // self.pool) * self.pool
+        cap = min(max(_TILE_BYTES // row_bytes, _MIN_TILE), _MAX_TILE)
+        if self.pool <= cap:
+            cap = (cap // self.pool) * self.pool
+        # Balance the tiles so the last one is not a small, slow remainder.
+        n_tiles = -(-n_positions // cap)
+        rows = -(-n_positions // n_tiles)
+        if self.pool <= cap:
+            rows = min(-(-rows // self.pool) * self.pool, cap)
         return max(1, min(rows, n_positions))
 
     def __call__(self, frames):

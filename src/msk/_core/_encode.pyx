@@ -3,50 +3,66 @@
 # contiguous frame blocks (no window is ever copied). Codes exist only for one
 # tile of positions at a time; pooling statistics are merged across tiles.
 
-from libc.math cimport sqrt, INFINITY
+from libc.math cimport sqrt
 
 from ._blas cimport gemm, floating
 
 
+cdef extern from "_encode_pool.h" nogil:
+    void seg_max_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, float* mx)
+    void seg_max_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, double* mx)
+    void seg_max_sum_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                       float* mx, float* sum)
+    void seg_max_sum_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                       double* mx, double* sum)
+    void seg_rectify_f(float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                       const float* bias, float* mx, float* sum)
+    void seg_rectify_d(double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                       const double* bias, double* mx, double* sum)
+    void seg_m2_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                  const float* mean, float* m2)
+    void seg_m2_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
+                  const double* mean, double* m2)
+
+
 cdef inline void _segment(floating* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
-                          const floating* bias, floating floor, bint need_m2,
+                          const floating* bias, bint in_place, bint need_mean, bint need_m2,
                           floating* seg_max, floating* seg_mean,
                           floating* seg_m2) noexcept nogil:
-    """Bias, rectify and summarise n_rows rows of codes in place.
+    """Summarise n_rows rows of codes.
 
-    INOUT codes: (n_rows, n_codes), rows replaced by max(codes + bias, floor)
-    OUT   seg_max, seg_mean, seg_m2: (n_codes,) max, mean and sum of squared
-          deviations from the mean (the last only if need_m2)
+    INOUT codes: (n_rows, n_codes); replaced by max(codes + bias, 0) if in_place
+    OUT   seg_max; seg_mean if need_mean; seg_m2 (sum of squared deviations from
+          the mean) if need_m2; all (n_codes,)
     """
-    cdef Py_ssize_t i, k
-    cdef floating v, m
-    cdef floating* row
+    cdef Py_ssize_t k
     cdef floating inv = (<floating> 1) / n_rows
-    for k in range(n_codes):
-        seg_max[k] = -INFINITY
-        seg_mean[k] = 0
-    for i in range(n_rows):
-        row = codes + i * n_codes
+    if floating is float:
+        if in_place:
+            seg_rectify_f(codes, n_rows, n_codes, bias, seg_max, seg_mean)
+        elif need_mean:
+            seg_max_sum_f(codes, n_rows, n_codes, seg_max, seg_mean)
+        else:
+            seg_max_f(codes, n_rows, n_codes, seg_max)
+    else:
+        if in_place:
+            seg_rectify_d(codes, n_rows, n_codes, bias, seg_max, seg_mean)
+        elif need_mean:
+            seg_max_sum_d(codes, n_rows, n_codes, seg_max, seg_mean)
+        else:
+            seg_max_d(codes, n_rows, n_codes, seg_max)
+    if need_mean:
         for k in range(n_codes):
-            v = row[k] + bias[k]
-            v = v if v > floor else floor
-            row[k] = v
-            seg_max[k] = v if v > seg_max[k] else seg_max[k]
-            seg_mean[k] += v
-    for k in range(n_codes):
-        seg_mean[k] *= inv
+            seg_mean[k] *= inv
     if need_m2:
-        for k in range(n_codes):
-            seg_m2[k] = 0
-        for i in range(n_rows):
-            row = codes + i * n_codes
-            for k in range(n_codes):
-                v = row[k] - seg_mean[k]
-                seg_m2[k] += v * v
+        if floating is float:
+            seg_m2_f(codes, n_rows, n_codes, seg_mean, seg_m2)
+        else:
+            seg_m2_d(codes, n_rows, n_codes, seg_mean, seg_m2)
 
 
 cdef inline void _merge(Py_ssize_t n_codes, Py_ssize_t n_acc, Py_ssize_t n_seg,
-                        bint need_m2,
+                        bint need_mean, bint need_m2,
                         floating* acc_max, floating* acc_mean, floating* acc_m2,
                         const floating* seg_max, const floating* seg_mean,
                         const floating* seg_m2) noexcept nogil:
@@ -63,17 +79,22 @@ cdef inline void _merge(Py_ssize_t n_codes, Py_ssize_t n_acc, Py_ssize_t n_seg,
     if n_acc == 0:
         for k in range(n_codes):
             acc_max[k] = seg_max[k]
-            acc_mean[k] = seg_mean[k]
+        if need_mean:
+            for k in range(n_codes):
+                acc_mean[k] = seg_mean[k]
         if need_m2:
             for k in range(n_codes):
                 acc_m2[k] = seg_m2[k]
         return
     for k in range(n_codes):
-        delta = seg_mean[k] - acc_mean[k]
         acc_max[k] = seg_max[k] if seg_max[k] > acc_max[k] else acc_max[k]
-        acc_mean[k] += delta * wb
-        if need_m2:
+    if need_m2:
+        for k in range(n_codes):
+            delta = seg_mean[k] - acc_mean[k]
             acc_m2[k] += seg_m2[k] + delta * delta * wab
+    if need_mean:
+        for k in range(n_codes):
+            acc_mean[k] += (seg_mean[k] - acc_mean[k]) * wb
 
 
 cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
@@ -88,7 +109,12 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
     cdef bint staged = second.shape[0] > 0
     cdef Py_ssize_t n_codes = second.shape[1] if staged else n_first
     cdef floating* stage1 = &hidden[0, 0] if staged else &codes[0, 0]
-    cdef floating floor = 0 if rectify else -INFINITY
+    # Rectified codes feed mean/std, so they are rectified in the tile; otherwise the
+    # bias is added after pooling (max, mean shift by it; std ignores it) and, for a
+    # max-only threshold, max(0, .) commutes with the maximum.
+    cdef bint in_place = rectify and (do_mean or do_std)
+    cdef bint need_mean = do_mean or do_std
+    cdef floating v
     cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
     cdef Py_ssize_t n_acc = 0
     cdef floating* acc_max = &stats[0, 0]
@@ -123,20 +149,25 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
             if pool_end > n_positions:
                 pool_end = n_positions
             s1 = pool_end if pool_end < t1 else t1
-            _segment(&codes[s0 - t0, 0], s1 - s0, n_codes, &bias[0], floor, do_std,
-                     seg_max, seg_mean, seg_m2)
-            _merge(n_codes, n_acc, s1 - s0, do_std, acc_max, acc_mean, acc_m2,
+            _segment(&codes[s0 - t0, 0], s1 - s0, n_codes, &bias[0], in_place, need_mean,
+                     do_std, seg_max, seg_mean, seg_m2)
+            _merge(n_codes, n_acc, s1 - s0, need_mean, do_std, acc_max, acc_mean, acc_m2,
                    seg_max, seg_mean, seg_m2)
             n_acc += s1 - s0
             if s1 == pool_end:
                 col = 0
                 if do_max:
                     for k in range(n_codes):
-                        out[p, col + k] = acc_max[k]
+                        v = acc_max[k]
+                        if not in_place:
+                            v = v + bias[k]
+                            if rectify and v < 0:
+                                v = 0
+                        out[p, col + k] = v
                     col += n_codes
                 if do_mean:
                     for k in range(n_codes):
-                        out[p, col + k] = acc_mean[k]
+                        out[p, col + k] = acc_mean[k] if in_place else acc_mean[k] + bias[k]
                     col += n_codes
                 if do_std:
                     for k in range(n_codes):
