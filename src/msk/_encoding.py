@@ -15,11 +15,12 @@ every clip.
 import numpy as np
 
 from ._core._encode import whiten_encode_pool as _whiten_encode_pool
-from ._validation import as_float_array, check_float, check_int, check_option
+from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
 __all__ = ["WindowEncoder", "encode_pool", "pooled_positions"]
 
 _STATS = ("max", "mean", "std")
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Rows of one GEMM tile: at most as many positions as fit their codes (and the
 # hidden PCA codes when staged) in _TILE_BYTES, clamped to [_MIN_TILE, _MAX_TILE],
@@ -208,6 +209,8 @@ class WindowEncoder:
         }
         self.n_codes_ = bias.shape[0]
         self.n_features_out_ = self.n_codes_ * len(self.pooling)
+        self._rectify = self.encoding == "threshold"
+        self._do_max, self._do_mean, self._do_std = (s in self.pooling for s in _STATS)
 
     def _operands_for(self, dtype):
         ops = self._operands.get(dtype)
@@ -251,7 +254,13 @@ class WindowEncoder:
             has fewer window positions than one pooling window (the pool then
             covers all of them).
         """
-        frames = as_float_array("frames", frames, ndim=2)
+        if (type(frames) is np.ndarray and frames.ndim == 2 and frames.dtype in _KERNEL_DTYPES
+                and frames.flags.c_contiguous and frames.shape[0] > 0):
+            # Fast path for what transform passes (the checks of as_float_array, minus copies).
+            if not all_finite(frames):
+                raise ValueError("`frames` contains NaN or infinite values.")
+        else:
+            frames = as_float_array("frames", frames, ndim=2)
         if frames.shape[1] != self.n_mels_:
             raise ValueError(
                 f"`frames` must have n_mels = {self.n_mels_} columns (len(mean) / width = "
@@ -261,20 +270,26 @@ class WindowEncoder:
             raise ValueError(
                 f"`frames` must have at least width = {self.width} frames; got frames of shape {frames.shape}."
             )
-        dtype = frames.dtype
-        first, second, bias = self._operands_for(dtype)
+        return self._encode(frames)
+
+    def _encode(self, frames):
+        """:meth:`__call__` without the checks, for frames msk computed itself.
+
+        ``frames`` must be a C-contiguous, finite float32 or float64 array of shape
+        ``(n_frames, n_mels_)`` with ``n_frames >= width``. Skipping the finite check
+        saves a pass over the frames (about 16 us for a 910 x 200 level, 1-4 % of
+        the encoding): ``MultiscaleFeatures.transform`` validates a clip once and
+        derives every level from it.
+        """
+        first, second, bias = self._operands_for(frames.dtype)
         n_pools, n_positions = pooled_positions(frames.shape[0], self.width, self.pool)
         tile = self.tile_rows(n_positions)
-        staged = second.shape[0] > 0
-        hidden = np.empty((tile, first.shape[1]) if staged else (1, 1), dtype=dtype)
-        codes = np.empty((tile, self.n_codes_), dtype=dtype)
-        stats = np.empty((6, self.n_codes_), dtype=dtype)
-        out = np.empty((n_pools, self.n_features_out_), dtype=dtype)
+        n_work = (6 + tile) * self.n_codes_ + (tile * first.shape[1] if second.shape[0] else 0)
+        work = np.empty(n_work, dtype=frames.dtype)
+        out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
         _whiten_encode_pool(
-            frames, self.width, first, second, bias, self.encoding == "threshold",
-            self.pool, n_positions, tile,
-            "max" in self.pooling, "mean" in self.pooling, "std" in self.pooling,
-            hidden, codes, stats, out,
+            frames, self.width, first, second, bias, self._rectify,
+            self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
         )
         return out
 

@@ -91,4 +91,6 @@ def all_finite(arr, *, block=1 << 18):
     (a long clip's check costs no memory proportional to its length).
     """
     flat = arr.reshape(-1)
+    if flat.size <= block:
+        return bool(np.isfinite(flat).all())
     return all(np.isfinite(flat[i:i + block]).all() for i in range(0, flat.size, block))

@@ -102,13 +102,15 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
                const floating[::1] bias, bint rectify,
                Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
                bint do_max, bint do_mean, bint do_std,
-               floating[:, ::1] hidden, floating[:, ::1] codes,
-               floating[:, ::1] stats, floating[:, ::1] out) noexcept nogil:
+               floating[::1] work, floating[:, ::1] out) noexcept nogil:
     cdef Py_ssize_t n_mels = frames.shape[1]
     cdef Py_ssize_t n_first = first.shape[1]
     cdef bint staged = second.shape[0] > 0
     cdef Py_ssize_t n_codes = second.shape[1] if staged else n_first
-    cdef floating* stage1 = &hidden[0, 0] if staged else &codes[0, 0]
+    # work = [codes (tile, n_codes) | hidden (tile, n_first) if staged | stats (6, n_codes)]
+    cdef floating* codes = &work[0]
+    cdef floating* stage1 = codes + tile * n_codes if staged else codes
+    cdef floating* stats = codes + tile * n_codes + (tile * n_first if staged else 0)
     # Rectified codes feed mean/std, so they are rectified in the tile; otherwise the
     # bias is added after pooling (max, mean shift by it; std ignores it) and, for a
     # max-only threshold, max(0, .) commutes with the maximum.
@@ -117,13 +119,12 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
     cdef floating v
     cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
     cdef Py_ssize_t n_acc = 0
-    cdef floating* acc_max = &stats[0, 0]
-    cdef floating* acc_mean = &stats[1, 0]
-    cdef floating* acc_m2 = &stats[2, 0]
-    cdef floating* seg_max = &stats[3, 0]
-    cdef floating* seg_mean = &stats[4, 0]
-    cdef floating* seg_m2 = &stats[5, 0]
-    cdef floating* dst
+    cdef floating* acc_max = stats
+    cdef floating* acc_mean = stats + n_codes
+    cdef floating* acc_m2 = stats + 2 * n_codes
+    cdef floating* seg_max = stats + 3 * n_codes
+    cdef floating* seg_mean = stats + 4 * n_codes
+    cdef floating* seg_m2 = stats + 5 * n_codes
 
     t0 = 0
     while t0 < n_positions:
@@ -139,7 +140,7 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
         if staged:
             gemm(False, False, <int> n, <int> n_codes, <int> n_first, 1,
                  stage1, <int> n_first, &second[0, 0], <int> n_codes,
-                 0, &codes[0, 0], <int> n_codes)
+                 0, codes, <int> n_codes)
         # Split the tile at pool boundaries; each piece is merged into the
         # running pool, which is written out when its last position is seen.
         s0 = t0
@@ -149,7 +150,7 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
             if pool_end > n_positions:
                 pool_end = n_positions
             s1 = pool_end if pool_end < t1 else t1
-            _segment(&codes[s0 - t0, 0], s1 - s0, n_codes, &bias[0], in_place, need_mean,
+            _segment(codes + (s0 - t0) * n_codes, s1 - s0, n_codes, &bias[0], in_place, need_mean,
                      do_std, seg_max, seg_mean, seg_m2)
             _merge(n_codes, n_acc, s1 - s0, need_mean, do_std, acc_max, acc_mean, acc_m2,
                    seg_max, seg_mean, seg_m2)
@@ -182,8 +183,7 @@ def whiten_encode_pool(const floating[:, ::1] frames, Py_ssize_t width,
                        const floating[::1] bias, bint rectify,
                        Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
                        bint do_max, bint do_mean, bint do_std,
-                       floating[:, ::1] hidden, floating[:, ::1] codes,
-                       floating[:, ::1] stats, floating[:, ::1] out):
+                       floating[::1] work, floating[:, ::1] out):
     """Encode every window position of one level and pool the codes, tile by tile.
 
     IN  frames: (T, n_mels); window t is frames[t : t + width] flattened
@@ -195,10 +195,10 @@ def whiten_encode_pool(const floating[:, ::1] frames, Py_ssize_t width,
         (n_pools * pool, or all positions when there are fewer than pool)
     IN  tile: positions per GEMM tile (>= 1)
     IN  do_max, do_mean, do_std: statistics written, in this order
-    WORK hidden: (tile, n_first) when staged; codes: (tile, K); stats: (6, K)
+    WORK work: (tile * K + (tile * n_first if staged else 0) + 6 * K,)
     OUT out: (n_pools, K * (do_max + do_mean + do_std)); std is the population std
     All arrays share one dtype; the caller has validated every shape.
     """
     with nogil:
         _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
-             do_max, do_mean, do_std, hidden, codes, stats, out)
+             do_max, do_mean, do_std, work, out)
