@@ -24,11 +24,12 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Rows of one GEMM tile: at most as many positions as fit their codes (and the
 # hidden PCA codes when staged) in _TILE_BYTES, clamped to [_MIN_TILE, _MAX_TILE],
-# balanced over the clip and rounded to whole pooling windows. sgemm reaches its
-# full rate from about 500 rows; see bench/bench_encode.py::test_tile_rows.
-_TILE_BYTES = 2 << 20
-_MIN_TILE = 64
-_MAX_TILE = 1024
+# balanced over the clip and rounded to whole pooling windows. On this machine sgemm
+# reaches its full rate from about 384 rows (256 rows lose ~6 %), and 768 rows
+# split even a 29 s clip's level 0 into two tiles; see bench/bench_encode.py::test_tile_rows.
+_TILE_BYTES = 3 << 20
+_MIN_TILE = 128
+_MAX_TILE = 768
 
 
 def pooled_positions(n_frames, width, pool):
@@ -124,7 +125,7 @@ class WindowEncoder:
     against ``M_j``, accumulated; no window is copied. The constant
     ``-D W mean`` (minus ``alpha`` when thresholding) is a bias added in the
     pooling pass. Codes exist for one tile at a time (a few whole pooling
-    windows, at most about 2 MiB), and pooling statistics of a pooling window
+    windows, at most 768 positions and about 3 MiB), and pooling statistics of a pooling window
     that spans several tiles are merged exactly (Chan et al.'s update for the
     variance), so the extra memory does not depend on the clip's length.
 
