@@ -82,7 +82,15 @@ def as_float_array(name, x, *, ndim, dtype=None, min_len=1, finite=True):
     if ndim > 1 and 0 in arr.shape[1:]:
         raise ValueError(f"`{name}` must not have an empty axis; got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    # min/max propagate NaN and expose +-inf without allocating a boolean array
-    if finite and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    if finite and not all_finite(arr):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return arr
+
+
+def all_finite(arr):
+    """Whether every value of a float array is finite.
+
+    min and max propagate NaN and expose +-inf: two SIMD reductions, no boolean
+    temporary the size of the array.
+    """
+    return arr.size == 0 or bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
