@@ -9,6 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import datasets
 from .audio import example_audio, load_audio
 
 try:
@@ -18,6 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "__version__",
+    "datasets",
     "example_audio",
     "load_audio",
 ]
