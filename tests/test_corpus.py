@@ -178,3 +178,8 @@ def test_clip_tags(corpus):
     assert corpus.clip_tags(["piano"], 70.0, -40.0) == {"piano", "slow", "quiet"}
     assert corpus.clip_tags([], 110.0, (corpus.QUIET_DBFS + corpus.LOUD_DBFS) / 2) == {"medium"}
     assert corpus.clip_tags(["drums", "bass"], 150.0, -3.0) == {"drums", "bass", "fast", "loud"}
+
+
+def test_mma_song_switches_groove(corpus):
+    text = corpus.mma_song("Rock", ("C",), 120, 3, second="RockSus", switch=2)
+    assert text.splitlines()[4:] == ["1 C", "2 C", "Groove RockSus", "3 C"]
