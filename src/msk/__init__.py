@@ -9,7 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import evaluation, heads
+from . import datasets, evaluation, heads
 from .audio import example_audio, load_audio
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
@@ -21,6 +21,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "__version__",
+    "datasets",
     "evaluation",
     "heads",
     "example_audio",

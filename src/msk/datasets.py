@@ -1,0 +1,506 @@
+"""Datasets in MagnaTagATune's layout: a loader that never downloads.
+
+MagnaTagATune (MTAT; Law et al. 2009) is the tagging dataset of the paper.
+It cannot be redistributed, so msk reads a copy the user already has, in its
+original layout (SPEC.md section 5)::
+
+    root/
+        annotations_final.csv    tab-separated, every field in double quotes:
+                                 "clip_id", one 0/1 column per tag, "mp3_path"
+        clip_info_final.csv      tab-separated, quoted: "clip_id", ..., "artist",
+                                 ..., "mp3_path"
+        0/ 1/ ... 9/ a/ ... f/   the MP3 clips, ``mp3_path`` relative to root
+
+Any dataset written in this layout loads the same way: the development corpus
+built by ``scripts/build_dev_corpus.py`` and the fixture of the tests are two.
+The loader reads the two tables, checks them strictly and decodes no audio;
+:func:`iter_audio` decodes clips one at a time and reports the ones that are
+missing or broken instead of failing.
+"""
+
+import csv
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import check_int
+
+__all__ = ["ClipDataset", "load_magnatagatune", "iter_audio", "BROKEN_CLIPS", "DEFAULT_FOLDERS"]
+
+#: Clip ids of the original MagnaTagATune whose MP3 files are empty or do not
+#: decode. They are skipped by :func:`load_magnatagatune`.
+BROKEN_CLIPS = (35644, 55753, 57881)
+
+#: The paper's 12:1:3 split by the folder of ``mp3_path``. All clips of one
+#: album share a folder, so no album crosses a split.
+DEFAULT_FOLDERS = {"train": "0123456789ab", "valid": "c", "test": "def"}
+
+ANNOTATIONS = "annotations_final.csv"
+CLIP_INFO = "clip_info_final.csv"
+_CLIP_INFO_REQUIRED = ("clip_id", "artist", "mp3_path")
+_FOLDERS = "0123456789abcdef"
+
+_LAYOUT = (
+    "a MagnaTagATune-layout dataset is a folder holding 'annotations_final.csv' "
+    "(tab-separated, quoted: clip_id, one 0/1 column per tag, mp3_path), "
+    "'clip_info_final.csv' (tab-separated, quoted, with clip_id, artist and mp3_path columns) "
+    "and the audio in sub-folders '0' ... '9', 'a' ... 'f' named by mp3_path"
+)
+
+
+def _readonly(a):
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ClipDataset:
+    """Clips of a tagging dataset: ids, audio paths, tags, artists and splits.
+
+    Returned by :func:`load_magnatagatune`. Every per-clip field is a read-only
+    array of length ``n_clips`` in the order of ``annotations_final.csv``, so
+    one boolean mask or index array selects across all of them.
+
+    Attributes
+    ----------
+    root : str
+        The dataset folder.
+    clip_ids : ndarray of shape (n_clips,), dtype int64
+        The ``clip_id`` column.
+    paths : ndarray of shape (n_clips,), dtype str
+        Absolute path of each clip's audio file (``root/mp3_path``). Whether
+        the file exists is not checked here; see :func:`iter_audio`.
+    tags : ndarray of shape (n_clips, n_tags), dtype uint8
+        Binary tag matrix, 1 where the tag applies.
+    tag_names : tuple of str
+        Names of the columns of ``tags``, most frequent first (counted over
+        the whole annotation matrix, ties broken by column order).
+    artists : ndarray of shape (n_clips,), dtype str
+        The ``artist`` column of ``clip_info_final.csv``.
+    splits : ndarray of shape (n_clips,), dtype str
+        ``'train'``, ``'valid'`` or ``'test'`` (or the names of a custom
+        ``folders`` mapping), from the folder of ``mp3_path``.
+    skipped : tuple of (int, str)
+        Clips present in the annotations but left out, with the reason (the
+        known broken MagnaTagATune clips).
+    """
+
+    root: str
+    clip_ids: np.ndarray
+    paths: np.ndarray
+    tags: np.ndarray
+    tag_names: tuple
+    artists: np.ndarray
+    splits: np.ndarray
+    skipped: tuple = field(default=())
+
+    def __len__(self):
+        return int(self.clip_ids.shape[0])
+
+    @property
+    def n_tags(self):
+        """Number of tag columns."""
+        return len(self.tag_names)
+
+    @property
+    def split_names(self):
+        """The split names present, in order of first appearance in the folder rule."""
+        return tuple(dict.fromkeys(self.splits.tolist()))
+
+    def subset(self, split):
+        """Return the clips of one split (or of an index/mask) as a new dataset.
+
+        Parameters
+        ----------
+        split : str or array-like of int or bool
+            A split name (``'train'``, ``'valid'``, ``'test'``), or indices or a
+            boolean mask over the clips.
+
+        Returns
+        -------
+        ClipDataset
+            Same ``tag_names`` and ``root``; per-clip fields restricted.
+        """
+        if isinstance(split, str):
+            known = sorted(set(self.splits.tolist()))
+            if split not in known:
+                listed = ", ".join(repr(s) for s in known) or "none"
+                raise ValueError(f"`split` must be one of the dataset's splits ({listed}); got {split!r}.")
+            index = np.flatnonzero(self.splits == split)
+        else:
+            index = np.asarray(split)
+            if index.dtype == np.bool_:
+                if index.shape != (len(self),):
+                    raise ValueError(
+                        f"`split` as a boolean mask must have shape ({len(self)},); got {index.shape}."
+                    )
+                index = np.flatnonzero(index)
+            elif index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+                raise TypeError(
+                    f"`split` must be a split name, or a 1-D array of indices or booleans; got {split!r}."
+                )
+        return ClipDataset(
+            root=self.root,
+            clip_ids=_readonly(self.clip_ids[index]),
+            paths=_readonly(self.paths[index]),
+            tags=_readonly(self.tags[index]),
+            tag_names=self.tag_names,
+            artists=_readonly(self.artists[index]),
+            splits=_readonly(self.splits[index]),
+            skipped=self.skipped,
+        )
+
+    def __repr__(self):
+        sizes = ", ".join(f"{s}={int(np.sum(self.splits == s))}" for s in self.split_names)
+        return (
+            f"ClipDataset(root={self.root!r}, n_clips={len(self)}, n_tags={self.n_tags}, "
+            f"n_artists={len(set(self.artists.tolist()))}, splits=({sizes}))"
+        )
+
+
+def _resolve_root(root):
+    if root is None:
+        root = os.environ.get("MSK_DATA")
+        if not root:
+            raise FileNotFoundError(
+                "No dataset folder given: pass `root` or set the MSK_DATA environment variable "
+                f"(msk never downloads MagnaTagATune); {_LAYOUT}."
+            )
+        source = "MSK_DATA"
+    else:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"`root` must be a str, os.PathLike or None; got {type(root).__name__}.")
+        source = "`root`"
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{source} {root!r} is not a folder; {_LAYOUT}.")
+    return root
+
+
+def _read_table(path, first, last=None, required=()):
+    """Read a quoted tab-separated table; yield nothing, return (header, rows with line numbers)."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r} not found; {_LAYOUT}.")
+    rows = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quotechar='"', strict=True)
+            header = None
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                if header is None:
+                    header = row
+                    header_line = reader.line_num
+                    continue
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise ValueError(f"{name}, line {reader.line_num}: malformed CSV ({exc}); file {path!r}.") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); file {path!r}.") from None
+    if header is None:
+        raise ValueError(f"{name}: the file is empty (no header line); file {path!r}.")
+    where = f"{name}, line {header_line}"
+    if header[0] != first:
+        raise ValueError(f"{where}: the first column must be {first!r}; got {header[0]!r}.")
+    if last is not None and header[-1] != last:
+        raise ValueError(f"{where}: the last column must be {last!r}; got {header[-1]!r}.")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(repr(c) for c in missing)}.")
+    seen = {}
+    for i, c in enumerate(header):
+        if not c.strip():
+            raise ValueError(f"{where}: column {i + 1} has an empty name.")
+        if c in seen:
+            raise ValueError(f"{where}: duplicate column {c!r} (columns {seen[c] + 1} and {i + 1}).")
+        seen[c] = i
+    for line, row in rows:
+        if len(row) != len(header):
+            raise ValueError(
+                f"{name}, line {line}: ragged row with {len(row)} fields; the header has {len(header)}."
+            )
+    if not rows:
+        raise ValueError(f"{name}: the table has a header but no clips; file {path!r}.")
+    return header, rows
+
+
+def _parse_id(name, line, value, seen):
+    cid = int(value) if value.isascii() and value.isdigit() else None
+    if cid is None:
+        raise ValueError(f"{name}, line {line}: clip_id must be a non-negative integer; got {value!r}.")
+    if cid in seen:
+        raise ValueError(f"{name}, line {line}: duplicate clip_id {cid} (first on line {seen[cid]}).")
+    seen[cid] = line
+    return cid
+
+
+def _check_mp3_path(name, line, value):
+    parts = value.split("/")
+    if len(parts) < 2 or parts[0] not in _FOLDERS or len(parts[0]) != 1 or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"{name}, line {line}: mp3_path must be a relative path inside one of the folders "
+            f"'0' ... 'f' (like 'c/artist-album-01-title-0-29.mp3'); got {value!r}."
+        )
+    return parts[0]
+
+
+def _check_folders(folders):
+    if folders is None:
+        return DEFAULT_FOLDERS
+    if not isinstance(folders, dict) or not folders:
+        raise TypeError(f"`folders` must be a non-empty dict of split name -> folder characters; got {folders!r}.")
+    owner = {}
+    for split, chars in folders.items():
+        if not isinstance(split, str) or not split:
+            raise TypeError(f"`folders` keys must be non-empty split names; got {split!r}.")
+        if not isinstance(chars, str):
+            chars = "".join(chars)
+        for ch in chars:
+            if ch not in _FOLDERS:
+                raise ValueError(f"`folders[{split!r}]` holds {ch!r}, which is not a folder '0' ... 'f'.")
+            if ch in owner:
+                raise ValueError(f"`folders` puts folder {ch!r} in both {owner[ch]!r} and {split!r}.")
+            owner[ch] = split
+    return folders
+
+
+def load_magnatagatune(root=None, *, split=None, n_tags=50, folders=None):
+    """Load a dataset in MagnaTagATune's layout (never downloads, decodes no audio).
+
+    Reads ``annotations_final.csv`` and ``clip_info_final.csv`` (tab-separated,
+    every field in double quotes), keeps the ``n_tags`` most frequent tags,
+    takes each clip's artist from the clip info and its split from the folder
+    of its ``mp3_path``. The known broken clips of the original
+    MagnaTagATune (:data:`BROKEN_CLIPS`) are left out and listed in
+    ``skipped``.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, default=None
+        The dataset folder. ``None`` reads the ``MSK_DATA`` environment
+        variable; if that is unset too, a FileNotFoundError explains what to
+        do. Nothing is ever downloaded.
+    split : str, default=None
+        ``None`` returns every clip (with its split in ``splits``); a split name
+        (``'train'``, ``'valid'`` or ``'test'`` with the default ``folders``)
+        returns only that split. The tag selection is the same either way.
+        ``dataset.subset(name)`` does the same selection afterwards.
+    n_tags : int, default=50
+        How many tags to keep: the most frequent over the whole annotation
+        matrix (every clip of every split, the broken clips included, as in
+        the published MTAT protocols), ties broken by column order. Synonyms
+        are not merged. Tags that no clip has are never kept, so fewer come
+        back when the dataset has fewer tags.
+    folders : dict of str to str, default=None
+        The split rule: split name -> folder characters. ``None`` is the
+        paper's 12:1:3 split :data:`DEFAULT_FOLDERS`, ``{'train':
+        '0123456789ab', 'valid': 'c', 'test': 'def'}``. Folders may not appear
+        twice; clips in folders that no split names are left out.
+
+    Returns
+    -------
+    dataset : ClipDataset
+        Frozen; per-clip arrays in the order of ``annotations_final.csv``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no root is given and ``MSK_DATA`` is unset, or the folder or one of
+        the two tables is missing. The message describes the expected layout.
+    ValueError
+        If a table is malformed: missing or duplicate columns, a row with the
+        wrong number of fields, a tag value other than ``"0"``/``"1"``, a bad
+        or duplicate ``clip_id``, an ``mp3_path`` outside the folders
+        ``0``-``f``, or annotations and clip info that disagree on the clips
+        or their paths. The message names the file, the line and the problem.
+        Also if ``split`` names no split of the rule.
+
+    See Also
+    --------
+    iter_audio : Decode the clips one by one, reporting the broken ones.
+
+    Notes
+    -----
+    Tag columns are everything between ``clip_id`` and ``mp3_path`` in
+    ``annotations_final.csv``. Line numbers in error messages are 1-based
+    lines of the file (the header is line 1).
+
+    References
+    ----------
+    .. [1] E. Law, K. West, M. Mandel, M. Bay and J. S. Downie, "Evaluation of
+       algorithms using games: the case of music tagging", ISMIR 2009.
+    .. [2] S. Dieleman and B. Schrauwen, "Multiscale approaches to music
+       audio feature learning", ISMIR 2013.
+
+    Examples
+    --------
+    >>> import os, tempfile, msk
+    >>> root = tempfile.mkdtemp()
+    >>> q = lambda *f: "\\t".join(f'"{x}"' for x in f) + "\\n"
+    >>> with open(os.path.join(root, "annotations_final.csv"), "w") as f:
+    ...     _ = f.write(q("clip_id", "rock", "piano", "mp3_path")
+    ...                 + q("2", "1", "0", "0/a-1.mp3") + q("7", "1", "1", "c/b-1.mp3"))
+    >>> with open(os.path.join(root, "clip_info_final.csv"), "w") as f:
+    ...     _ = f.write(q("clip_id", "artist", "mp3_path")
+    ...                 + q("2", "Ann", "0/a-1.mp3") + q("7", "Bob", "c/b-1.mp3"))
+    >>> ds = msk.datasets.load_magnatagatune(root)
+    >>> ds.tag_names, ds.tags.tolist(), ds.splits.tolist()
+    (('rock', 'piano'), [[1, 0], [1, 1]], ['train', 'valid'])
+    >>> ds.subset("valid").artists.tolist()
+    ['Bob']
+    """
+    n_tags = check_int("n_tags", n_tags, low=1)
+    folders = _check_folders(folders)
+    if split is not None and (not isinstance(split, str) or split not in folders):
+        listed = ", ".join(repr(s) for s in folders)
+        raise ValueError(f"`split` must be None or one of {listed}; got {split!r}.")
+    root = _resolve_root(root)
+    ann_path = os.path.join(root, ANNOTATIONS)
+    info_path = os.path.join(root, CLIP_INFO)
+
+    # --- annotations ------------------------------------------------------
+    header, rows = _read_table(ann_path, "clip_id", "mp3_path")
+    if len(header) < 3:
+        raise ValueError(f"{ANNOTATIONS}, line 1: no tag columns between 'clip_id' and 'mp3_path'.")
+    all_tags = header[1:-1]
+    n = len(rows)
+    matrix = np.empty((n, len(all_tags)), dtype=np.uint8)
+    ids = np.empty(n, dtype=np.int64)
+    mp3 = []
+    lines = {}
+    ok = {"0", "1"}
+    for i, (line, row) in enumerate(rows):
+        ids[i] = _parse_id(ANNOTATIONS, line, row[0], lines)
+        values = row[1:-1]
+        if not ok.issuperset(values):
+            j = next(j for j, v in enumerate(values) if v not in ok)
+            raise ValueError(
+                f"{ANNOTATIONS}, line {line}: tag {all_tags[j]!r} must be \"0\" or \"1\"; got {values[j]!r}."
+            )
+        matrix[i] = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8) - ord("0")
+        _check_mp3_path(ANNOTATIONS, line, row[-1])
+        mp3.append(row[-1])
+
+    # --- clip info --------------------------------------------------------
+    iheader, irows = _read_table(info_path, "clip_id", required=_CLIP_INFO_REQUIRED)
+    c_art, c_mp3 = iheader.index("artist"), iheader.index("mp3_path")
+    info = {}
+    info_lines = {}
+    for line, row in irows:
+        cid = _parse_id(CLIP_INFO, line, row[0], info_lines)
+        if cid not in lines:
+            raise ValueError(f"{CLIP_INFO}, line {line}: clip_id {cid} is not in {ANNOTATIONS}.")
+        info[cid] = (row[c_art], row[c_mp3], line)
+    artists = []
+    for i in range(n):
+        cid = int(ids[i])
+        if cid not in info:
+            raise ValueError(f"{ANNOTATIONS}, line {lines[cid]}: clip_id {cid} is missing from {CLIP_INFO}.")
+        artist, path, line = info[cid]
+        if path != mp3[i]:
+            raise ValueError(
+                f"{CLIP_INFO}, line {line}: mp3_path {path!r} of clip {cid} differs from "
+                f"{mp3[i]!r} on line {lines[cid]} of {ANNOTATIONS}."
+            )
+        artists.append(artist)
+
+    # --- tag selection over the whole matrix ------------------------------
+    counts = matrix.sum(axis=0, dtype=np.int64)
+    order = np.argsort(-counts, kind="stable")  # stable: ties keep column order
+    order = order[counts[order] > 0][:n_tags]
+
+    # --- splits and skipped clips -----------------------------------------
+    split_of = {ch: name for name, chars in folders.items() for ch in chars}
+    splits = np.array([split_of.get(p[0], "") for p in mp3], dtype=str)
+    broken = np.isin(ids, BROKEN_CLIPS)
+    keep = ~broken & (splits != "")
+    if split is not None:
+        keep &= splits == split
+    skipped = tuple((int(c), "known broken MagnaTagATune clip") for c in ids[broken])
+    index = np.flatnonzero(keep)
+
+    return ClipDataset(
+        root=root,
+        clip_ids=_readonly(ids[index]),
+        paths=_readonly(np.array([os.path.join(root, *mp3[i].split("/")) for i in index], dtype=str).reshape(-1)),
+        tags=_readonly(np.ascontiguousarray(matrix[np.ix_(index, order)])),
+        tag_names=tuple(all_tags[j] for j in order),
+        artists=_readonly(np.array([artists[i] for i in index], dtype=str).reshape(-1)),
+        splits=_readonly(splits[index]),
+        skipped=skipped,
+    )
+
+
+def iter_audio(dataset, *, sr=16000, failures=None):
+    """Decode the clips of a dataset one at a time, skipping and reporting broken ones.
+
+    A clip whose file is missing, empty, truncated or not decodable is never
+    fatal: it is skipped and reported with its id and the reason. Clips are
+    decoded with :func:`msk.load_audio` (mono float32, resampled to ``sr``).
+
+    Parameters
+    ----------
+    dataset : ClipDataset
+        From :func:`load_magnatagatune` (or its ``subset``).
+    sr : int, default=16000
+        Sampling rate of the waveforms.
+    failures : list or None, default=None
+        Where the failures go: ``(clip_id, path, reason)`` tuples are appended
+        as they happen. With ``None`` they are collected internally and one
+        ``UserWarning`` listing them is issued when the iteration ends.
+
+    Yields
+    ------
+    clip_id : int
+        The clip's id.
+    y : ndarray of shape (n_samples,), dtype float32
+        Its waveform.
+
+    Examples
+    --------
+    >>> import os, shutil, tempfile, msk
+    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "0"))
+    >>> _ = shutil.copy(msk.example_audio(), os.path.join(root, "0", "ok.mp3"))
+    >>> q = lambda *f: "\\t".join(f'"{x}"' for x in f) + "\\n"
+    >>> rows = [("1", "1", "0/ok.mp3"), ("2", "1", "0/gone.mp3")]
+    >>> with open(os.path.join(root, "annotations_final.csv"), "w") as f:
+    ...     _ = f.write(q("clip_id", "rock", "mp3_path") + "".join(q(*r) for r in rows))
+    >>> with open(os.path.join(root, "clip_info_final.csv"), "w") as f:
+    ...     _ = f.write(q("clip_id", "artist", "mp3_path") + q("1", "A", "0/ok.mp3") + q("2", "A", "0/gone.mp3"))
+    >>> failed = []
+    >>> for clip_id, y in msk.datasets.iter_audio(msk.datasets.load_magnatagatune(root), failures=failed):
+    ...     print(clip_id, y.dtype, round(len(y) / 16000, 1))
+    1 float32 29.2
+    >>> [(cid, reason.split(":")[-1].strip()) for cid, path, reason in failed]
+    [(2, 'no such file.')]
+    """
+    from .audio import load_audio
+
+    if not isinstance(dataset, ClipDataset):
+        raise TypeError(f"`dataset` must be a ClipDataset from load_magnatagatune; got {type(dataset).__name__}.")
+    sr = check_int("sr", sr, low=1)
+    if failures is not None and not hasattr(failures, "append"):
+        raise TypeError(f"`failures` must be a list (or None); got {type(failures).__name__}.")
+    report = [] if failures is None else failures
+    n_failed = 0
+    for cid, path in zip(dataset.clip_ids.tolist(), dataset.paths.tolist()):
+        try:
+            y = load_audio(path, sr=sr)
+        except (FileNotFoundError, ValueError) as exc:
+            report.append((cid, path, str(exc)))
+            n_failed += 1
+            continue
+        yield cid, y
+    if failures is None and n_failed:
+        listed = "; ".join(f"{cid}: {reason}" for cid, _, reason in report[:5])
+        more = f" (and {n_failed - 5} more)" if n_failed > 5 else ""
+        warnings.warn(
+            f"{n_failed} clip(s) could not be read and were skipped: {listed}{more}. "
+            "Pass `failures=[]` to collect them instead of this warning.",
+            UserWarning,
+            stacklevel=2,
+        )
