@@ -10,6 +10,7 @@ max-pooled features.
 from importlib.metadata import PackageNotFoundError, version
 
 from .audio import example_audio, load_audio
+from .learn import PCAWhitening, SphericalKMeans
 
 try:
     __version__ = version("msk")
@@ -18,6 +19,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "__version__",
+    "PCAWhitening",
+    "SphericalKMeans",
     "example_audio",
     "load_audio",
 ]
