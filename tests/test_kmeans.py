@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import msk
 from msk._core import _kmeans
@@ -353,9 +353,16 @@ def test_concurrent_fits_from_a_thread_pool(rng):
     def fit(X):
         return msk.SphericalKMeans(n_clusters=20, max_iter=3, random_state=0).fit(X).cluster_centers_
 
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
     serial = [fit(X) for X in data]
-    with ThreadPoolExecutor(4) as pool:
-        threaded = list(pool.map(fit, data))
+    with threadpool_limits(2):
+        before = blas_threads()
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(fit, data))
+        # msk limits BLAS to one thread while its kernels run; the caller's setting is back
+        assert blas_threads() == before
     for s, t in zip(serial, threaded):
         np.testing.assert_array_equal(s, t)
 

@@ -12,6 +12,7 @@ All estimators follow scikit-learn's contract (``get_params``/``set_params``,
 ``clone``, pipelines) and keep float32 and float64 input in its own precision.
 """
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -59,21 +60,37 @@ def _blas_threads():
 
 
 class _SingleThreadedBlas:
-    """Context manager: BLAS limited to one thread while our own threads run kernels.
+    """Context manager: BLAS limited to one thread while msk's kernels run.
 
-    Cheaper than ``threadpoolctl.threadpool_limits`` (no library scan per call),
-    which matters for ``partial_fit`` on small batches.
+    The kernels call BLAS on small tiles, where BLAS's own threads cost more than they
+    give; msk runs its own threads instead. Entries are reference-counted under a lock,
+    so that concurrent fits in several Python threads restore the caller's setting
+    exactly once, when the last one leaves. Cheaper than ``threadpoolctl.threadpool_limits``
+    (no library scan per call), which matters for ``partial_fit`` on small batches.
     """
 
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = ()
+
     def __enter__(self):
-        self._saved = [(lib, lib.num_threads) for lib in _blas_libraries()]
-        for lib, _ in self._saved:
-            lib.set_num_threads(1)
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = [(lib, lib.num_threads) for lib in _blas_libraries()]
+                for lib, _ in cls._saved:
+                    lib.set_num_threads(1)
+            cls._depth += 1
         return self
 
     def __exit__(self, *exc):
-        for lib, n in self._saved:
-            lib.set_num_threads(n)
+        cls = type(self)
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0:
+                for lib, n in cls._saved:
+                    lib.set_num_threads(n)
+                cls._saved = ()
         return False
 
 
@@ -433,22 +450,24 @@ def _assign(X, centers, *, accumulate, executor=None):
 
 
 class _KernelRunner:
-    """Runs ``_assign`` on our own threads, one per allowed BLAS thread.
+    """Runs ``_assign`` on msk's own threads, as many as BLAS is allowed to use.
 
     Each worker calls single-threaded BLAS on its own row chunks (scikit-learn's
     KMeans does the same with OpenMP), so the thread count follows the BLAS limit
-    the caller set, e.g. with ``threadpoolctl.threadpool_limits``.
+    the caller set, e.g. with ``threadpoolctl.threadpool_limits``. BLAS stays limited
+    to one thread during the run even when msk uses one thread: BLAS threads on
+    tile-sized GEMMs are slower than none.
     """
 
     def __init__(self, n_rows, n_clusters, itemsize):
-        n_chunks = len(_row_chunks(n_rows, _tile_rows(n_clusters, itemsize)))
-        self.n_threads = min(_blas_threads(), n_chunks)
+        self._n_chunks = len(_row_chunks(n_rows, _tile_rows(n_clusters, itemsize)))
 
     def __enter__(self):
+        blas_threads = _blas_threads()
+        self.n_threads = min(blas_threads, self._n_chunks)
+        self._blas = _SingleThreadedBlas().__enter__() if blas_threads > 1 else None
         self._executor = None
-        self._blas = None
         if self.n_threads > 1:
-            self._blas = _SingleThreadedBlas().__enter__()
             self._executor = ThreadPoolExecutor(self.n_threads, thread_name_prefix="msk-kmeans")
         return self
 
