@@ -11,12 +11,12 @@ cdef extern from "_kmeans_rows.h" nogil:
     Py_ssize_t msk_rows_f(const float* P, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,
                           const float* X, Py_ssize_t p, Py_ssize_t ldx,
                           int32_t* label, float* value,
-                          float* accum, Py_ssize_t ldacc, float* work,
+                          float* accum, Py_ssize_t ldacc,
                           int32_t* order, int32_t* start, double* energy)
     Py_ssize_t msk_rows_d(const double* P, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,
                           const double* X, Py_ssize_t p, Py_ssize_t ldx,
                           int32_t* label, double* value,
-                          double* accum, Py_ssize_t ldacc, double* work,
+                          double* accum, Py_ssize_t ldacc,
                           int32_t* order, int32_t* start, double* energy)
 
 
@@ -42,16 +42,15 @@ def assign_update(const floating[:, ::1] X, const floating[:, ::1] D, Py_ssize_t
     cdef floating* acc = NULL
     cdef floating* buf
     cdef int32_t* order
-    cdef int32_t* bucket
     if accum is not None:
         acc = &accum[0, 0]
     if n == 0:
         energy[0] = 0.0
         return 0
+    tile = min(tile, n)
     with nogil:
-        buf = <floating*> malloc(tile * (K + 1) * sizeof(floating))
-        order = <int32_t*> malloc((tile + K + 1) * sizeof(int32_t))
-        bucket = order + tile
+        buf = <floating*> malloc(tile * K * sizeof(floating))
+        order = <int32_t*> malloc((tile + K + 1) * sizeof(int32_t))  # sort workspace
         if buf == NULL or order == NULL:
             bad = -1
         else:
@@ -63,10 +62,10 @@ def assign_update(const floating[:, ::1] X, const floating[:, ::1] D, Py_ssize_t
                      &D[0, 0], <int> p, &X[start, 0], <int> p, <floating> 0.0, buf, <int> m)
                 if floating is float:
                     bad += msk_rows_f(buf, m, K, m, &X[start, 0], p, p, &labels[start],
-                                      &values[start], acc, p, buf + K * m, order, bucket, &e)
+                                      &values[start], acc, p, order, order + tile, &e)
                 else:
                     bad += msk_rows_d(buf, m, K, m, &X[start, 0], p, p, &labels[start],
-                                      &values[start], acc, p, buf + K * m, order, bucket, &e)
+                                      &values[start], acc, p, order, order + tile, &e)
                 start += m
         free(buf)
         free(order)

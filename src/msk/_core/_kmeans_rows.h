@@ -5,14 +5,20 @@
  * For every sample i of the tile:
  *   label[i] = first j maximising |PT[j, i]|,  value[i] = PT[label[i], i] (signed),
  * and, when accum is not NULL, accum[label[i], :] += value[i] * X[i, :] (the row of S^T X).
- * energy (double, in/out) accumulates value[i]^2.
+ * energy (double, in/out) accumulates value[i]^2. order (m) and start (K + 1) are int32
+ * workspace for the counting sort of the labels that groups the scatter-add by centroid.
  * Returns the number of rows whose projection onto centroid 0 is not finite: a NaN or
  * infinity anywhere in a row of X makes every projection of that row non-finite (D is
  * finite), so this detects non-finite input without a separate pass over X.
  *
- * The loops are written for the auto-vectoriser (fixed-width lane arrays, no aliasing);
- * GCC function multiversioning picks AVX-512, AVX2 or the baseline at load time, so the
- * extension needs no -march flag.
+ * The argmax keeps its running state for MSK_VECS vectors of samples in registers (GCC vector
+ * extensions, lowered to whatever the target has); the scatter-add is a plain loop the
+ * auto-vectoriser handles. GCC function multiversioning compiles both for AVX-512, AVX2 and
+ * the x86-64 baseline and picks one at load time, so the extension needs no -march flag.
+ *
+ * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids): the argmax costs ~2 % of the
+ * GEMM time and the scatter-add ~4 %, both bound by L2/L3 traffic (the tile of PT, the rows
+ * of X and of the accumulator); software prefetching of X during the argmax did not help.
  */
 #ifndef MSK_KMEANS_ROWS_H
 #define MSK_KMEANS_ROWS_H
@@ -29,11 +35,8 @@
 #define MSK_CLONES
 #endif
 
-#define MSK_AHEAD 2
-#define MSK_PF_X 1
-#define MSK_PF_A 1  /* scatter-add prefetches this many samples ahead */
-
-#define MSK_VECS 8 /* vectors of samples whose running best stays in registers */
+#define MSK_AHEAD 2 /* the scatter-add prefetches (into L2) the rows this many samples ahead */
+#define MSK_VECS 8  /* vectors of samples whose running best stays in registers */
 
 typedef float msk_vf __attribute__((vector_size(64)));
 typedef int32_t msk_vfi __attribute__((vector_size(64)));
@@ -45,7 +48,7 @@ MSK_CLONES                                                                      
 static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,      \
                        const T *restrict X, Py_ssize_t p, Py_ssize_t ldx,                     \
                        int32_t *restrict label, T *restrict value,                           \
-                       T *restrict accum, Py_ssize_t ldacc, T *restrict work,                 \
+                       T *restrict accum, Py_ssize_t ldacc,                                   \
                        int32_t *restrict order, int32_t *restrict start, double *energy)      \
 {                                                                                             \
     Py_ssize_t bad = 0;                                                                       \
@@ -108,11 +111,11 @@ static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssiz
                 const Py_ssize_t nq = order[q + MSK_AHEAD];                                   \
                 const char *nx = (const char *)(X + nq * ldx);                                \
                 for (Py_ssize_t c = 0; c < p * (Py_ssize_t)sizeof(T); c += 64)                \
-                    __builtin_prefetch(nx + c, 0, MSK_PF_X);                                  \
+                    __builtin_prefetch(nx + c, 0, 1);                                  \
                 if (label[nq] != label[order[q + MSK_AHEAD - 1]]) {                           \
                     const char *na = (const char *)(accum + label[nq] * ldacc);               \
                     for (Py_ssize_t c = 0; c < p * (Py_ssize_t)sizeof(T); c += 64)            \
-                        __builtin_prefetch(na + c, 1, MSK_PF_A);                              \
+                        __builtin_prefetch(na + c, 1, 1);                              \
                 }                                                                             \
             }                                                                                 \
             const Py_ssize_t i = order[q];                                                    \
