@@ -422,6 +422,11 @@ def test_wrong_shapes_are_rejected(rng):
         msk.SphericalKMeans(n_clusters=2).fit(rng.standard_normal(10))
     with pytest.raises(ValueError, match="`X` must be a 2-D array"):
         msk.SphericalKMeans(n_clusters=2).fit(rng.standard_normal((3, 4, 5)))
+    with pytest.raises(ValueError, match=r"`X` must be a 2-D array .* got shape \(3,\)"):
+        msk.SphericalKMeans(n_clusters=2).fit([1.0, 2.0, 3.0])
+    for not_an_array in ("data.npy", None):
+        with pytest.raises(TypeError, match="`X` must be a 2-D array of numbers"):
+            msk.SphericalKMeans(n_clusters=2).fit(not_an_array)
     km = msk.SphericalKMeans(n_clusters=2, random_state=0).fit(rng.standard_normal((10, 4)))
     with pytest.raises(ValueError, match="X has 3 features, but SphericalKMeans is expecting 4"):
         km.predict(rng.standard_normal((5, 3)))

@@ -99,19 +99,19 @@ def _check_2d(X, name="X"):
 
     The message keeps scikit-learn's "Reshape your data" hint, which its API checks expect.
     """
-    ndim = getattr(X, "ndim", None)
-    if ndim is None and not isinstance(X, (str, bytes)):
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"`{name}` must be a 2-D array of numbers; got {type(X).__name__}.")
+    shape = getattr(X, "shape", None)
+    if shape is None:
         try:
-            ndim = np.asarray(X).ndim
+            shape = np.shape(np.asarray(X))
         except Exception:  # let validate_data report what it is
             return
-    if ndim != 2:
-        shape = getattr(X, "shape", None) if ndim is not None else None
+    if shape is not None and len(shape) != 2:
         raise ValueError(
-            f"`{name}` must be a 2-D array of shape (n_samples, n_features); got "
-            f"{'shape ' + str(shape) if shape is not None else type(X).__name__}. Reshape your data "
-            "with X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it is a "
-            "single sample."
+            f"`{name}` must be a 2-D array of shape (n_samples, n_features); got shape {tuple(shape)}. "
+            "Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+            "X.reshape(1, -1) if it is a single sample."
         )
 
 
