@@ -8,6 +8,7 @@ from ._blas cimport floating, gemm
 
 
 cdef extern from "_kmeans_rows.h" nogil:
+    void* msk_alloc_tile(size_t bytes)
     Py_ssize_t msk_rows_f(const float* P, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,
                           const float* X, Py_ssize_t p, Py_ssize_t ldx,
                           int32_t* label, float* value,
@@ -49,7 +50,7 @@ def assign_update(const floating[:, ::1] X, const floating[:, ::1] D, Py_ssize_t
         return 0
     tile = min(tile, n)
     with nogil:
-        buf = <floating*> malloc(tile * K * sizeof(floating))
+        buf = <floating*> msk_alloc_tile(tile * K * sizeof(floating))
         order = <int32_t*> malloc((tile + K + 1) * sizeof(int32_t))  # sort workspace
         if buf == NULL or order == NULL:
             bad = -1
