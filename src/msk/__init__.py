@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, evaluation, heads
 from .audio import example_audio, load_audio
+from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
 
@@ -21,6 +22,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "__version__",
+    "MultiscaleFeatures",
+    "PCAWhitening",
+    "SphericalKMeans",
     "datasets",
     "evaluation",
     "heads",
