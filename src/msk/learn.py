@@ -7,12 +7,23 @@ The module is organised in sections, one per estimator, each self-contained:
    components, scale to unit variance.
 3. ``SphericalKMeans``: Coates & Ng's spherical K-means over the compiled
    ``msk._core._kmeans.assign_update`` kernel.
+4. ``MultiscaleFeatures``: audio -> multiscale representation -> windows ->
+   whitening -> dictionary -> fused encode + pool (``msk._encoding``), per level,
+   with versioned, pickle-free persistence.
 
 All estimators follow scikit-learn's contract (``get_params``/``set_params``,
 ``clone``, pipelines) and keep float32 and float64 input in its own precision.
 """
 
+import contextlib
+import json
+import numbers
+import os
+import tempfile
 import threading
+import warnings
+import zipfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,9 +39,20 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._core import _kmeans
-from ._validation import check_float, check_int
+from ._encoding import WindowEncoder, _check_pooling
+from ._validation import as_float_array, check_float, check_int, check_option
+from ._windows import WindowReservoir
+from .audio import load_audio
+from .pyramid import gaussian_pyramid, laplacian_pyramid
+from .spectral import melspectrogram, multiresolution
 
-__all__ = ["PCAWhitening", "SphericalKMeans"]
+__all__ = ["MultiscaleFeatures", "PCAWhitening", "SphericalKMeans"]
+
+
+def _msk_version():
+    from . import __version__
+
+    return __version__
 
 
 # =====================================================================================
@@ -811,3 +833,539 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         X = _check_fitted_features(self, X, ensure_all_finite=False)
         energy = self._assign_fitted(X)[2]
         return -max(0.0, _sum_squares(X) - energy)
+
+
+# =====================================================================================
+# 4. MultiscaleFeatures: the whole per-level pipeline
+# =====================================================================================
+
+_REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
+_FORMAT = "msk.MultiscaleFeatures"
+_FORMAT_VERSION = 1
+# Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
+_PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_", "whitening_")
+_KMEANS_ARRAYS = ("cluster_centers_",)
+
+
+def _is_clip_collection(clips):
+    return not isinstance(clips, (str, bytes, os.PathLike, np.ndarray)) and isinstance(
+        clips, Iterable
+    )
+
+
+def _looks_numeric(clip):
+    """A list or tuple of numbers (or of rows of numbers) is one waveform or spectrogram."""
+    if not isinstance(clip, (list, tuple)) or not clip:
+        return False
+    first = clip[0]
+    return isinstance(first, numbers.Number) or (
+        isinstance(first, (list, tuple, np.ndarray)) and len(first) > 0
+        and isinstance(first[0], numbers.Number)
+    )
+
+
+def _clip_name(clip, i):
+    return repr(os.fspath(clip)) if isinstance(clip, (str, os.PathLike)) else f"clip {i}"
+
+
+class MultiscaleFeatures(TransformerMixin, BaseEstimator):
+    """Multiscale features of music audio (Dieleman & Schrauwen 2013).
+
+    Every clip becomes a multiscale time-frequency representation of
+    ``levels`` levels (multiresolution spectrograms, or a Gaussian or Laplacian
+    pyramid of the log-mel spectrogram). At each level, windows of ``frames``
+    consecutive frames are PCA-whitened (:class:`PCAWhitening`), a dictionary
+    of ``n_means`` unit-norm atoms is learned with spherical K-means
+    (:class:`SphericalKMeans`), and every window position is encoded linearly
+    (``D W (x - mean)``) and max-pooled over pooling windows of about 4 s. The
+    pooled features of all levels are concatenated: one feature vector per
+    pooling window [1]_.
+
+    Parameters
+    ----------
+    representation : {"laplacian", "gaussian", "multiresolution"}, default="laplacian"
+        The multiscale representation. "multiresolution": log-mel spectrograms
+        with ``n_fft = 1024 * 2**l`` (same frames at every level); "gaussian":
+        Gaussian pyramid of the log-mel spectrogram along time (level ``l`` has
+        ``ceil(T / 2**l)`` frames); "laplacian": its Laplacian pyramid.
+    levels : int, default=6
+        Number of levels, 1 to 8 (1 is the single-scale baseline: the plain log-mel).
+    frames : int, default=1
+        Frames per window ``w`` (the paper uses 1, 2 and 4).
+    n_means : int or None, default=500
+        Dictionary size ``K`` per level. ``None`` gives the PCA-only features
+        (the whitened components themselves, "PMSC" in the paper).
+    pool : int, default=128
+        Pooling window at level 0, in frames (128 frames of 32 ms = 4.1 s).
+        Pyramid level ``l`` pools ``max(1, pool // 2**l)`` positions so that the
+        pooling windows line up across levels; multiresolution levels pool ``pool``.
+    n_samples : int, default=200_000
+        Training windows sampled uniformly at random per level (reservoir
+        sampling over all clips: memory is bounded whatever the number of clips).
+    variance : float, default=0.99
+        Fraction of the variance kept by the PCA whitening.
+    eps : float, default=1e-5
+        Whitening regulariser, relative to the mean eigenvalue (see :class:`PCAWhitening`).
+    encoding : {"linear", "threshold"}, default="linear"
+        "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
+        Ng's ``max(0, f - alpha)``.
+    alpha : float, default=0.25
+        Threshold of ``encoding="threshold"``.
+    pooling : {"max", "mean", "std"} or tuple of them, default="max"
+        Statistics over each pooling window, concatenated in the order max,
+        mean, std. "max" is the paper's.
+    max_iter : int, default=20
+        Spherical K-means iterations.
+    sr : int, default=16000
+        Sampling rate at which audio is analysed (files are resampled to it;
+        waveforms given as arrays must already be at this rate).
+    log_offset : float, default=1e-10
+        ``log(mel + log_offset)`` compression of the mel spectrogram.
+    random_state : int, RandomState instance or None, default=None
+        Seeds window sampling and the K-means initialisation of every level.
+
+    Attributes
+    ----------
+    pca_ : list of PCAWhitening
+        The whitening of each level.
+    kmeans_ : list of SphericalKMeans or None
+        The dictionary of each level (None when ``n_means`` is None).
+    n_mels_ : int
+        Mel bands of the training spectrograms.
+    n_features_out_ : int
+        Columns of :meth:`transform`'s result.
+    n_clips_ : int
+        Clips used for fitting.
+    skipped_ : list of tuple (str, str)
+        Clips that could not be read during ``fit`` and their reasons.
+
+    See Also
+    --------
+    PCAWhitening, SphericalKMeans : the per-level learners.
+    melspectrogram, multiresolution, gaussian_pyramid, laplacian_pyramid :
+        the representations.
+
+    Notes
+    -----
+    Clips may be given as audio file paths, as mono waveforms at ``sr`` Hz
+    (1-D arrays), or as precomputed log-mel spectrograms of shape
+    ``(n_frames, n_mels)`` (2-D arrays; not for "multiresolution", which needs
+    the audio). Features are computed in float32.
+
+    Pooling keeps only full pooling windows; the number of pooling windows is
+    the smallest over the levels (coarse levels lose a window to the width of
+    the encoding windows first), and every level is cut to it. A clip shorter
+    than one pooling window gives one pooling window over all it has. A level
+    with fewer frames than ``frames`` (a very short clip at a coarse pyramid
+    level) is padded by repeating its edge frames.
+
+    References
+    ----------
+    .. [1] S. Dieleman and B. Schrauwen, "Multiscale approaches to music audio
+       feature learning", ISMIR 2013.
+    .. [2] A. Coates and A. Y. Ng, "Learning feature representations with
+       K-means", Neural Networks: Tricks of the Trade, Springer, 2012.
+
+    Examples
+    --------
+    >>> import msk
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_means=16,
+    ...                                n_samples=2000, random_state=0)
+    >>> model = model.fit([msk.example_audio()])
+    >>> F = model.transform(msk.example_audio())
+    >>> F.shape, F.dtype
+    ((7, 48), dtype('float32'))
+    """
+
+    def __init__(self, representation="laplacian", *, levels=6, frames=1, n_means=500, pool=128,
+                 n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", alpha=0.25,
+                 pooling="max", max_iter=20, sr=16000, log_offset=1e-10, random_state=None):
+        self.representation = representation
+        self.levels = levels
+        self.frames = frames
+        self.n_means = n_means
+        self.pool = pool
+        self.n_samples = n_samples
+        self.variance = variance
+        self.eps = eps
+        self.encoding = encoding
+        self.alpha = alpha
+        self.pooling = pooling
+        self.max_iter = max_iter
+        self.sr = sr
+        self.log_offset = log_offset
+        self.random_state = random_state
+
+    # -- parameters and representations ------------------------------------------------------
+
+    def _check_params(self):
+        check_option("representation", self.representation, _REPRESENTATIONS)
+        check_int("levels", self.levels, low=1, high=8)
+        check_int("frames", self.frames, low=1)
+        if self.n_means is not None:
+            check_int("n_means", self.n_means, low=1)
+        check_int("pool", self.pool, low=1)
+        check_int("n_samples", self.n_samples, low=1)
+        check_int("max_iter", self.max_iter, low=1)
+        check_int("sr", self.sr, low=1)
+        check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
+        # the encoder validates encoding, alpha and pooling; fail before the slow part
+        _check_pooling(self.pooling)
+        check_option("encoding", self.encoding, ("linear", "threshold"))
+        check_float("alpha", self.alpha)
+
+    def _level_pool(self, level):
+        if self.representation == "multiresolution":
+            return self.pool
+        return max(1, self.pool >> level)
+
+    def represent(self, clip):
+        """The multiscale representation of one clip (finest level first).
+
+        Parameters
+        ----------
+        clip : str, os.PathLike or array-like
+            An audio file, a mono waveform at ``sr`` Hz of shape (n_samples,),
+            or a log-mel spectrogram of shape (n_frames, n_mels).
+
+        Returns
+        -------
+        levels : list of ndarray of shape (n_frames_l, n_mels), dtype float32
+            The ``levels`` levels of the representation.
+
+        Examples
+        --------
+        >>> import msk
+        >>> model = msk.MultiscaleFeatures("gaussian", levels=3)
+        >>> [S.shape for S in model.represent(msk.example_audio())]
+        [(913, 200), (457, 200), (229, 200)]
+        """
+        self._check_params()
+        return self._represent(clip)
+
+    def _represent(self, clip):
+        if isinstance(clip, (str, os.PathLike)):
+            y = load_audio(clip, sr=self.sr)
+        else:
+            if isinstance(clip, (bytes, dict)) or clip is None:
+                raise TypeError(
+                    f"a clip must be an audio file path, a waveform or a spectrogram; got "
+                    f"{type(clip).__name__}."
+                )
+            a = np.asarray(clip)
+            if a.ndim == 2:
+                if self.representation == "multiresolution":
+                    raise ValueError(
+                        "representation='multiresolution' needs audio (a file or a waveform), "
+                        f"not a spectrogram; got an array of shape {a.shape}."
+                    )
+                S = as_float_array("clip", a, ndim=2, dtype=np.float32)
+                return self._pyramid(S)
+            if a.ndim != 1:
+                raise ValueError(
+                    "a clip array must be a waveform of shape (n_samples,) or a spectrogram "
+                    f"of shape (n_frames, n_mels); got shape {a.shape}."
+                )
+            y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+        with warnings.catch_warnings():
+            # Short clips are legitimate here: frames then hold mostly padding.
+            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
+            if self.representation == "multiresolution":
+                return multiresolution(y, sr=self.sr, levels=self.levels, log_offset=self.log_offset)
+            S = melspectrogram(y, sr=self.sr, log_offset=self.log_offset)
+        return self._pyramid(S)
+
+    def _pyramid(self, S):
+        if self.representation == "gaussian":
+            return gaussian_pyramid(S, levels=self.levels)
+        return laplacian_pyramid(S, levels=self.levels)
+
+    def _padded(self, frames):
+        w = self.frames
+        if frames.shape[0] >= w:
+            return frames
+        return np.ascontiguousarray(np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="edge"))
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(self, clips, y=None):
+        """Learn the whitening and the dictionary of every level from ``clips``.
+
+        Parameters
+        ----------
+        clips : iterable of clips
+            Audio file paths, waveforms at ``sr`` Hz or log-mel spectrograms
+            (see :meth:`represent`). Iterated once; a generator is fine. Files
+            that cannot be read are skipped and listed in ``skipped_`` (with a
+            warning); fitting fails only if no clip is usable.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : MultiscaleFeatures
+            The fitted model.
+        """
+        self._check_params()
+        if not _is_clip_collection(clips):
+            raise TypeError(
+                "`clips` must be an iterable of clips (paths, waveforms or spectrograms); got "
+                f"{type(clips).__name__}. Wrap a single clip in a list."
+            )
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=(self.levels, 2))
+        reservoirs = [
+            WindowReservoir(self.frames, self.n_samples, random_state=int(seeds[lev, 0]))
+            for lev in range(self.levels)
+        ]
+        skipped, n_clips, n_mels = [], 0, None
+        for i, clip in enumerate(clips):
+            try:
+                levels = self._represent(clip)
+            except (OSError, ValueError) as exc:
+                if not isinstance(clip, (str, os.PathLike)):
+                    raise
+                skipped.append((os.fspath(clip), str(exc)))
+                continue
+            if n_mels is None:
+                n_mels = levels[0].shape[1]
+            elif levels[0].shape[1] != n_mels:
+                raise ValueError(
+                    f"every clip must have {n_mels} mel bands like the first; {_clip_name(clip, i)} "
+                    f"has {levels[0].shape[1]}."
+                )
+            for res, frames in zip(reservoirs, levels):
+                res.update(self._padded(frames), name="clip")
+            n_clips += 1
+        if skipped:
+            listed = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
+            more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+            warnings.warn(
+                f"{len(skipped)} clip(s) could not be read and were skipped: {listed}{more}. "
+                "They are listed in `skipped_`.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if n_clips == 0:
+            raise ValueError("`clips` holds no usable clip: nothing to fit.")
+        pcas, kms = [], []
+        for lev, res in enumerate(reservoirs):
+            X = res.windows()
+            if self.n_means is not None and X.shape[0] < self.n_means:
+                raise ValueError(
+                    f"level {lev} has only {X.shape[0]} training windows, fewer than "
+                    f"`n_means`={self.n_means}; give more clips or lower n_means."
+                )
+            if X.shape[0] < 2:
+                raise ValueError(
+                    f"level {lev} has only {X.shape[0]} training window(s); at least 2 are needed "
+                    "to estimate a covariance. Give more or longer clips."
+                )
+            pca = PCAWhitening(variance=self.variance, eps=self.eps).fit(X)
+            pcas.append(pca)
+            if self.n_means is None:
+                kms.append(None)
+                continue
+            Z = pca.transform(X)
+            del X
+            kms.append(
+                SphericalKMeans(n_clusters=self.n_means, max_iter=self.max_iter,
+                                random_state=int(seeds[lev, 1])).fit(Z)
+            )
+        self.pca_ = pcas
+        self.kmeans_ = kms if self.n_means is not None else None
+        self.n_mels_ = int(n_mels)
+        self.n_clips_ = n_clips
+        self.skipped_ = skipped
+        self._build_encoders()
+        return self
+
+    def _build_encoders(self):
+        self._encoders = [
+            WindowEncoder(
+                pca.mean_, pca.whitening_,
+                None if self.kmeans_ is None else self.kmeans_[lev].cluster_centers_,
+                width=self.frames, pool=self._level_pool(lev), pooling=self.pooling,
+                encoding=self.encoding, alpha=self.alpha,
+            )
+            for lev, pca in enumerate(self.pca_)
+        ]
+        self.n_features_out_ = sum(enc.n_features_out_ for enc in self._encoders)
+
+    # -- features ----------------------------------------------------------------------------
+
+    def transform(self, clip):
+        """Multiscale features of one clip: one row per pooling window.
+
+        Parameters
+        ----------
+        clip : str, os.PathLike or array-like
+            An audio file, a mono waveform at ``sr`` Hz, or a log-mel
+            spectrogram (see :meth:`represent`).
+
+        Returns
+        -------
+        features : ndarray of shape (n_pools, n_features_out_), dtype float32
+            Level 0's features first. With the defaults ``n_features_out_`` is
+            ``levels * n_means``.
+        """
+        check_is_fitted(self, "pca_")
+        if _is_clip_collection(clip) and not _looks_numeric(clip):
+            raise TypeError(
+                "`transform` takes one clip; for several use "
+                "`[model.transform(c) for c in clips]`."
+            )
+        levels = self._represent(clip)
+        if levels[0].shape[1] != self.n_mels_:
+            raise ValueError(
+                f"the clip has {levels[0].shape[1]} mel bands; this model was fitted on "
+                f"{self.n_mels_}."
+            )
+        return self._transform(levels)
+
+    def _transform(self, levels):
+        pooled = [enc(self._padded(frames)) for enc, frames in zip(self._encoders, levels)]
+        n = min(p.shape[0] for p in pooled)
+        return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
+
+    def fit_transform(self, clips, y=None):
+        """Fit on ``clips``, then return the features of each (a list of arrays)."""
+        clips = list(clips) if _is_clip_collection(clips) else clips
+        self.fit(clips)
+        return [self.transform(c) for c in clips]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path):
+        """Save the fitted model to ``path`` (``.npz``, no pickle, versioned).
+
+        The file holds a JSON header (format name and version, the msk
+        version, every parameter, per-level shapes) and the fitted arrays of
+        every level. It is written to a temporary file and moved into place,
+        so an interrupted save never leaves a corrupt model.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.npz`` is appended by NumPy if missing, so give it).
+        """
+        check_is_fitted(self, "pca_")
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None  # a RandomState object is not reproducible from JSON
+        if isinstance(params["pooling"], (list, tuple)):
+            params["pooling"] = list(params["pooling"])
+        levels_info, arrays = [], {}
+        for lev, pca in enumerate(self.pca_):
+            info = {
+                "n_features": int(pca.n_features_in_), "n_components": int(pca.n_components_),
+                "eps": float(pca.eps_), "n_samples": int(pca.n_samples_),
+            }
+            for name in _PCA_ARRAYS:
+                arrays[f"level{lev}.pca.{name}"] = np.asarray(getattr(pca, name))
+            if self.kmeans_ is not None:
+                km = self.kmeans_[lev]
+                info["n_means"] = int(km.cluster_centers_.shape[0])
+                info["n_iter"] = int(km.n_iter_)
+                for name in _KMEANS_ARRAYS:
+                    arrays[f"level{lev}.kmeans.{name}"] = np.asarray(getattr(km, name))
+            levels_info.append(info)
+        header = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "params": params, "n_mels": self.n_mels_, "n_clips": self.n_clips_, "levels": levels_info,
+        }
+        blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".msk-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, header=blob, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.npz`` file.
+
+        Returns
+        -------
+        model : MultiscaleFeatures
+            The fitted model, ready for :meth:`transform`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not an msk model, is truncated or corrupt, or has
+            another format version. The message names the file.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path!r}: no such model file.")
+        try:
+            # Our own handle: np.load leaks its file when the zip directory is corrupt.
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+                if "header" not in data.files:
+                    raise ValueError("it has no msk header")
+                header = json.loads(bytes(data["header"]).decode("utf-8"))
+                arrays = {k: data[k] for k in data.files if k != "header"}
+        except (OSError, ValueError, TypeError, AttributeError, EOFError, KeyError,
+                zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path!r} is not a readable msk model file: {exc}") from None
+        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            raise ValueError(f"{path!r} is not an msk model file (format {header.get('format')!r}).")
+        if header.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{path!r} has model format version {header.get('format_version')!r}; this msk "
+                f"({_msk_version()}) reads version {_FORMAT_VERSION}. Refit or use a matching msk."
+            )
+        try:
+            params = dict(header["params"])
+            if isinstance(params.get("pooling"), list):  # JSON has no tuples
+                params["pooling"] = tuple(params["pooling"])
+            model = cls(**params)
+            model._check_params()
+            pcas, kms = [], []
+            for lev, info in enumerate(header["levels"]):
+                pca = PCAWhitening(variance=model.variance, eps=model.eps)
+                for name in _PCA_ARRAYS:
+                    setattr(pca, name, arrays[f"level{lev}.pca.{name}"])
+                pca.n_components_ = int(info["n_components"])
+                pca.n_features_in_ = int(info["n_features"])
+                pca.n_samples_ = int(info["n_samples"])
+                pca.eps_ = float(info["eps"])
+                if pca.whitening_.shape != (pca.n_components_, pca.n_features_in_):
+                    raise ValueError(f"level {lev}: whitening matrix of shape {pca.whitening_.shape}")
+                pcas.append(pca)
+                if model.n_means is not None:
+                    km = SphericalKMeans(n_clusters=model.n_means, max_iter=model.max_iter)
+                    for name in _KMEANS_ARRAYS:
+                        setattr(km, name, arrays[f"level{lev}.kmeans.{name}"])
+                    km.n_features_in_ = pca.n_components_
+                    km.n_iter_ = int(info["n_iter"])
+                    if km.cluster_centers_.shape != (model.n_means, pca.n_components_):
+                        raise ValueError(
+                            f"level {lev}: dictionary of shape {km.cluster_centers_.shape}"
+                        )
+                    kms.append(km)
+            if len(pcas) != model.levels:
+                raise ValueError(f"{len(pcas)} levels stored for levels={model.levels}")
+            model.pca_ = pcas
+            model.kmeans_ = kms if model.n_means is not None else None
+            model.n_mels_ = int(header["n_mels"])
+            model.n_clips_ = int(header["n_clips"])
+            model.skipped_ = []
+            model._build_encoders()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path!r} is a corrupt msk model file: {exc}") from None
+        return model

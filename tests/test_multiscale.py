@@ -1,0 +1,306 @@
+"""MultiscaleFeatures: the whole per-level pipeline on real audio, against a plain NumPy oracle."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+import msk
+from conftest import assert_close
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """12 s of the shipped real music clip."""
+    return msk.load_audio(msk.example_audio())[: 12 * SR]
+
+
+@pytest.fixture(scope="module")
+def clips(clip):
+    """Three real clips: pieces of the example, one of them quieter."""
+    full = msk.load_audio(msk.example_audio())
+    return [clip, full[12 * SR: 24 * SR].copy(), 0.3 * full[5 * SR: 20 * SR]]
+
+
+def small(representation="laplacian", **kw):
+    params = dict(levels=3, n_means=12, n_samples=3000, max_iter=10, random_state=0)
+    params.update(kw)
+    return msk.MultiscaleFeatures(representation, **params)
+
+
+def oracle(model, y):
+    """The plain NumPy pipeline: representation -> windows -> whiten -> encode -> max-pool."""
+    S = msk.melspectrogram(y, sr=SR, log_offset=model.log_offset)
+    if model.representation == "multiresolution":
+        levels = msk.multiresolution(y, sr=SR, levels=model.levels, log_offset=model.log_offset)
+    elif model.representation == "gaussian":
+        levels = msk.gaussian_pyramid(S, levels=model.levels)
+    else:
+        levels = msk.laplacian_pyramid(S, levels=model.levels)
+    w = model.frames
+    pooled = []
+    for lev, frames in enumerate(levels):
+        X = sliding_window_view(frames.astype(np.float64), (w, frames.shape[1]))[:, 0].reshape(
+            -1, w * frames.shape[1])
+        pca = model.pca_[lev]
+        Z = (X - pca.mean_) @ pca.whitening_.T
+        F = Z if model.kmeans_ is None else Z @ model.kmeans_[lev].cluster_centers_.astype(np.float64).T
+        pool = model.pool if model.representation == "multiresolution" else max(1, model.pool >> lev)
+        n_pools = max(1, F.shape[0] // pool)
+        n = pool if F.shape[0] >= pool else F.shape[0]
+        pooled.append(np.stack([F[i * n:(i + 1) * n].max(axis=0) for i in range(n_pools)]))
+    n = min(p.shape[0] for p in pooled)
+    return np.hstack([p[:n] for p in pooled])
+
+
+@pytest.mark.parametrize(
+    "representation, frames",
+    [("laplacian", 1), ("laplacian", 2), ("gaussian", 4), ("multiresolution", 1)],
+)
+def test_matches_numpy_pipeline_on_real_audio(clips, representation, frames):
+    model = small(representation, frames=frames, pool=64).fit(clips)
+    F = model.transform(clips[1])
+    R = oracle(model, clips[1])
+    assert F.dtype == np.float32 and F.flags.c_contiguous
+    assert F.shape == R.shape == (R.shape[0], 3 * 12)
+    # float32 spectrogram and GEMMs against a float64 oracle: relative to the feature scale
+    assert_close(F, R, rtol=1e-3, atol=1e-3 * np.abs(R).max())
+
+
+def test_shapes_and_pool_alignment(clips):
+    model = small(levels=4, pool=128).fit(clips)
+    y = clips[0]
+    T = 1 + len(y) // 512
+    F = model.transform(y)
+    assert F.shape == (T // 128, 4 * 12)
+    assert np.isfinite(F).all()
+    assert model.n_features_out_ == 48
+
+
+def test_default_architecture_on_a_full_clip():
+    """The paper's setting (6 levels, 1 frame, max-pooling) on the full shipped clip."""
+    y = msk.load_audio(msk.example_audio())
+    model = msk.MultiscaleFeatures(n_means=16, n_samples=5000, max_iter=5, random_state=0)
+    model.fit([y[: 15 * SR], y[15 * SR:]])
+    F = model.transform(msk.example_audio())
+    assert F.shape == ((1 + len(y) // 512) // 128, 6 * 16)
+    assert np.isfinite(F).all() and F.std() > 0
+
+
+def test_pca_only_features(clips):
+    model = small(n_means=None).fit(clips)
+    assert model.kmeans_ is None
+    F = model.transform(clips[0])
+    assert F.shape[1] == sum(p.n_components_ for p in model.pca_) == model.n_features_out_
+    assert_close(F, oracle(model, clips[0]), rtol=1e-3, atol=1e-3)
+
+
+def test_clip_kinds_agree(clips, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, clips[0], SR, subtype="FLOAT")
+    model = small().fit(clips)
+    from_path = model.transform(path)
+    from_wave = model.transform(clips[0])
+    from_spec = model.transform(msk.melspectrogram(clips[0]))
+    np.testing.assert_array_equal(from_path, from_wave)
+    np.testing.assert_array_equal(from_spec, from_wave)
+    assert_close(model.transform(clips[0].astype(np.float64)), from_wave)
+
+
+def test_fit_is_deterministic(clips):
+    a = small().fit(clips).transform(clips[0])
+    b = small().fit(clips).transform(clips[0])
+    c = small(random_state=1).fit(clips).transform(clips[0])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_accepts_a_generator(clips):
+    a = small().fit(c for c in clips).transform(clips[0])
+    np.testing.assert_array_equal(a, small().fit(clips).transform(clips[0]))
+
+
+@pytest.mark.parametrize("seconds", [0.5, 2.0])
+def test_short_clips_give_one_pool(clips, seconds):
+    model = small(frames=2).fit(clips)
+    F = model.transform(clips[0][: int(seconds * SR)])
+    assert F.shape == (1, 36)
+    assert np.isfinite(F).all()
+
+
+def test_silence_is_finite(clips):
+    model = small().fit(clips)
+    F = model.transform(np.zeros(5 * SR, dtype=np.float32))
+    assert np.isfinite(F).all()
+
+
+def test_pooling_and_threshold_options(clips):
+    base = small().fit(clips)
+    both = small(pooling=("max", "mean")).fit(clips)
+    F, G = base.transform(clips[0]), both.transform(clips[0])
+    assert G.shape[1] == 2 * F.shape[1]
+    # the max columns of each level equal the max-only model's
+    np.testing.assert_allclose(G[:, :12], F[:, :12], rtol=1e-5, atol=1e-5)
+    thr = small(encoding="threshold", alpha=0.5).fit(clips).transform(clips[0])
+    assert (thr >= 0).all()
+    assert_close(thr, np.maximum(F - 0.5, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_save_load_roundtrip(clips, tmp_path):
+    model = small(representation="gaussian", frames=2, pooling=("max", "std")).fit(clips)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = msk.MultiscaleFeatures.load(path)
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.transform(clips[2]), model.transform(clips[2]))
+    with np.load(path, allow_pickle=False) as data:  # loads without pickle
+        header = json.loads(bytes(data["header"]).decode())
+    assert header["format_version"] == 1 and header["msk_version"] == msk.__version__
+    assert header["params"]["representation"] == "gaussian"
+    assert [lev["n_means"] for lev in header["levels"]] == [12, 12, 12]
+
+
+def test_save_load_pca_only(clips, tmp_path):
+    model = small(n_means=None).fit(clips)
+    model.save(tmp_path / "pca.npz")
+    loaded = msk.MultiscaleFeatures.load(tmp_path / "pca.npz")
+    np.testing.assert_array_equal(loaded.transform(clips[0]), model.transform(clips[0]))
+
+
+def test_load_rejects_bad_files(clips, tmp_path):
+    model = small().fit(clips)
+    good = tmp_path / "model.npz"
+    model.save(good)
+    raw = good.read_bytes()
+
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        msk.MultiscaleFeatures.load(tmp_path / "nope.npz")
+
+    text = tmp_path / "text.npz"
+    text.write_text("not a model")
+    with pytest.raises(ValueError, match="text.npz.*not a readable msk model"):
+        msk.MultiscaleFeatures.load(text)
+
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="cut.npz"):
+        msk.MultiscaleFeatures.load(cut)
+
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz.*no msk header"):
+        msk.MultiscaleFeatures.load(other)
+
+    def rewrite(name, edit):
+        with np.load(good, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        header = json.loads(bytes(arrays["header"]).decode())
+        edit(header, arrays)
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        out = tmp_path / name
+        np.savez(out, **arrays)
+        return out
+
+    future = rewrite("future.npz", lambda h, a: h.update(format_version=99))
+    with pytest.raises(ValueError, match="future.npz.*format version 99"):
+        msk.MultiscaleFeatures.load(future)
+
+    def shrink(h, a):
+        a["level1.kmeans.cluster_centers_"] = a["level1.kmeans.cluster_centers_"][:5]
+
+    broken = rewrite("broken.npz", shrink)
+    with pytest.raises(ValueError, match="broken.npz.*corrupt.*level 1"):
+        msk.MultiscaleFeatures.load(broken)
+
+    missing = rewrite("missing.npz", lambda h, a: a.pop("level2.pca.whitening_"))
+    with pytest.raises(ValueError, match="missing.npz.*corrupt"):
+        msk.MultiscaleFeatures.load(missing)
+
+
+def test_save_is_atomic_and_leaves_no_temporary(clips, tmp_path):
+    model = small().fit(clips)
+    model.save(tmp_path / "m.npz")
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+    assert zipfile.is_zipfile(tmp_path / "m.npz")
+
+
+def test_fit_skips_unreadable_files(clips, tmp_path):
+    import soundfile as sf
+
+    good = tmp_path / "good.wav"
+    sf.write(good, clips[0], SR)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"this is not audio" * 100)
+    with pytest.warns(UserWarning, match="1 clip.*bad.mp3"):
+        model = small().fit([str(good), str(bad), clips[1]])
+    assert model.n_clips_ == 2
+    assert model.skipped_[0][0] == str(bad)
+    assert "could not be decoded" in model.skipped_[0][1]
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(representation="lapacian"), ValueError,
+         "`representation` must be one of 'multiresolution', 'gaussian' or 'laplacian'; got 'lapacian'"),
+        (dict(n_means=0), ValueError, "`n_means` must be a positive integer; got 0"),
+        (dict(levels=9), ValueError, "`levels` must be an integer between 1 and 8; got 9"),
+        (dict(frames=0), ValueError, "`frames`"),
+        (dict(pool=0), ValueError, "`pool`"),
+        (dict(pooling="median"), ValueError, "`pooling`"),
+        (dict(encoding="relu"), ValueError, "`encoding`"),
+        (dict(n_means=2.5), TypeError, "`n_means` must be an integer"),
+    ],
+)
+def test_bad_parameters(clips, params, error, match):
+    with pytest.raises(error, match=match):
+        small(**params).fit(clips)
+
+
+def test_bad_clips(clips):
+    with pytest.raises(TypeError, match="`clips` must be an iterable"):
+        small().fit(msk.example_audio())
+    with pytest.raises(ValueError, match="fewer than `n_means`=5000"):
+        small(n_means=5000).fit(clips[:1])
+    with pytest.raises(ValueError, match="multiresolution.*needs audio"):
+        small("multiresolution").fit([msk.melspectrogram(clips[0])])
+    with pytest.raises(ValueError, match="`clip` contains NaN"):
+        small().fit([np.full(SR, np.nan, dtype=np.float32)])
+    with pytest.raises(ValueError, match="shape"):
+        small().fit([np.zeros((2, 3, 4))])
+    with pytest.raises(ValueError, match="no usable clip"):
+        small().fit([])
+
+
+def test_transform_checks(clips):
+    model = small()
+    with pytest.raises(NotFittedError):
+        model.transform(clips[0])
+    model.fit(clips)
+    with pytest.raises(TypeError, match="takes one clip"):
+        model.transform([msk.example_audio(), msk.example_audio()])
+    with pytest.raises(ValueError, match="100 mel bands.*fitted on 200"):
+        model.transform(np.zeros((300, 100), dtype=np.float32))
+
+
+def test_sklearn_parameter_api(clips):
+    model = small(n_means=7)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params()
+    twin.set_params(levels=2)
+    assert twin.fit(clips).transform(clips[0]).shape[1] == 14
+
+
+def test_fit_transform_returns_one_array_per_clip(clips):
+    out = small().fit_transform(clips)
+    assert isinstance(out, list) and len(out) == 3
+    assert all(o.shape[1] == 36 for o in out)
