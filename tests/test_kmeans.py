@@ -130,6 +130,17 @@ def test_kernel_reports_non_finite_rows(rng, dtype, bad):
     assert run_kernel(X, D, 64)[0] == 2
 
 
+def test_kernel_rejects_arrays_outside_its_contract(rng):
+    """Python owns coercion: a wrong array reaching the kernel fails loudly (STYLE.md rule 22)."""
+    X = rng.standard_normal((50, 6))
+    D = unit_rows(rng.standard_normal((4, 6)))
+    labels, values, energy = np.empty(50, np.int32), np.empty(50), np.zeros(1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _kmeans.assign_update(np.asfortranarray(X), D, 8, labels, values, None, energy)
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        _kmeans.assign_update(X.astype(np.float32), D, 8, labels, values, None, energy)
+
+
 def test_kernel_from_a_thread_pool_matches_serial(rng):
     """The kernel releases the GIL and keeps no shared state (STYLE.md rule 24)."""
     jobs = []
