@@ -420,12 +420,32 @@ def _row_chunks(n, tile):
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _assign(X, centers, *, accumulate, executor=None):
+def _chunk_tile(length, tile):
+    """Rows per tile for a chunk: at most ``tile``, splitting the chunk into equal tiles."""
+    n_tiles = -(-length // tile)
+    return min(tile, -(-(-(-length // n_tiles)) // _ALIGN) * _ALIGN)
+
+
+def _huge_page_buffer(n_items, dtype):
+    """An empty 1-D array starting on a 2 MiB boundary.
+
+    NumPy asks for transparent huge pages on large allocations; aligning the start lets
+    them back the whole tile, so the argmax's row-by-row walk over it costs no TLB misses.
+    """
+    dtype = np.dtype(dtype)
+    huge = 2 << 20
+    raw = np.empty(n_items * dtype.itemsize + huge, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % huge
+    return raw[offset : offset + n_items * dtype.itemsize].view(dtype)
+
+
+def _assign(X, centers, *, accumulate, executor=None, workspace=None):
     """One pass of the kernel over ``X``.
 
     Returns ``labels`` (int32), ``values`` (signed projections), ``energy`` (sum of
     values**2, float64) and, if ``accumulate``, ``S^T X`` (the undamped update),
-    summed over the row chunks in a fixed order.
+    summed over the row chunks in a fixed order. ``workspace(tile, K, dtype)`` returns
+    the calling thread's kernel buffers.
     """
     n, p = X.shape
     K = centers.shape[0]
@@ -435,23 +455,40 @@ def _assign(X, centers, *, accumulate, executor=None):
     values = np.empty(n, dtype=X.dtype)
     energy = np.zeros((len(chunks), 1), dtype=np.float64)
     accum = np.zeros((len(chunks), K, p), dtype=X.dtype) if accumulate else [None] * len(chunks)
+    if workspace is None:
+        workspace = _Workspace()
 
     def run(c):
         a, b = chunks[c]
+        work, order = workspace(min(tile, b - a), K, X.dtype)
         return _kmeans.assign_update(
-            X[a:b], centers, tile, labels[a:b], values[a:b], accum[c], energy[c]
+            X[a:b], centers, _chunk_tile(b - a, tile), labels[a:b], values[a:b], accum[c],
+            energy[c], work, order,
         )
 
     if executor is None or len(chunks) == 1:
         status = [run(c) for c in range(len(chunks))]
     else:
         status = list(executor.map(run, range(len(chunks))))
-    if any(s < 0 for s in status):
-        raise MemoryError("could not allocate the K-means tile buffer.")
     if any(s > 0 for s in status):
         raise ValueError("`X` contains NaN or infinite values (or values so large that projections overflow).")
     update = accum.sum(axis=0, dtype=np.float64) if accumulate else None
     return labels, values, float(energy.sum()), update
+
+
+class _Workspace:
+    """Per-thread kernel buffers, kept for the life of one fit (no page faults per pass)."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self, tile, K, dtype):
+        key = (tile, K, np.dtype(dtype))
+        cached = getattr(self._local, "buffers", None)
+        if cached is None or cached[0][0] < tile or cached[0][1:] != key[1:]:
+            cached = (key, _huge_page_buffer(tile * K, dtype), np.empty(tile + K + 1, dtype=np.int32))
+            self._local.buffers = cached
+        return cached[1], cached[2]
 
 
 class _KernelRunner:
@@ -472,12 +509,14 @@ class _KernelRunner:
         self.n_threads = min(blas_threads, self._n_chunks)
         self._blas = _SingleThreadedBlas().__enter__() if blas_threads > 1 else None
         self._executor = None
+        self._workspace = _Workspace()
         if self.n_threads > 1:
             self._executor = ThreadPoolExecutor(self.n_threads, thread_name_prefix="msk-kmeans")
         return self
 
     def __call__(self, X, centers, *, accumulate):
-        return _assign(X, centers, accumulate=accumulate, executor=self._executor)
+        return _assign(X, centers, accumulate=accumulate, executor=self._executor,
+                       workspace=self._workspace)
 
     def __exit__(self, *exc):
         if self._executor is not None:

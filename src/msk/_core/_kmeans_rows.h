@@ -35,27 +35,6 @@
 #define MSK_CLONES
 #endif
 
-/* Tile buffers are 2 MiB aligned and, on Linux, backed by transparent huge pages when the
- * system allows it (madvise mode): the argmax walks the tile column-block by column-block,
- * touching one row of PT per step, which would otherwise cost a TLB miss per row. */
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-#include <stdlib.h>
-static void *msk_alloc_tile(size_t bytes) {
-    void *ptr = NULL;
-    const size_t huge = (size_t)2 << 20;
-    if (bytes >= huge / 4) {
-        bytes = (bytes + huge - 1) / huge * huge;
-        if (posix_memalign(&ptr, huge, bytes) != 0) return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        madvise(ptr, bytes, MADV_HUGEPAGE);
-#endif
-        return ptr;
-    }
-    return malloc(bytes);
-}
-
 #define MSK_AHEAD 2 /* the scatter-add prefetches (into L2) the rows this many samples ahead */
 #define MSK_VECS 8  /* vectors of samples whose running best stays in registers */
 
