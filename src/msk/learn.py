@@ -601,12 +601,14 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
     -----
     Each pass runs one compiled kernel (``msk._core._kmeans.assign_update``):
     the projections ``X . D^T`` are computed by BLAS ``sgemm``/``dgemm``
-    (``scipy.linalg.cython_blas``) in tiles of rows whose ``(K, tile)`` block
-    stays in cache; the signed argmax and the update ``S^T X``
-    (a scatter-add of each sample into its centroid's row, no second GEMM)
-    are done on each tile right after its GEMM, with the GIL released. Memory
-    beyond the data is one tile plus one ``(K, n_features)`` accumulator per
-    row chunk (at most 8). The chunks run on as many threads as BLAS is
+    (``scipy.linalg.cython_blas``) in tiles of rows (a ``(K, tile)`` block of
+    about 4 MiB, on huge pages); the signed argmax and the update ``S^T X``
+    (a scatter-add of each sample into its centroid's row, grouped by
+    centroid; no second GEMM) are done on each tile right after its GEMM,
+    with the GIL released. Memory beyond the data is ``labels`` and the signed
+    projections (one value each per sample), one tile per thread, and one
+    ``(K, n_features)`` accumulator per row chunk (at most 8), whatever the
+    number of samples. The chunks run on as many threads as BLAS is
     allowed to use (``threadpoolctl.threadpool_limits`` controls both), each
     calling single-threaded BLAS, and their updates are summed in a fixed
     order: results do not depend on the number of threads.
