@@ -472,7 +472,7 @@ def _assign(X, centers, *, accumulate, executor=None, workspace=None):
         status = list(executor.map(run, range(len(chunks))))
     if any(s > 0 for s in status):
         raise ValueError("`X` contains NaN or infinite values (or values so large that projections overflow).")
-    update = accum.sum(axis=0, dtype=np.float64) if accumulate else None
+    update = accum.sum(axis=0) if accumulate else None  # fixed order; rounded once per chunk
     return labels, values, float(energy.sum()), update
 
 
@@ -527,8 +527,8 @@ class _KernelRunner:
 
 
 def _damped_update(centers, update):
-    """``D <- normalise(S^T X + D)``; a row whose new norm is zero keeps its old value."""
-    new = update + centers
+    """``D <- normalise(S^T X + D)`` in float64; a row whose new norm is zero keeps its old value."""
+    new = update.astype(np.float64) + centers
     norms = np.sqrt(np.einsum("ij,ij->i", new, new))
     ok = norms > 0.0
     new[ok] /= norms[ok, None]
