@@ -16,9 +16,12 @@
  * auto-vectoriser handles. GCC function multiversioning compiles both for AVX-512, AVX2 and
  * the x86-64 baseline and picks one at load time, so the extension needs no -march flag.
  *
- * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids): the argmax costs ~2 % of the
- * GEMM time and the scatter-add ~4 %, both bound by L2/L3 traffic (the tile of PT, the rows
- * of X and of the accumulator); software prefetching of X during the argmax did not help.
+ * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids, perf): the argmax costs ~2-3 %
+ * of the GEMM time and the scatter-add ~4-5 %, both bound by L2/L3 traffic (the tile of PT,
+ * the rows of X and of the accumulator). Tried and dropped: a row-major tile with a horizontal
+ * argmax (BLAS copies ~ the same, argmax 2x dearer), software prefetch of X during the argmax
+ * or of the next tile during the scatter (slower), tiles small enough for L2 (BLAS repacks D
+ * once per tile: 512 rows cost ~3 % more than 2048). The caller puts the tile on huge pages.
  */
 #ifndef MSK_KMEANS_ROWS_H
 #define MSK_KMEANS_ROWS_H
