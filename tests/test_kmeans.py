@@ -36,13 +36,22 @@ def directional_data(rng, n, p, k, dtype, noise=0.05):
     return X.astype(dtype), C
 
 
+def workspace(tile, K, dtype):
+    # exactly the documented minimum sizes, so that an overrun would corrupt the guard values
+    work = np.full(tile * K + 16, 7.0, dtype=dtype)
+    order = np.full(tile + K + 1 + 16, -7, dtype=np.int32)
+    return work, order
+
+
 def run_kernel(X, D, tile, accumulate=True):
     n, K = X.shape[0], D.shape[0]
+    work, order = workspace(min(tile, n), K, X.dtype)
     labels = np.full(n, -1, dtype=np.int32)
     values = np.full(n, np.nan, dtype=X.dtype)
     accum = np.zeros((K, X.shape[1]), dtype=X.dtype) if accumulate else None
     energy = np.zeros(1)
-    status = _kmeans.assign_update(X, D, tile, labels, values, accum, energy)
+    status = _kmeans.assign_update(X, D, tile, labels, values, accum, energy, work[:-16], order[:-16])
+    assert np.all(work[-16:] == 7.0) and np.all(order[-16:] == -7)
     return status, labels, values, accum, energy[0]
 
 
@@ -101,7 +110,7 @@ def test_kernel_accumulates_into_existing_values(rng, dtype):
     D = unit_rows(rng.standard_normal((5, 6))).astype(dtype)
     _, labels, values, accum, _ = run_kernel(X, D, 50)
     again = accum.copy()
-    _kmeans.assign_update(X, D, 50, labels, values, again, np.zeros(1))
+    _kmeans.assign_update(X, D, 50, labels, values, again, np.zeros(1), *workspace(50, 5, dtype))
     assert_close(again, 2 * accum, atol=1e-5)
 
 
@@ -128,6 +137,17 @@ def test_kernel_reports_non_finite_rows(rng, dtype, bad):
     X[250, 0] = bad
     D = unit_rows(rng.standard_normal((33, 10))).astype(dtype)
     assert run_kernel(X, D, 64)[0] == 2
+
+
+def test_kernel_rejects_arrays_outside_its_contract(rng):
+    """Python owns coercion: a wrong array reaching the kernel fails loudly (STYLE.md rule 22)."""
+    X = rng.standard_normal((50, 6))
+    D = unit_rows(rng.standard_normal((4, 6)))
+    labels, values, energy = np.empty(50, np.int32), np.empty(50), np.zeros(1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _kmeans.assign_update(np.asfortranarray(X), D, 8, labels, values, None, energy, *workspace(8, 4, X.dtype))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        _kmeans.assign_update(X.astype(np.float32), D, 8, labels, values, None, energy, *workspace(8, 4, X.dtype))
 
 
 def test_kernel_from_a_thread_pool_matches_serial(rng):

@@ -442,12 +442,32 @@ def _row_chunks(n, tile):
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _assign(X, centers, *, accumulate, executor=None):
+def _chunk_tile(length, tile):
+    """Rows per tile for a chunk: at most ``tile``, splitting the chunk into equal tiles."""
+    n_tiles = -(-length // tile)
+    return min(tile, -(-(-(-length // n_tiles)) // _ALIGN) * _ALIGN)
+
+
+def _huge_page_buffer(n_items, dtype):
+    """An empty 1-D array starting on a 2 MiB boundary.
+
+    NumPy asks for transparent huge pages on large allocations; aligning the start lets
+    them back the whole tile, so the argmax's row-by-row walk over it costs no TLB misses.
+    """
+    dtype = np.dtype(dtype)
+    huge = 2 << 20
+    raw = np.empty(n_items * dtype.itemsize + huge, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % huge
+    return raw[offset : offset + n_items * dtype.itemsize].view(dtype)
+
+
+def _assign(X, centers, *, accumulate, executor=None, workspace=None):
     """One pass of the kernel over ``X``.
 
     Returns ``labels`` (int32), ``values`` (signed projections), ``energy`` (sum of
     values**2, float64) and, if ``accumulate``, ``S^T X`` (the undamped update),
-    summed over the row chunks in a fixed order.
+    summed over the row chunks in a fixed order. ``workspace(tile, K, dtype)`` returns
+    the calling thread's kernel buffers.
     """
     n, p = X.shape
     K = centers.shape[0]
@@ -457,23 +477,40 @@ def _assign(X, centers, *, accumulate, executor=None):
     values = np.empty(n, dtype=X.dtype)
     energy = np.zeros((len(chunks), 1), dtype=np.float64)
     accum = np.zeros((len(chunks), K, p), dtype=X.dtype) if accumulate else [None] * len(chunks)
+    if workspace is None:
+        workspace = _Workspace()
 
     def run(c):
         a, b = chunks[c]
+        work, order = workspace(min(tile, b - a), K, X.dtype)
         return _kmeans.assign_update(
-            X[a:b], centers, tile, labels[a:b], values[a:b], accum[c], energy[c]
+            X[a:b], centers, _chunk_tile(b - a, tile), labels[a:b], values[a:b], accum[c],
+            energy[c], work, order,
         )
 
     if executor is None or len(chunks) == 1:
         status = [run(c) for c in range(len(chunks))]
     else:
         status = list(executor.map(run, range(len(chunks))))
-    if any(s < 0 for s in status):
-        raise MemoryError("could not allocate the K-means tile buffer.")
     if any(s > 0 for s in status):
         raise ValueError("`X` contains NaN or infinite values (or values so large that projections overflow).")
-    update = accum.sum(axis=0, dtype=np.float64) if accumulate else None
+    update = accum.sum(axis=0) if accumulate else None  # fixed order; rounded once per chunk
     return labels, values, float(energy.sum()), update
+
+
+class _Workspace:
+    """Per-thread kernel buffers, kept for the life of one fit (no page faults per pass)."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self, tile, K, dtype):
+        key = (tile, K, np.dtype(dtype))
+        cached = getattr(self._local, "buffers", None)
+        if cached is None or cached[0][0] < tile or cached[0][1:] != key[1:]:
+            cached = (key, _huge_page_buffer(tile * K, dtype), np.empty(tile + K + 1, dtype=np.int32))
+            self._local.buffers = cached
+        return cached[1], cached[2]
 
 
 class _KernelRunner:
@@ -494,12 +531,14 @@ class _KernelRunner:
         self.n_threads = min(blas_threads, self._n_chunks)
         self._blas = _SingleThreadedBlas().__enter__() if blas_threads > 1 else None
         self._executor = None
+        self._workspace = _Workspace()
         if self.n_threads > 1:
             self._executor = ThreadPoolExecutor(self.n_threads, thread_name_prefix="msk-kmeans")
         return self
 
     def __call__(self, X, centers, *, accumulate):
-        return _assign(X, centers, accumulate=accumulate, executor=self._executor)
+        return _assign(X, centers, accumulate=accumulate, executor=self._executor,
+                       workspace=self._workspace)
 
     def __exit__(self, *exc):
         if self._executor is not None:
@@ -510,8 +549,8 @@ class _KernelRunner:
 
 
 def _damped_update(centers, update):
-    """``D <- normalise(S^T X + D)``; a row whose new norm is zero keeps its old value."""
-    new = update + centers
+    """``D <- normalise(S^T X + D)`` in float64; a row whose new norm is zero keeps its old value."""
+    new = update.astype(np.float64) + centers
     norms = np.sqrt(np.einsum("ij,ij->i", new, new))
     ok = norms > 0.0
     new[ok] /= norms[ok, None]
@@ -584,12 +623,14 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
     -----
     Each pass runs one compiled kernel (``msk._core._kmeans.assign_update``):
     the projections ``X . D^T`` are computed by BLAS ``sgemm``/``dgemm``
-    (``scipy.linalg.cython_blas``) in tiles of rows whose ``(K, tile)`` block
-    stays in cache; the signed argmax and the update ``S^T X``
-    (a scatter-add of each sample into its centroid's row, no second GEMM)
-    are done on each tile right after its GEMM, with the GIL released. Memory
-    beyond the data is one tile plus one ``(K, n_features)`` accumulator per
-    row chunk (at most 8). The chunks run on as many threads as BLAS is
+    (``scipy.linalg.cython_blas``) in tiles of rows (a ``(K, tile)`` block of
+    about 4 MiB, on huge pages); the signed argmax and the update ``S^T X``
+    (a scatter-add of each sample into its centroid's row, grouped by
+    centroid; no second GEMM) are done on each tile right after its GEMM,
+    with the GIL released. Memory beyond the data is ``labels`` and the signed
+    projections (one value each per sample), one tile per thread, and one
+    ``(K, n_features)`` accumulator per row chunk (at most 8), whatever the
+    number of samples. The chunks run on as many threads as BLAS is
     allowed to use (``threadpoolctl.threadpool_limits`` controls both), each
     calling single-threaded BLAS, and their updates are summed in a fixed
     order: results do not depend on the number of threads.

@@ -16,9 +16,12 @@
  * auto-vectoriser handles. GCC function multiversioning compiles both for AVX-512, AVX2 and
  * the x86-64 baseline and picks one at load time, so the extension needs no -march flag.
  *
- * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids): the argmax costs ~2 % of the
- * GEMM time and the scatter-add ~4 %, both bound by L2/L3 traffic (the tile of PT, the rows
- * of X and of the accumulator); software prefetching of X during the argmax did not help.
+ * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids, perf): the argmax costs ~2-3 %
+ * of the GEMM time and the scatter-add ~4-5 %, both bound by L2/L3 traffic (the tile of PT,
+ * the rows of X and of the accumulator). Tried and dropped: a row-major tile with a horizontal
+ * argmax (BLAS copies ~ the same, argmax 2x dearer), software prefetch of X during the argmax
+ * or of the next tile during the scatter (slower), tiles small enough for L2 (BLAS repacks D
+ * once per tile: 512 rows cost ~3 % more than 2048). The caller puts the tile on huge pages.
  */
 #ifndef MSK_KMEANS_ROWS_H
 #define MSK_KMEANS_ROWS_H
@@ -34,27 +37,6 @@
 #else
 #define MSK_CLONES
 #endif
-
-/* Tile buffers are 2 MiB aligned and, on Linux, backed by transparent huge pages when the
- * system allows it (madvise mode): the argmax walks the tile column-block by column-block,
- * touching one row of PT per step, which would otherwise cost a TLB miss per row. */
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-#include <stdlib.h>
-static void *msk_alloc_tile(size_t bytes) {
-    void *ptr = NULL;
-    const size_t huge = (size_t)2 << 20;
-    if (bytes >= huge / 4) {
-        bytes = (bytes + huge - 1) / huge * huge;
-        if (posix_memalign(&ptr, huge, bytes) != 0) return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        madvise(ptr, bytes, MADV_HUGEPAGE);
-#endif
-        return ptr;
-    }
-    return malloc(bytes);
-}
 
 #define MSK_AHEAD 2 /* the scatter-add prefetches (into L2) the rows this many samples ahead */
 #define MSK_VECS 8  /* vectors of samples whose running best stays in registers */
