@@ -191,12 +191,14 @@ template <typename T> MSK_INLINE void transpose(typename Vec<T>::type* v) {
 }
 
 // Load LANES frames starting at frame f0 into re/im in bit-reversed order, windowed.
+// Returns the sub-transform length the FFT starts from: 2 when the first radix-2 pass was
+// fused into the load (interior blocks with log2(n_fft / 2) odd), else 1.
 // The loop runs over bins outside and lanes inside, so that each bin's LANES values are
 // written as one contiguous vector (one cache line) and the frames are read as LANES
 // sequential streams; lanes-outside order would sweep the whole 64 KiB buffer LANES times.
 template <typename T>
-MSK_INLINE void load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::int64_t f0, int nl,
-                            T* __restrict re, T* __restrict im) {
+MSK_INLINE int load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::int64_t f0, int nl,
+                           T* __restrict re, T* __restrict im) {
     constexpr int L = Lanes<T>::value;
     const int half = P.half;
     const std::int64_t hop = P.hop;
@@ -207,6 +209,35 @@ MSK_INLINE void load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::i
         // Interior block: read L samples of each of the L frames as vectors, transpose the
         // L x L tile in registers, and store each sample's L lanes as one vector.
         using V = typename Vec<T>::type;
+        const int hn = P.n_fft / 2;
+        if ((P.log2_half & 1) && hn % L == 0) {
+            // Fused radix-2 pass: complex bins m and m + half/2 (samples q and q + n_fft/2)
+            // sit at bit-reversed positions 2g and 2g + 1; store their sum and difference.
+            for (int q = 0; q < hn; q += L) {
+                V a[L], b[L];
+                V wa, wb;
+                std::memcpy(&wa, win + q, sizeof(V));
+                std::memcpy(&wb, win + q + hn, sizeof(V));
+                for (int l = 0; l < L; ++l) {
+                    std::memcpy(&a[l], y + s0 + l * hop + q, sizeof(V));
+                    std::memcpy(&b[l], y + s0 + l * hop + q + hn, sizeof(V));
+                    a[l] *= wa;
+                    b[l] *= wb;
+                }
+                transpose<T>(a);
+                transpose<T>(b);
+                for (int j = 0; j < L; j += 2) {
+                    const std::int64_t r = std::int64_t(br[(q + j) / 2]) * L;
+                    const V sr = a[j] + b[j], dr = a[j] - b[j];
+                    const V si = a[j + 1] + b[j + 1], di = a[j + 1] - b[j + 1];
+                    std::memcpy(re + r, &sr, sizeof(V));
+                    std::memcpy(re + r + L, &dr, sizeof(V));
+                    std::memcpy(im + r, &si, sizeof(V));
+                    std::memcpy(im + r + L, &di, sizeof(V));
+                }
+            }
+            return 2;
+        }
         for (int q = 0; q < P.n_fft; q += L) {
             V v[L];
             V wv;
@@ -222,7 +253,7 @@ MSK_INLINE void load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::i
                 std::memcpy(im + r, &v[j + 1], sizeof(V));
             }
         }
-        return;
+        return 1;
     }
     for (int m = 0; m < half; ++m) {
         const T w0 = win[2 * m], w1 = win[2 * m + 1];
@@ -234,14 +265,15 @@ MSK_INLINE void load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::i
             ri[l] = (l < nl && b >= 0 && b < n) ? y[b] * w1 : T(0);
         }
     }
+    return 1;
 }
 
 // In-place complex FFT of `half` points on bit-reversed input, LANES transforms at once.
-template <typename T> MSK_INLINE void fft_lanes(const Plan<T>& P, T* __restrict re, T* __restrict im) {
+template <typename T>
+MSK_INLINE void fft_lanes(const Plan<T>& P, T* __restrict re, T* __restrict im, int h) {
     constexpr int L = Lanes<T>::value;
     const int half = P.half;
-    int h = 1;
-    if (P.log2_half & 1) {  // one radix-2 pass so that the rest are radix-4
+    if (h == 1 && (P.log2_half & 1)) {  // one radix-2 pass so that the rest are radix-4
         for (int g = 0; g < half; g += 2) {
             T* ar = re + g * L; T* ai = im + g * L;
             T* br = ar + L;     T* bi = ai + L;
@@ -383,8 +415,8 @@ MSK_INLINE void mel_blocks(const Plan<T>& P, const MelBands& mb, const T* weight
     for (std::int64_t blk = block0; blk < block1; ++blk) {
         const std::int64_t f0 = blk * L;
         const int nl = int(std::min<std::int64_t>(L, n_frames - f0));
-        load_frames<T>(P, y, n, f0, nl, s.re.get(), s.im.get());
-        fft_lanes<T>(P, s.re.get(), s.im.get());
+        const int h0 = load_frames<T>(P, y, n, f0, nl, s.re.get(), s.im.get());
+        fft_lanes<T>(P, s.re.get(), s.im.get(), h0);
         finish_frames<T>(P, mb, weights, s.re.get(), s.im.get(), s.mel.get(), power, do_log,
                          log_scale, log_offset, out, f0, nl);
     }
