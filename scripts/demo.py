@@ -29,7 +29,23 @@ def main(argv):
     msk.melspectrogram(y)  # first call builds the cached mel filters
     S = timed("melspectrogram (n_frames, 200)", msk.melspectrogram, y)
     timed("multiresolution (6 levels)", msk.multiresolution, y)
-    print(f"log-mel range: {S.min():.2f} .. {S.max():.2f}, mean {S.mean():.2f}")
+    timed("gaussian_pyramid (6 levels)", msk.gaussian_pyramid, S)
+    L = timed("laplacian_pyramid (6 levels)", msk.laplacian_pyramid, S)
+    R = msk.reconstruct_laplacian(L)
+    print(f"Laplacian reconstruction error: {abs(R - S).max():.2e}")
+
+    # Feature learning on the clip itself (a real model is fitted on many clips): 6-level
+    # Laplacian pyramid, windows of 1 frame, 16 means per level, max-pooling over 4.1 s.
+    model = msk.MultiscaleFeatures("laplacian", levels=6, frames=1, n_means=16,
+                                   n_samples=20_000, random_state=0)
+    pieces = [y[i: i + 5 * 16000] for i in range(0, len(y) - 5 * 16000 + 1, 5 * 16000)]
+    timed_fit = time.perf_counter()
+    model.fit(pieces)
+    print(f"{'MultiscaleFeatures.fit (6 levels)':<34s} {(time.perf_counter() - timed_fit) * 1e3:8.2f} ms"
+          f"   components per level {[p.n_components_ for p in model.pca_]}")
+    F = timed("MultiscaleFeatures.transform", model.transform, y)
+    print(f"features: {F.shape[0]} pooling windows x {F.shape[1]} = 6 levels x 16 means")
+    print(np.round(F[:, ::16], 2))
     return 0
 
 
