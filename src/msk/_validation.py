@@ -94,3 +94,21 @@ def all_finite(arr):
     temporary the size of the array.
     """
     return arr.size == 0 or bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
+
+
+def label_codes(name, labels, n, *, n_name="X"):
+    """Integer codes 0..n_classes-1 of a 1-D array of ``n`` labels (any hashable dtype)."""
+    if labels is None or isinstance(labels, (str, bytes)):
+        raise TypeError(f"`{name}` must be an array of labels; got {type(labels).__name__}.")
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D array; got shape {arr.shape}.")
+    if len(arr) != n:
+        raise ValueError(
+            f"`{name}` must have one entry per row of `{n_name}`; got {len(arr)} entries for {n} rows."
+        )
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    if arr.dtype == object:
+        arr = arr.astype(str)
+    return np.unique(arr, return_inverse=True)[1]

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from . import _nca
-from ._validation import as_float_array
+from ._validation import as_float_array, label_codes
 
 __all__ = ["mean_tag_auc", "nca_probability", "nearest_neighbor_accuracy", "per_tag_auc"]
 
@@ -145,27 +145,14 @@ def mean_tag_auc(Y_true, Y_score, *, return_skipped=False):
     return (mean, skipped) if return_skipped else mean
 
 
-def _codes(name, labels, n):
-    if labels is None or isinstance(labels, (str, bytes)):
-        raise TypeError(f"`{name}` must be an array of labels; got {type(labels).__name__}.")
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array; got shape {arr.shape}.")
-    if len(arr) != n:
-        raise ValueError(f"`{name}` must have one entry per row of the embedding ({n}); got {len(arr)}.")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    if arr.dtype == object:
-        arr = arr.astype(str)
-    return np.unique(arr, return_inverse=True)[1]
 
 
 def _check_neighbours(embedding, labels, groups):
     E = as_float_array("embedding", embedding, ndim=2, min_len=2)
-    y = _codes("labels", labels, len(E))
+    y = label_codes("labels", labels, len(E), n_name="embedding")
     if y.max() == 0:
         raise ValueError("`labels` must contain at least two classes; got one.")
-    g = None if groups is None else _codes("groups", groups, len(E))
+    g = None if groups is None else label_codes("groups", groups, len(E), n_name="embedding")
     return E, y, g
 
 

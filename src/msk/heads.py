@@ -40,7 +40,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _nca
-from ._validation import as_float_array, check_float, check_int, check_option
+from ._validation import as_float_array, check_float, check_int, check_option, label_codes
 from .evaluation import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
 
 __all__ = [
@@ -725,19 +725,6 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
 
 
 # --------------------------------------------------------------------------- NCA
-def _labels(name, labels, n, *, n_name="X"):
-    if labels is None or isinstance(labels, (str, bytes)):
-        raise TypeError(f"`{name}` must be an array of labels; got {type(labels).__name__}.")
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array; got shape {arr.shape}.")
-    if len(arr) != n:
-        raise ValueError(f"`{name}` must have one entry per row of `{n_name}`; got {len(arr)} entries for {n} rows.")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    if arr.dtype == object:
-        arr = arr.astype(str)
-    return np.unique(arr, return_inverse=True)[1]
 
 
 class NCA(TransformerMixin, BaseEstimator):
@@ -905,10 +892,10 @@ class NCA(TransformerMixin, BaseEstimator):
         # its messages), then the float32/float64 rule and C order
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", ensure_min_samples=2)
         m = self._check_params(X.shape[1])
-        y = _labels("y", y, len(X))
+        y = label_codes("y", y, len(X))
         if y.max() == 0:
             raise ValueError("`y` must contain at least two classes; got one.")
-        g = None if groups is None else _labels("groups", groups, len(X))
+        g = None if groups is None else label_codes("groups", groups, len(X))
         valid = None
         if X_valid is not None or y_valid is not None:
             if X_valid is None or y_valid is None:
@@ -918,10 +905,10 @@ class NCA(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"`X_valid` must have the features of `X`; got {Xv.shape[1]} and {X.shape[1]} columns."
                 )
-            yv = _labels("y_valid", y_valid, len(Xv), n_name="X_valid")
+            yv = label_codes("y_valid", y_valid, len(Xv), n_name="X_valid")
             if yv.max() == 0:
                 raise ValueError("`y_valid` must contain at least two classes; got one.")
-            gv = None if groups_valid is None else _labels("groups_valid", groups_valid, len(Xv),
+            gv = None if groups_valid is None else label_codes("groups_valid", groups_valid, len(Xv),
                                                           n_name="X_valid")
             valid = (Xv, yv, gv)
 
@@ -1098,8 +1085,8 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     else:
         C = X
     n_clips = len(C)
-    lab = _labels("labels", labels, n_clips, n_name="X" if clip_index is None else "clip means")
-    grp = None if groups is None else _labels("groups", groups, n_clips,
+    lab = label_codes("labels", labels, n_clips, n_name="X" if clip_index is None else "clip means")
+    grp = None if groups is None else label_codes("groups", groups, n_clips,
                                               n_name="X" if clip_index is None else "clip means")
     masks = _check_masks(n_clips, train=train, valid=valid, test=test)
     for name, mask in masks.items():
