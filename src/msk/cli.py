@@ -1,0 +1,157 @@
+"""The ``msk`` command: composes msk's public functions, no numerics of its own.
+
+Results go to explicit output paths; logs and progress go to stderr; stdout
+carries one machine-readable JSON summary per command. Exit codes: 0 success,
+1 runtime failure (the failures are listed), 2 usage error.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
+
+EPILOG = {
+    "fit": """examples:
+  msk fit ~/music/*.mp3 -o mymodel.npz
+  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
+  msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
+    "info": """examples:
+  msk info mymodel.npz""",
+}
+
+
+def expand_inputs(inputs):
+    """Files, directories (searched recursively for audio) and glob patterns -> sorted paths."""
+    paths = []
+    for item in inputs:
+        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
+        if not matches:
+            raise FileNotFoundError(f"{item!r} matches no file")
+        for m in matches:
+            if os.path.isdir(m):
+                for root, _, files in os.walk(m):
+                    paths.extend(os.path.join(root, f) for f in files
+                                 if f.lower().endswith(AUDIO_EXTENSIONS))
+            elif os.path.exists(m):
+                paths.append(m)
+            else:
+                raise FileNotFoundError(f"{m!r}: no such file or directory")
+    return sorted(dict.fromkeys(paths))
+
+
+def _print_json(obj):
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def _log(msg):
+    print(msg, file=sys.stderr)
+
+
+def cmd_fit(args):
+    import msk
+
+    if args.dataset:
+        data = msk.datasets.load_magnatagatune(args.dataset, split="train")
+        paths = list(data.paths)
+    else:
+        if not args.inputs:
+            raise _UsageError("give audio files, directories or globs, or --dataset ROOT")
+        paths = expand_inputs(args.inputs)
+    if not paths:
+        raise RuntimeError("no audio files to fit on")
+    _log(f"fitting a {args.representation} model on {len(paths)} clips")
+    model = msk.MultiscaleFeatures(
+        args.representation, levels=args.levels, frames=args.frames,
+        n_means=None if args.n_means == 0 else args.n_means, pool=args.pool,
+        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
+        pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
+        log_offset=args.log_offset, random_state=args.seed,
+    ).fit(paths)
+    model.save(args.output)
+    _print_json({
+        "model": os.path.abspath(args.output), "representation": args.representation,
+        "clips": model.n_clips_, "skipped": [{"path": p, "reason": r} for p, r in model.skipped_],
+        "n_features": model.n_features_out_,
+        "n_components": [int(p.n_components_) for p in model.pca_],
+    })
+    return 0
+
+
+def cmd_info(args):
+    import msk
+
+    path = args.path
+    model = msk.MultiscaleFeatures.load(path)
+    _print_json({
+        "model": os.path.abspath(path), "params": model.get_params(),
+        "n_mels": model.n_mels_, "trained_on_clips": model.n_clips_,
+        "n_features": model.n_features_out_,
+        "levels": [
+            {"n_features": int(p.n_features_in_), "n_components": int(p.n_components_),
+             "n_means": None if model.kmeans_ is None else int(model.kmeans_[i].cluster_centers_.shape[0])}
+            for i, p in enumerate(model.pca_)
+        ],
+    })
+    return 0
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser():
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="msk",
+        description="Multiscale music audio features (Dieleman & Schrauwen, ISMIR 2013).",
+        epilog="Run `msk COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"msk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("fit", help="learn a feature model from audio", epilog=EPILOG["fit"],
+                       formatter_class=fmt,
+                       description="Learn PCA whitening and a spherical K-means dictionary per level.")
+    p.add_argument("inputs", nargs="*", help="audio files, directories or glob patterns")
+    p.add_argument("--dataset", metavar="ROOT",
+                   help="a MagnaTagATune-layout dataset: fit on its training split")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    p.add_argument("--representation", default="laplacian",
+                   choices=("laplacian", "gaussian", "multiresolution"))
+    p.add_argument("--levels", type=int, default=6)
+    p.add_argument("--frames", type=int, default=1, help="frames per window (1, 2, 4)")
+    p.add_argument("--n-means", type=int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--pool", type=int, default=128, help="pooling window at level 0, frames")
+    p.add_argument("--n-samples", type=int, default=200_000, help="training windows per level")
+    p.add_argument("--variance", type=float, default=0.99, help="PCA variance kept")
+    p.add_argument("--encoding", default="linear", choices=("linear", "threshold"))
+    p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
+    p.add_argument("--max-iter", type=int, default=20, help="K-means iterations")
+    p.add_argument("--log-offset", type=float, default=1e-10)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("info", help="describe a model file", epilog=EPILOG["info"],
+                       formatter_class=fmt, description="Print a model's parameters and shapes as JSON.")
+    p.add_argument("path", help="a model (.npz)")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``msk`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except _UsageError as exc:
+        parser.error(str(exc))
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        _log(f"msk {args.command}: error: {exc}")
+        return 1

@@ -1,0 +1,106 @@
+"""The `msk` command through `main([...])`: return codes, files written, JSON on stdout."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import msk
+from msk.cli import expand_inputs, main
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """Four 6 s pieces of the shipped clip as WAV/FLAC in nested folders, plus a text file."""
+    root = tmp_path_factory.mktemp("audio")
+    y = msk.load_audio(msk.example_audio())
+    (root / "sub").mkdir()
+    for i in range(4):
+        fmt = "WAV" if i % 2 == 0 else "FLAC"
+        folder = root / "sub" if i >= 2 else root
+        sf.write(folder / f"piece{i}.{fmt.lower()}", y[i * 96000:(i + 1) * 96000], 16000, format=fmt)
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def run(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_expand_inputs(audio_dir):
+    paths = expand_inputs([str(audio_dir)])
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["piece0.wav", "piece1.flac", "piece2.wav", "piece3.flac"]
+    assert expand_inputs([str(audio_dir / "*.wav")]) == [str(audio_dir / "piece0.wav")]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        expand_inputs([str(audio_dir / "nothing-here")])
+
+
+def test_fit_then_info(audio_dir, tmp_path, capsys):
+    out_model = tmp_path / "m.npz"
+    code, out, err = run(capsys, ["fit", str(audio_dir), "-o", str(out_model), "--levels", "3",
+                                  "--n-means", "8", "--n-samples", "2000", "--seed", "1"])
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["clips"] == 4 and summary["n_features"] == 24 and summary["skipped"] == []
+    model = msk.MultiscaleFeatures.load(out_model)
+    assert model.get_params()["random_state"] == 1
+    F = model.transform(audio_dir / "piece0.wav")
+    assert F.shape == (1, 24) and np.isfinite(F).all()
+
+    code, out, err = run(capsys, ["info", str(out_model)])
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["n_features"] == 24 and len(info["levels"]) == 3
+    assert info["params"]["representation"] == "laplacian"
+
+
+def test_fit_pca_only_and_pooling(audio_dir, tmp_path, capsys):
+    out_model = tmp_path / "p.npz"
+    code, out, err = run(capsys, ["fit", str(audio_dir / "*.wav"), str(audio_dir / "sub"), "-o",
+                                  str(out_model), "--levels", "2", "--n-means", "0",
+                                  "--pooling", "max+mean", "--n-samples", "1000"])
+    assert code == 0, err
+    model = msk.MultiscaleFeatures.load(out_model)
+    assert model.n_means is None and model.pooling == ("max", "mean")
+
+
+def test_runtime_errors_exit_1(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a model")
+    code, out, err = run(capsys, ["info", str(bad)])
+    assert code == 1 and out == ""
+    assert "bad.npz" in err and "not a readable msk model" in err
+    code, out, err = run(capsys, ["fit", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "x.npz")])
+    assert code == 1 and "missing.wav" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--levels", "3"])  # no -o
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["nonsense"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "-o", "x.npz"])  # neither inputs nor --dataset
+    assert exc.value.code == 2
+    assert "--dataset" in capsys.readouterr().err
+
+
+def test_help_teaches_with_examples(capsys):
+    for command in ("fit", "info"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_version_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "msk", "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == f"msk {msk.__version__}"
