@@ -221,7 +221,7 @@ def test_load_rejects_bad_files(clips, tmp_path):
     with pytest.raises(ValueError, match="broken.npz.*corrupt.*level 1"):
         msk.MultiscaleFeatures.load(broken)
 
-    missing = rewrite("missing.npz", lambda h, a: a.pop("level2.pca.whitening_"))
+    missing = rewrite("missing.npz", lambda h, a: a.pop("level2.pca.components_"))
     with pytest.raises(ValueError, match="missing.npz.*corrupt"):
         msk.MultiscaleFeatures.load(missing)
 

@@ -169,6 +169,11 @@ def _centred_covariance(X, mean):
     return cov
 
 
+def _whitening_matrix(components, explained_variance, eps_abs):
+    """W = components scaled by 1 / sqrt(lambda + eps): the one formula fit and load share."""
+    return components * (1.0 / np.sqrt(explained_variance + eps_abs))[:, None]
+
+
 class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """PCA whitening: project onto the leading principal components, scale to unit variance.
 
@@ -324,7 +329,6 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         pivot = np.argmax(np.abs(components), axis=1)
         components *= np.sign(components[np.arange(k), pivot])[:, None]
         eps_abs = eps * total / d
-        scale = 1.0 / np.sqrt(evals[:k] + eps_abs)
 
         self.mean_ = mean
         self.components_ = components
@@ -332,7 +336,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.explained_variance_ratio_ = ratio[:k].copy()
         self.n_components_ = k
         self.eps_ = float(eps_abs)
-        self.whitening_ = components * scale[:, None]
+        self.whitening_ = _whitening_matrix(components, self.explained_variance_, eps_abs)
         self.n_samples_ = n
         return self
 
@@ -884,7 +888,8 @@ _REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 _FORMAT = "msk.MultiscaleFeatures"
 _FORMAT_VERSION = 1
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
-_PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_", "whitening_")
+# whitening_ is not stored: load recomputes it from these with _whitening_matrix, bit for bit.
+_PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _KMEANS_ARRAYS = ("cluster_centers_",)
 
 
@@ -991,7 +996,9 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     Clips may be given as audio file paths, as mono waveforms at ``sr`` Hz
     (1-D arrays), or as precomputed log-mel spectrograms of shape
     ``(n_frames, n_mels)`` (2-D arrays; not for "multiresolution", which needs
-    the audio). Features are computed in float32.
+    the audio). Features are computed in float32, and the fitted principal
+    axes are kept at float32 precision (so a saved model is half the size and
+    loads bit-identical); the rest of the whitening is float64.
 
     Pooling keeps only full pooling windows; the number of pooling windows is
     the smallest over the levels (coarse levels lose a window to the width of
@@ -1203,6 +1210,10 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
                     "to estimate a covariance. Give more or longer clips."
                 )
             pca = PCAWhitening(variance=self.variance, eps=self.eps).fit(X)
+            # Features are float32: keep the principal axes at float32 precision too, so that a
+            # saved model stores them as float32 (half the size) and loads bit-identical.
+            pca.components_ = pca.components_.astype(np.float32).astype(np.float64)
+            pca.whitening_ = _whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
             pcas.append(pca)
             if self.n_means is None:
                 kms.append(None)
@@ -1304,6 +1315,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
             }
             for name in _PCA_ARRAYS:
                 arrays[f"level{lev}.pca.{name}"] = np.asarray(getattr(pca, name))
+            arrays[f"level{lev}.pca.components_"] = pca.components_.astype(np.float32)
             if self.kmeans_ is not None:
                 km = self.kmeans_[lev]
                 info["n_means"] = int(km.cluster_centers_.shape[0])
@@ -1380,11 +1392,12 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
             for lev, info in enumerate(header["levels"]):
                 pca = PCAWhitening(variance=model.variance, eps=model.eps)
                 for name in _PCA_ARRAYS:
-                    setattr(pca, name, arrays[f"level{lev}.pca.{name}"])
+                    setattr(pca, name, np.asarray(arrays[f"level{lev}.pca.{name}"], dtype=np.float64))
                 pca.n_components_ = int(info["n_components"])
                 pca.n_features_in_ = int(info["n_features"])
                 pca.n_samples_ = int(info["n_samples"])
                 pca.eps_ = float(info["eps"])
+                pca.whitening_ = _whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
                 if pca.whitening_.shape != (pca.n_components_, pca.n_features_in_):
                     raise ValueError(f"level {lev}: whitening matrix of shape {pca.whitening_.shape}")
                 pcas.append(pca)
