@@ -19,8 +19,8 @@ import contextlib
 import json
 import numbers
 import os
-import tempfile
 import threading
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -899,6 +899,15 @@ def _is_clip_collection(clips):
     )
 
 
+def _write_npz(f, arrays):
+    """np.savez with fixed zip timestamps: the same model gives the same bytes."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
+
+
 def _looks_numeric(clip):
     """A list or tuple of numbers (or of rows of numbers) is one waveform or spectrogram."""
     if not isinstance(clip, (list, tuple)) or not clip:
@@ -1329,11 +1338,10 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         }
         blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".msk-", suffix=".npz", dir=directory)
+        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, header=blob, **arrays)
+            with open(tmp, "xb") as f:
+                _write_npz(f, {"header": blob, **arrays})
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
