@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, evaluation, heads, store
 from .audio import example_audio, load_audio
+from .extract import extract, extract_many
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
@@ -30,6 +31,8 @@ __all__ = [
     "heads",
     "store",
     "example_audio",
+    "extract",
+    "extract_many",
     "gaussian_pyramid",
     "laplacian_pyramid",
     "load_audio",

@@ -500,6 +500,25 @@ class FeatureStore:
             raise ValueError(f"{self.path!r} is an msk feature store without its '{_ENTRIES}' directory.")
         return header
 
+    def check_model(self, model_info):
+        """Record the store's model if it has none, else check that ``model_info`` is it.
+
+        Parameters
+        ----------
+        model_info : MultiscaleFeatures or mapping
+            A fitted model or its :func:`model_fingerprint`.
+
+        Raises
+        ------
+        ValueError
+            If the store was made with another model (the message names the
+            store and both models), or holds entries of an unrecorded model.
+        """
+        info = _as_model_info(model_info)
+        if info is None:
+            raise TypeError("`model_info` must be a fitted MultiscaleFeatures or a mapping; got None.")
+        self._check_model(info)
+
     def _check_model(self, info):
         recorded = self.model_info
         if recorded is None:
