@@ -669,6 +669,21 @@ def _dask_task(path, fingerprint, payload):
         return _extract_one(model, path)
 
 
+def _check_scheduler(scheduler):
+    if isinstance(scheduler, str):
+        if "://" not in scheduler:
+            raise ValueError(
+                f"`scheduler` must be a Dask scheduler address such as 'tcp://host:8786'; got {scheduler!r}."
+            )
+        return
+    client_type = getattr(sys.modules.get("distributed"), "Client", None)
+    if client_type is None or not isinstance(scheduler, client_type):
+        raise TypeError(
+            "`scheduler` must be a Dask scheduler address such as 'tcp://host:8786', a "
+            f"distributed.Client, or None; got {type(scheduler).__name__}."
+        )
+
+
 def _run_dask(model, fingerprint, todo, scheduler):
     """Yield (key, path, features, reason) as a Dask cluster finishes the clips."""
     try:
@@ -677,15 +692,10 @@ def _run_dask(model, fingerprint, todo, scheduler):
         raise ImportError(
             "`scheduler` needs Dask's distributed scheduler: pip install 'msk[dask]'."
         ) from None
-    if isinstance(scheduler, Client):
-        client, own = scheduler, False
-    elif isinstance(scheduler, str):
+    if isinstance(scheduler, str):
         client, own = Client(scheduler, set_as_default=False), True
     else:
-        raise TypeError(
-            "`scheduler` must be a Dask scheduler address such as 'tcp://host:8786', a "
-            f"distributed.Client, or None; got {type(scheduler).__name__}."
-        )
+        client, own = scheduler, False
     try:
         [payload] = client.scatter([_model_bytes(model)], broadcast=True, hash=False)
         window = max(8, 4 * sum(client.nthreads().values()))
@@ -835,6 +845,8 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         raise ValueError(f"`keys` must be unique; repeated: {', '.join(map(repr, dups[:5]))}.")
     if scheduler is None:
         n_jobs = _check_n_jobs(n_jobs)
+    else:
+        _check_scheduler(scheduler)
     todo = [(k, p) for k, p in zip(keys, paths) if not store.done(k)]
     skipped = len(keys) - len(todo)
 
