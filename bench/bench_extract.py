@@ -19,6 +19,9 @@ Every clip is the shipped example, a 29.1 s 16 kHz mono MP3 like MagnaTagATune's
 Models: the shipped K = 500, 6-level models when installed, else fitted here (K = 500,
 6 levels) on variations of the example clip; only the timing matters, not their quality.
 Single-threaded except the 2-worker batch (bench/conftest.py pins BLAS to one thread).
+On a machine shared with other jobs, add ``--benchmark-timer=time.process_time -k "not batch"``
+for CPU-time figures that the other jobs do not inflate (the single-clip groups run on one
+thread, so their CPU time is their cost on one core).
 Each benchmark records clips/s and x real time per core in its extra_info, and the
 results are checked against msk after timing. The machine is shared: numbers are noisy.
 """

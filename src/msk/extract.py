@@ -801,13 +801,15 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     >>> model = msk.MultiscaleFeatures("laplacian", levels=2, n_means=8,
     ...                                n_samples=1000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
-    >>> out = os.path.join(tempfile.mkdtemp(), "features.zarr")
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> out = os.path.join(tmp.name, "features.zarr")
     >>> summary = msk.extract_many([msk.example_audio()], model=model, store=out,
     ...                            keys=["example"], progress=False)
     >>> summary.done, summary.failed
     (1, {})
     >>> msk.store.FeatureStore(out, mode="r").get("example").shape
     (7, 16)
+    >>> tmp.cleanup()
     """
     from tqdm.auto import tqdm
 

@@ -397,7 +397,8 @@ class FeatureStore:
     --------
     >>> import numpy as np, tempfile, os
     >>> from msk.store import FeatureStore
-    >>> path = os.path.join(tempfile.mkdtemp(), "features.zarr")
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "features.zarr")
     >>> store = FeatureStore(path, mode="w")
     >>> store.put("clip-1", np.ones((3, 4), np.float32), meta={"sr": 16000})
     >>> store.fail("clip-2", "could not be decoded")
@@ -406,6 +407,7 @@ class FeatureStore:
     >>> X, clip_index = store.concatenated(["clip-1"])
     >>> X.shape, clip_index.tolist()
     ((3, 4), [0, 0, 0])
+    >>> tmp.cleanup()
     """
 
     def __init__(self, path, *, mode="a", model_info=None, durable=True):
