@@ -9,8 +9,9 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads
+from . import datasets, evaluation, heads, store
 from .audio import example_audio, load_audio
+from .extract import extract, extract_many
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
@@ -28,7 +29,10 @@ __all__ = [
     "datasets",
     "evaluation",
     "heads",
+    "store",
     "example_audio",
+    "extract",
+    "extract_many",
     "gaussian_pyramid",
     "laplacian_pyramid",
     "load_audio",

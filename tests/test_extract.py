@@ -1,0 +1,443 @@
+"""msk.extract and msk.extract_many: formats, odd inputs, long audio, batches, crashes, Dask."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from importlib import resources
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from threadpoolctl import threadpool_limits
+
+import msk
+from conftest import assert_close
+from msk.store import FeatureStore
+
+extract_module = sys.modules["msk.extract"]
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def y():
+    return msk.load_audio(msk.example_audio())
+
+
+def _fit(y, representation="laplacian", levels=3, frames=1):
+    pieces = [y[i : i + 7 * SR] for i in range(0, len(y) - 7 * SR + 1, 7 * SR)]
+    # One BLAS thread: threaded LAPACK eigh is 100x slower on a loaded 2-core machine.
+    with threadpool_limits(1):
+        return msk.MultiscaleFeatures(representation, levels=levels, frames=frames, n_means=16,
+                                      n_samples=2000, max_iter=5, random_state=0).fit(pieces)
+
+
+@pytest.fixture(scope="module")
+def model(y):
+    return _fit(y)
+
+
+@pytest.fixture(scope="module")
+def model_path(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "small.npz"
+    model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reference(model, y):
+    return model.transform(y)
+
+
+def _long_signal(y, seconds):
+    """A signal of ``seconds`` built from the example clip with varied gain and offsets."""
+    parts, n, k = [], 0, 0
+    while n < seconds * SR:
+        part = np.roll(y, 7919 * k) * (1.0 - 0.1 * (k % 5))
+        parts.append(part.astype(np.float32))
+        n += part.shape[0]
+        k += 1
+    return np.concatenate(parts)[: seconds * SR]
+
+
+# -- formats and odd inputs ------------------------------------------------------------------
+
+
+def test_formats(tmp_path, model, y, reference):
+    float_wav = tmp_path / "float.wav"
+    sf.write(float_wav, y, SR, subtype="FLOAT")
+    np.testing.assert_array_equal(msk.extract(float_wav, model=model), reference)
+    np.testing.assert_array_equal(msk.extract(str(float_wav), model=model), reference)
+    # Lossless 16-bit: WAV and FLAC hold the same samples, hence the same features.
+    pcm = np.round(np.clip(y, -1, 1) * 32767).astype(np.int16)
+    sf.write(tmp_path / "pcm.wav", pcm, SR, subtype="PCM_16")
+    sf.write(tmp_path / "pcm.flac", pcm, SR, subtype="PCM_16")
+    F_wav = msk.extract(tmp_path / "pcm.wav", model=model)
+    np.testing.assert_array_equal(msk.extract(tmp_path / "pcm.flac", model=model), F_wav)
+    quantised, _ = sf.read(tmp_path / "pcm.wav", dtype="float32")
+    np.testing.assert_array_equal(F_wav, msk.extract(quantised, sr=SR, model=model))
+    # Lossy: same layout, strongly correlated features.
+    sf.write(tmp_path / "x.ogg", y, SR, format="OGG", subtype="VORBIS")
+    sf.write(tmp_path / "x.mp3", y, SR, format="MP3", subtype="MPEG_LAYER_III")
+    for name in ("x.ogg", "x.mp3"):
+        F = msk.extract(tmp_path / name, model=model)
+        assert F.shape == reference.shape and F.dtype == np.float32
+        assert np.corrcoef(F.ravel(), reference.ravel())[0, 1] > 0.9, name
+
+
+def test_stereo_is_averaged(tmp_path, model, y):
+    stereo = np.stack([y, np.zeros_like(y)], axis=1)
+    sf.write(tmp_path / "stereo.wav", stereo, SR, subtype="FLOAT")
+    np.testing.assert_array_equal(
+        msk.extract(tmp_path / "stereo.wav", model=model), msk.extract(y / 2, sr=SR, model=model)
+    )
+
+
+def test_44k_file_and_array_are_resampled(tmp_path, model, y, reference):
+    y44 = soxr.resample(y, SR, 44100).astype(np.float32)
+    sf.write(tmp_path / "x44.wav", y44, 44100, subtype="FLOAT")
+    F_file = msk.extract(tmp_path / "x44.wav", model=model)
+    F_array = msk.extract(y44, sr=44100, model=model)
+    np.testing.assert_array_equal(F_file, F_array)
+    assert F_file.shape == reference.shape
+    assert np.corrcoef(F_file.ravel(), reference.ravel())[0, 1] > 0.99
+    # a path ignores sr
+    np.testing.assert_array_equal(msk.extract(tmp_path / "x44.wav", model=model, sr=8000), F_file)
+
+
+def test_short_clip_gives_one_pooling_window(tmp_path, model, y):
+    half = y[: SR // 2]
+    F = msk.extract(half, sr=SR, model=model)
+    assert F.shape == (1, model.n_features_out_)
+    np.testing.assert_array_equal(F, model.transform(half))
+    sf.write(tmp_path / "half.flac", half, SR, subtype="PCM_24")
+    assert msk.extract(tmp_path / "half.flac", model=model).shape == (1, model.n_features_out_)
+
+
+def test_silence(model):
+    F = msk.extract(np.zeros(10 * SR, np.float32), sr=SR, model=model)
+    assert F.shape == (2, model.n_features_out_)
+    assert np.isfinite(F).all()
+    np.testing.assert_array_equal(F[0], F[1])  # nothing changes in silence
+
+
+def test_dtypes_and_layouts(model, y):
+    ref = msk.extract(y[::2], sr=8000, model=model)
+    np.testing.assert_array_equal(msk.extract(np.ascontiguousarray(y[::2]), sr=8000, model=model), ref)
+    np.testing.assert_array_equal(msk.extract(y[::2].astype(np.float64), sr=8000, model=model), ref)
+    np.testing.assert_array_equal(msk.extract(list(y[::2][:8000]), sr=8000, model=model),
+                                  msk.extract(y[::2][:8000], sr=8000, model=model))
+
+
+def test_corrupt_and_missing_files(tmp_path, model):
+    good = tmp_path / "good.mp3"
+    shutil.copy(msk.example_audio(), good)
+    data = good.read_bytes()
+    sf.write(tmp_path / "whole.wav", np.zeros(SR, np.float32), SR)
+    wav = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(wav[: len(wav) // 3])
+    (tmp_path / "junk.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    for name in ("cut.wav", "junk.mp3", "notes.txt", "empty.wav"):
+        with pytest.raises(ValueError, match=name):
+            msk.extract(tmp_path / name, model=model)
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        msk.extract(tmp_path / "nope.wav", model=model)
+    with pytest.raises(ValueError, match="directory"):
+        msk.extract(tmp_path, model=model)
+
+
+# -- models and arguments --------------------------------------------------------------------
+
+
+def test_model_from_path_is_cached(model, model_path, reference):
+    np.testing.assert_array_equal(msk.extract(msk.example_audio(), model=model_path), reference)
+    assert extract_module._load_model_file(model_path) is extract_module._load_model_file(model_path)
+
+
+def test_shipped_model_or_a_clear_error(y):
+    shipped = resources.files("msk").joinpath("models", "laplacian.npz")
+    if shipped.is_file():
+        F = msk.extract(y, sr=SR)
+        assert F.shape == (7, 3000)
+        assert extract_module.default_model() is extract_module.default_model("laplacian")
+    else:
+        with pytest.raises(FileNotFoundError, match=r"msk/models/laplacian\.npz.*train_models\.py"):
+            msk.extract(y, sr=SR)
+    if not resources.files("msk").joinpath("models", "gaussian.npz").is_file():
+        with pytest.raises(FileNotFoundError, match=r"msk/models/gaussian\.npz"):
+            msk.extract(y, sr=SR, pyramid="gaussian")
+
+
+def test_bad_arguments(model, y):
+    with pytest.raises(ValueError, match="`representation` must be one of 'multiresolution', 'gaussian' or 'laplacian'; got 'lapacian'"):
+        msk.extract(y, sr=SR, representation="lapacian", model=model)
+    with pytest.raises(ValueError, match="`pyramid` must be one of"):
+        msk.extract(y, sr=SR, pyramid="wavelet", model=model)
+    with pytest.raises(ValueError, match="not both"):
+        msk.extract(y, sr=SR, representation="laplacian", pyramid="laplacian", model=model)
+    with pytest.raises(ValueError, match="does not match the model's representation 'laplacian'"):
+        msk.extract(y, sr=SR, representation="gaussian", model=model)
+    np.testing.assert_array_equal(msk.extract(y, sr=SR, pyramid="laplacian", model=model),
+                                  msk.extract(y, sr=SR, model=model))
+    with pytest.raises(ValueError, match="`sr` must be given"):
+        msk.extract(y, model=model)
+    with pytest.raises(ValueError, match="`sr` must be a positive integer"):
+        msk.extract(y, sr=0, model=model)
+    with pytest.raises(ValueError, match="mono waveform of shape"):
+        msk.extract(np.stack([y, y], axis=1), sr=SR, model=model)
+    with pytest.raises(ValueError, match="at least one sample"):
+        msk.extract(np.zeros(0, np.float32), sr=SR, model=model)
+    with pytest.raises(ValueError, match="NaN"):
+        msk.extract(np.full(SR, np.nan, np.float32), sr=SR, model=model)
+    with pytest.raises(TypeError, match="`path_or_array`"):
+        msk.extract(b"abc", sr=SR, model=model)
+    with pytest.raises(TypeError, match="`model` must be a fitted MultiscaleFeatures"):
+        msk.extract(y, sr=SR, model=42)
+    with pytest.raises(ValueError, match="not fitted"):
+        msk.extract(y, sr=SR, model=msk.MultiscaleFeatures())
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        msk.extract(y, sr=SR, model="/nonexistent/model.npz")
+
+
+# -- long audio ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "representation, levels, frames",
+    [("laplacian", 6, 1), ("laplacian", 3, 2), ("gaussian", 4, 2), ("multiresolution", 4, 1)],
+)
+def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
+    """Long audio goes through segments; features equal the whole-signal computation."""
+    m = _fit(y, representation, levels, frames)
+    long_y = _long_signal(y, 150)
+    whole = m.transform(long_y)
+    # Small segments and pieces: many boundaries at every level.
+    monkeypatch.setattr(extract_module, "_WHOLE_FRAMES", 1024)
+    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES", 640)
+    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES_MULTIRES", 300)
+    monkeypatch.setattr(extract_module, "_PIECE_FRAMES", 97)
+    segmented = msk.extract(long_y, sr=SR, model=m)
+    assert segmented.shape == whole.shape
+    # Equal up to float32 rounding (bit for bit on this machine's BLAS).
+    assert_close(segmented, whole, rtol=1e-5, atol=1e-5)
+    # As 8 kHz audio, resampled block by block, and as a file decoded block by block.
+    y8 = soxr.resample(long_y, SR, 8000).astype(np.float32)
+    np.testing.assert_array_equal(msk.extract(y8, sr=8000, model=m),
+                                  _unsegmented(monkeypatch, m, y8, 8000))
+
+
+def _unsegmented(monkeypatch, m, y, sr):
+    with monkeypatch.context() as mp:
+        mp.setattr(extract_module, "_WHOLE_FRAMES", 10**9)
+        return msk.extract(y, sr=sr, model=m)
+
+
+def test_segmented_file_equals_whole(monkeypatch, tmp_path, model, y):
+    long_y = _long_signal(y, 120)
+    sf.write(tmp_path / "long.flac", long_y, 22050, subtype="PCM_24")  # header rate != model rate
+    whole = model.transform(msk.load_audio(tmp_path / "long.flac"))
+    monkeypatch.setattr(extract_module, "_WHOLE_FRAMES", 1024)
+    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES", 512)
+    monkeypatch.setattr(extract_module, "_READ_BLOCK", 5000)
+    assert_close(msk.extract(tmp_path / "long.flac", model=model), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_an_hour_with_bounded_memory(tmp_path, model):
+    """An hour of audio, written to a file on the fly, extracted in far less memory than its spectrogram."""
+    sr, minutes = 8000, 60
+    path = tmp_path / "hour.wav"
+
+    def minute(k):
+        t = np.arange(60 * sr) / sr + 60 * k
+        noise = np.random.default_rng(k).standard_normal(t.shape[0])
+        return (0.3 * np.sin(2 * np.pi * (220 + 5 * k) * t) * (1 + np.sin(t / 3)) / 2
+                + 0.05 * noise).astype(np.float32)
+
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for k in range(minutes):
+            f.write(minute(k))
+    tracemalloc.start()
+    try:
+        F = msk.extract(path, model=model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    n_frames = 1 + minutes * 60 * SR // 512
+    spectrogram_bytes = n_frames * 200 * 4  # the hour's log-mel spectrogram alone: 90 MB
+    assert F.shape == (n_frames // 128, model.n_features_out_) == (878, 48)
+    assert np.isfinite(F).all()
+    assert peak < spectrogram_bytes / 4, f"peak {peak / 1e6:.1f} MB"
+    # Its first pools equal those of its first six minutes analysed whole.
+    with sf.SoundFile(path) as f:
+        head = f.read(6 * 60 * sr, dtype="float32")
+    head_features = model.transform(soxr.resample(head, sr, SR, quality="HQ").astype(np.float32))
+    n = head_features.shape[0] - 2  # the last pools of the excerpt see its end
+    assert_close(F[:n], head_features[:n], rtol=1e-5, atol=1e-5)
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory, y):
+    """Eight distinct 10 s clips in several formats, plus a text file and a corrupt MP3."""
+    root = tmp_path_factory.mktemp("clips")
+    (root / "sub").mkdir()
+    for i in range(8):
+        clip = np.roll(y, 4000 * i)[: 10 * SR] * (0.5 + 0.05 * i)
+        ext, subtype = [("wav", "FLOAT"), ("flac", "PCM_24")][i % 2]
+        folder = root / "sub" if i >= 6 else root
+        sf.write(folder / f"clip{i}.{ext}", clip.astype(np.float32), SR, subtype=subtype)
+    (root / "README.txt").write_text("these are test clips")
+    (root / "broken.mp3").write_bytes(b"ID3" + bytes(range(256)) * 20)
+    return root
+
+
+def _audio_files(root):
+    return sorted(str(p) for p in root.rglob("clip*"))
+
+
+def _store_contents(path):
+    store = FeatureStore(path, mode="r")
+    return {k: store.get(k) for k in store.keys()}, store.failures()
+
+
+def test_extract_many_directory_and_resume(tmp_path, clip_dir, model, capsys):
+    out = tmp_path / "features.zarr"
+    summary = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2)
+    assert summary.done == 8 and summary.skipped == 0 and summary.total == 10
+    assert sorted(os.path.basename(k) for k in summary.failed) == ["README.txt", "broken.mp3"]
+    assert "README.txt" in summary.failed[str(clip_dir / "README.txt")]
+    assert "msk extract" in capsys.readouterr().err  # the progress bar
+    features, failures = _store_contents(out)
+    assert failures == summary.failed
+    for path in _audio_files(clip_dir):
+        np.testing.assert_array_equal(features[path], msk.extract(path, model=model))
+        assert FeatureStore(out, mode="r").meta(path)["path"] == path
+    again = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2, progress=False)
+    assert (again.done, again.skipped, sorted(again.failed)) == (0, 8, sorted(summary.failed))
+    assert "8 already done" in str(again)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 3])
+def test_extract_many_identical_whatever_n_jobs(tmp_path, clip_dir, model, n_jobs):
+    paths = _audio_files(clip_dir)
+    keys = [f"id{i}" for i in range(len(paths))]
+    reference = {k: msk.extract(p, model=model) for k, p in zip(keys, paths)}
+    out = tmp_path / f"n{n_jobs}.zarr"
+    summary = msk.extract_many(paths, model=model, store=out, keys=keys, n_jobs=n_jobs, progress=False)
+    assert summary.done == len(paths) and not summary.failed
+    features, _ = _store_contents(out)
+    assert features.keys() == reference.keys()
+    for k in keys:
+        np.testing.assert_array_equal(features[k], reference[k])
+    X, clip_index = FeatureStore(out, mode="r").concatenated(keys)
+    np.testing.assert_array_equal(X, np.vstack([reference[k] for k in keys]))
+    assert clip_index.max() == len(keys) - 1
+
+
+def test_extract_many_arguments(tmp_path, clip_dir, model, model_path):
+    paths = _audio_files(clip_dir)
+    out = tmp_path / "s.zarr"
+    with pytest.raises(ValueError, match="one key per path"):
+        msk.extract_many(paths, model=model, store=out, keys=["a"])
+    with pytest.raises(ValueError, match="unique.*'a'"):
+        msk.extract_many(paths[:2], model=model, store=out, keys=["a", "a"])
+    with pytest.raises(ValueError, match="`n_jobs`"):
+        msk.extract_many(paths, model=model, store=out, n_jobs=0)
+    with pytest.raises(TypeError, match="`paths` must hold str"):
+        msk.extract_many([1, 2], model=model, store=out)
+    with pytest.raises(TypeError, match="`store`"):
+        msk.extract_many(paths, model=model, store=3)
+    with pytest.raises(TypeError, match="`scheduler`"):
+        msk.extract_many(paths[:1], model=model, store=out, scheduler=3.5, progress=False)
+    # a store object; the model given as a path is the same model
+    store = FeatureStore(out)
+    summary = msk.extract_many(paths[:2], model=model_path, store=store, progress=False)
+    assert summary.done == 2 and len(store) == 2
+    with pytest.raises(ValueError, match="read-only"):
+        msk.extract_many(paths, model=model, store=FeatureStore(out, mode="r"))
+    with threadpool_limits(1):
+        other = msk.MultiscaleFeatures(levels=2, n_means=4, n_samples=500, max_iter=2,
+                                       random_state=3).fit([msk.example_audio()])
+    with pytest.raises(ValueError, match="refusing to mix"):
+        msk.extract_many(paths, model=other, store=out)
+
+
+_BATCH = textwrap.dedent("""
+    import sys, msk
+    paths = sys.argv[3:]
+    msk.extract_many(paths, model=sys.argv[1], store=sys.argv[2], n_jobs=2, progress=False)
+""")
+
+
+def test_killed_batch_resumes_to_the_same_store(tmp_path, y, model, model_path):
+    """SIGKILL a real extract_many run mid-way, re-run it, compare with single-process results."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    paths = []
+    for i in range(30):
+        path = clips / f"c{i:02d}.wav"
+        sf.write(path, (np.roll(y, 3001 * i)[: 20 * SR] * (0.4 + 0.02 * i)).astype(np.float32), SR,
+                 subtype="PCM_16")
+        paths.append(str(path))
+    out = tmp_path / "features.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", _BATCH, model_path, str(out), *paths])
+    entries = out / "clips"
+
+    def n_done():
+        return sum(p.is_dir() for p in entries.iterdir()) if entries.exists() else 0
+
+    deadline = time.monotonic() + 120
+    while n_done() < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = n_done()
+    assert proc.returncode == -signal.SIGKILL
+    assert 4 <= killed_at < 30, killed_at  # killed mid-way
+    summary = msk.extract_many(paths, model=model_path, store=out, n_jobs=1, progress=False)
+    assert summary.skipped == killed_at and summary.done == 30 - killed_at and not summary.failed
+    features, failures = _store_contents(out)
+    assert not failures and sorted(features) == paths
+    for path in paths:
+        np.testing.assert_array_equal(features[path], msk.extract(path, model=model), err_msg=path)
+
+
+# -- Dask ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            yield cluster, client
+
+
+def test_dask_same_store_as_threads(tmp_path, clip_dir, model, dask_cluster):
+    cluster, client = dask_cluster
+    threads = tmp_path / "threads.zarr"
+    msk.extract_many(clip_dir, model=model, store=threads, n_jobs=2, progress=False)
+    on_dask = tmp_path / "dask.zarr"
+    summary = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=client, progress=False)
+    assert summary.done == 8 and len(summary.failed) == 2
+    (f_threads, fail_threads), (f_dask, fail_dask) = _store_contents(threads), _store_contents(on_dask)
+    assert f_dask.keys() == f_threads.keys() and fail_dask == fail_threads
+    for k in f_threads:
+        np.testing.assert_array_equal(f_dask[k], f_threads[k])
+    # each worker loaded the model once and kept it
+    loaded = client.run(lambda: len(sys.modules["msk.extract"]._WORKER_MODELS))
+    assert sorted(loaded.values()) == [1, 1]
+    # by address; a re-run skips what is done
+    again = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=cluster.scheduler_address,
+                             progress=False)
+    assert again.done == 0 and again.skipped == 8
