@@ -311,7 +311,10 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         n, d = X.shape
         mean = X.mean(axis=0, dtype=np.float64)
         cov = _centred_covariance(X, mean)
-        evals, evecs = scipy.linalg.eigh(cov, lower=True)
+        # A (d, d) eigenproblem with d <= a few thousand: BLAS threads only add contention
+        # (measured: 5 s instead of 0.05 s for d = 400 on a busy 2-core machine).
+        with _SingleThreadedBlas():
+            evals, evecs = scipy.linalg.eigh(cov, lower=True)
         evals = np.maximum(evals[::-1], 0.0)
         evecs = evecs[:, ::-1]
         total = evals.sum()
