@@ -69,6 +69,39 @@ def test_fit_pca_only_and_pooling(audio_dir, tmp_path, capsys):
     assert model.n_means is None and model.pooling == ("max", "mean")
 
 
+def test_extract_one_file_with_the_shipped_model(tmp_path, capsys):
+    out_npy = tmp_path / "example.npy"
+    code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npy)])
+    assert code == 0, err
+    assert json.loads(out)["shape"] == [7, 3000]
+    np.testing.assert_array_equal(np.load(out_npy), msk.extract(msk.example_audio()))
+
+
+def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, capsys):
+    (audio_dir / "sub" / "broken.mp3").write_bytes(b"not an mp3" * 50)
+    try:
+        model = tmp_path / "m.npz"
+        assert main(["fit", str(audio_dir), "-o", str(model), "--levels", "2", "--n-means", "4",
+                     "--n-samples", "500"]) == 0
+        capsys.readouterr()
+        store = tmp_path / "features.zarr"
+        argv = ["extract", str(audio_dir), "-o", str(store), "--model", str(model), "-q", "--n-jobs", "2"]
+        code, out, err = run(capsys, argv)
+        assert code == 1
+        summary = json.loads(out)
+        assert summary["done"] == 4 and len(summary["failed"]) == 1
+        assert "broken.mp3" in err
+        # resumable: a second run skips the four finished clips
+        code, out, err = run(capsys, argv)
+        assert json.loads(out)["skipped"] == 4
+        code, out, err = run(capsys, ["info", str(store)])
+        assert code == 0, err
+        info = json.loads(out)
+        assert info["clips"] == 4 and info["n_features"] == 8 and len(info["failed"]) == 1
+    finally:
+        (audio_dir / "sub" / "broken.mp3").unlink()
+
+
 def test_runtime_errors_exit_1(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_text("not a model")
@@ -87,13 +120,16 @@ def test_usage_errors_exit_2(capsys):
         main(["nonsense"])
     assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
+        main(["extract", msk.example_audio(), msk.example_audio(), "-o", "x.npy"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
         main(["fit", "-o", "x.npz"])  # neither inputs nor --dataset
     assert exc.value.code == 2
     assert "--dataset" in capsys.readouterr().err
 
 
 def test_help_teaches_with_examples(capsys):
-    for command in ("fit", "info"):
+    for command in ("extract", "fit", "info"):
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0

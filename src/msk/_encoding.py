@@ -15,6 +15,7 @@ every clip.
 import numpy as np
 
 from ._core._encode import whiten_encode_pool as _whiten_encode_pool
+from ._blas_threads import _SingleThreadedBlas
 from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
 __all__ = ["WindowEncoder", "encode_pool", "pooled_positions"]
@@ -290,10 +291,11 @@ class WindowEncoder:
         n_work = (6 + tile) * self.n_codes_ + (tile * first.shape[1] if second.shape[0] else 0)
         work = np.empty(n_work, dtype=frames.dtype)
         out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
-        _whiten_encode_pool(
-            frames, self.width, first, second, bias, self._rectify,
-            self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
-        )
+        with _SingleThreadedBlas():
+            _whiten_encode_pool(
+                frames, self.width, first, second, bias, self._rectify,
+                self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
+            )
         return out
 
 

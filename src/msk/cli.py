@@ -10,16 +10,26 @@ import glob
 import json
 import os
 import sys
+import warnings
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 
 EPILOG = {
+    "extract": """examples:
+  msk extract song.mp3 -o song.npy                       # shipped Laplacian model
+  msk extract song.mp3 -o song.npy --representation multiresolution
+  msk extract ~/music -o features.zarr --n-jobs 2        # a directory -> a feature store
+  msk extract 'clips/**/*.mp3' -o features.zarr --model mymodel.npz
+  msk extract ~/music -o features.zarr --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
+A store is resumable: run the same command again and finished clips are skipped.
+Files that cannot be read are recorded in the store's manifest and listed on stderr.""",
     "fit": """examples:
   msk fit ~/music/*.mp3 -o mymodel.npz
   msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
   msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
     "info": """examples:
-  msk info mymodel.npz""",
+  msk info mymodel.npz
+  msk info features.zarr""",
 }
 
 
@@ -51,6 +61,16 @@ def _log(msg):
     print(msg, file=sys.stderr)
 
 
+def _fit(msk, args, paths):
+    return msk.MultiscaleFeatures(
+        args.representation, levels=args.levels, frames=args.frames,
+        n_means=None if args.n_means == 0 else args.n_means, pool=args.pool,
+        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
+        pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
+        log_offset=args.log_offset, random_state=args.seed,
+    ).fit(paths)
+
+
 def cmd_fit(args):
     import msk
 
@@ -64,13 +84,11 @@ def cmd_fit(args):
     if not paths:
         raise RuntimeError("no audio files to fit on")
     _log(f"fitting a {args.representation} model on {len(paths)} clips")
-    model = msk.MultiscaleFeatures(
-        args.representation, levels=args.levels, frames=args.frames,
-        n_means=None if args.n_means == 0 else args.n_means, pool=args.pool,
-        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
-        pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
-        log_offset=args.log_offset, random_state=args.seed,
-    ).fit(paths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # skipped files are listed below instead
+        model = _fit(msk, args, paths)
+    for p, r in model.skipped_:
+        _log(f"msk fit: skipped {p}: {r}")
     model.save(args.output)
     _print_json({
         "model": os.path.abspath(args.output), "representation": args.representation,
@@ -81,10 +99,49 @@ def cmd_fit(args):
     return 0
 
 
+def cmd_extract(args):
+    import numpy as np
+
+    import msk
+
+    model = args.model
+    single = len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and args.output.endswith(".npy")
+    if single:
+        F = msk.extract(args.inputs[0], representation=args.representation, model=model)
+        np.save(args.output, F)
+        _print_json({"input": os.path.abspath(args.inputs[0]), "output": os.path.abspath(args.output),
+                     "shape": list(F.shape), "dtype": str(F.dtype)})
+        return 0
+    if args.output.endswith(".npy"):
+        raise _UsageError("several inputs need a feature store as output (a directory, e.g. features.zarr)")
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise RuntimeError("no audio files found in the inputs")
+    summary = msk.extract_many(paths, store=args.output, model=model,
+                               representation=args.representation, n_jobs=args.n_jobs,
+                               scheduler=args.scheduler, progress=not args.quiet)
+    _print_json(summary.as_dict())
+    if summary.failed:
+        _log(f"msk extract: {len(summary.failed)} file(s) failed (recorded in the store's manifest):")
+        for key, reason in sorted(summary.failed.items()):
+            _log(f"  {key}: {reason}")
+        return 1
+    return 0
+
+
 def cmd_info(args):
     import msk
 
     path = args.path
+    if os.path.isdir(path):
+        st = msk.store.FeatureStore(path, mode="r")
+        keys = st.keys()
+        _print_json({
+            "store": os.path.abspath(path), "clips": len(keys), "failed": st.failures(),
+            "model": st.model_info,
+            "n_features": None if not keys else int(st.shape(keys[0])[1]),
+        })
+        return 0
     model = msk.MultiscaleFeatures.load(path)
     _print_json({
         "model": os.path.abspath(path), "params": model.get_params(),
@@ -115,6 +172,21 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("extract", help="extract features from audio files", epilog=EPILOG["extract"],
+                       formatter_class=fmt,
+                       description="Extract multiscale features: one file to .npy, or many into a "
+                                   "resumable feature store (Zarr v3 format).")
+    p.add_argument("inputs", nargs="+", help="audio files, directories or glob patterns")
+    p.add_argument("-o", "--output", required=True,
+                   help="a .npy file (one input) or a feature store directory")
+    p.add_argument("--representation", choices=("laplacian", "gaussian", "multiresolution"),
+                   help="which shipped model to use [laplacian]; with --model, a check")
+    p.add_argument("--model", help="a model file from `msk fit` instead of the shipped one")
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers [all cores]")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_extract)
+
     p = sub.add_parser("fit", help="learn a feature model from audio", epilog=EPILOG["fit"],
                        formatter_class=fmt,
                        description="Learn PCA whitening and a spherical K-means dictionary per level.")
@@ -137,9 +209,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("info", help="describe a model file", epilog=EPILOG["info"],
-                       formatter_class=fmt, description="Print a model's parameters and shapes as JSON.")
-    p.add_argument("path", help="a model (.npz)")
+    p = sub.add_parser("info", help="describe a model or a feature store", epilog=EPILOG["info"],
+                       formatter_class=fmt,
+                       description="Print a model's parameters and shapes, or a store's contents, as JSON.")
+    p.add_argument("path", help="a model (.npz) or a feature store (directory)")
     p.set_defaults(func=cmd_info)
     return parser
 
