@@ -461,7 +461,15 @@ def track_groups(paths):
 
 def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trials=10, nca_runs=3,
              random_state=0, n_tags=50, mlp_params=None, nca_params=None, log=sys.stderr):
-    """Evaluate the embeddings in ``out`` with msk's heads; write results.json and results.csv."""
+    """Evaluate the embeddings in ``out`` with msk's heads; write results.json and results.csv.
+
+    Every model/layer gets msk's tagging protocol (``evaluate_tagging``: random search on the
+    validation split, ``n_runs`` seeds, test mean per-tag AUC) and its similarity protocol
+    (``evaluate_similarity`` on clip means: NCA probability and nearest-neighbour artist
+    accuracy on the test split, also with same-track neighbours excluded). Entries of an
+    earlier results.json with the same dataset and settings are kept, so layers can be added
+    run by run.
+    """
     import msk
 
     dataset = msk.datasets.load_magnatagatune(root, n_tags=n_tags)
@@ -471,6 +479,8 @@ def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trial
     results = {"dataset": {"root": dataset.root, "n_clips": len(dataset), "tag_names": list(dataset.tag_names),
                            "splits": {s: int(np.sum(dataset.splits == s)) for s in dataset.split_names}},
                "settings": settings, "architectures": {}}
+    previous = _previous_results(os.path.join(out, "results.json"), results)
+    results["architectures"].update(previous)  # other models/layers of an earlier run with the same settings
     for model in models:
         timing = None
         if os.path.exists(timing_path(out, model)):
@@ -520,6 +530,17 @@ def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trial
             _atomic_write_json(os.path.join(out, "results.json"), _finite(results))
     _write_csv(os.path.join(out, "results.csv"), results)
     return results
+
+
+def _previous_results(path, results):
+    """Architectures of an earlier results.json on the same dataset with the same settings, else {}."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    same = (old.get("dataset") == _finite(results["dataset"])
+            and old.get("settings") == json.loads(json.dumps(results["settings"])))
+    return old.get("architectures", {}) if same else {}
 
 
 def _finite(obj):

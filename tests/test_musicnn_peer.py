@@ -273,6 +273,30 @@ def test_evaluate_writes_results_with_msk_heads(peer, tmp_path, rng):
     assert float(rows[0]["x_real_time"]) == 58.2
 
 
+def test_evaluate_adds_layers_to_results_of_the_same_settings(peer, tmp_path, rng):
+    import msk
+
+    root = make_dataset(tmp_path / "ds", n_per_folder=6)
+    ds = msk.datasets.load_magnatagatune(root)
+    out = tmp_path / "out"
+    out.mkdir()
+    clip_index = np.repeat(np.arange(len(ds)), 2)
+    for layer in ("taggram", "max_pool"):
+        X = rng.standard_normal((len(clip_index), 4)).astype(np.float32)
+        X[:, :3] += 3 * np.eye(3, dtype=np.float32)[[int(a[-1]) for a in ds.artists[clip_index]]]
+        save_embeddings(peer.embeddings_path(out, "MSD_musicnn", layer), X, ds.clip_ids, clip_index)
+    kw = dict(models=["MSD_musicnn"], n_runs=1, n_trials=1, nca_runs=1, mlp_params={"n_hidden": 4, "max_iter": 3},
+              nca_params={"n_components": 2, "max_iter": 3}, log=io.StringIO())
+    peer.evaluate(root, out, layers=["taggram"], **kw)
+    peer.evaluate(root, out, layers=["max_pool"], **kw)
+    names = list(json.loads((out / "results.json").read_text())["architectures"])
+    assert names == ["musicnn:MSD_musicnn:taggram", "musicnn:MSD_musicnn:max_pool"]
+    assert len((out / "results.csv").read_text().splitlines()) == 3
+    peer.evaluate(root, out, layers=["max_pool"], **{**kw, "n_runs": 2})  # other settings: start afresh
+    names = list(json.loads((out / "results.json").read_text())["architectures"])
+    assert names == ["musicnn:MSD_musicnn:max_pool"]
+
+
 def test_evaluate_rejects_embeddings_of_another_dataset(peer, tmp_path):
     root = make_dataset(tmp_path / "ds", n_per_folder=2)
     out = tmp_path / "out"
