@@ -10,15 +10,29 @@ neighbours from the same group (the same track): consecutive clips of one
 track are near-duplicates, which makes the plain figures easy.
 
 All functions take plain arrays: one row per clip.
+
+The baselines of the experiment live here too: :func:`mfcc_stats` and
+:func:`logmel_stats` (hand-crafted features pooled like the learned ones) and
+:class:`BaselineFeatures`, their extractor with
+:class:`msk.MultiscaleFeatures`' interface.
 """
 
 import numpy as np
 from scipy.stats import rankdata
 
 from . import _nca
+from ._baselines import BaselineFeatures, logmel_stats, mfcc_stats
 from ._validation import as_float_array
 
-__all__ = ["mean_tag_auc", "nca_probability", "nearest_neighbor_accuracy", "per_tag_auc"]
+__all__ = [
+    "BaselineFeatures",
+    "logmel_stats",
+    "mean_tag_auc",
+    "mfcc_stats",
+    "nca_probability",
+    "nearest_neighbor_accuracy",
+    "per_tag_auc",
+]
 
 
 def _check_tags(Y_true, Y_score):
