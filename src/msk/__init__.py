@@ -9,7 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads
+from . import datasets, evaluation, heads, plot
 from .audio import example_audio, load_audio
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
@@ -28,6 +28,7 @@ __all__ = [
     "datasets",
     "evaluation",
     "heads",
+    "plot",
     "example_audio",
     "gaussian_pyramid",
     "laplacian_pyramid",
