@@ -9,7 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads, plot
+from . import datasets, evaluation, heads, plot, store
 from .audio import example_audio, load_audio
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
@@ -29,6 +29,7 @@ __all__ = [
     "evaluation",
     "heads",
     "plot",
+    "store",
     "example_audio",
     "gaussian_pyramid",
     "laplacian_pyramid",
