@@ -12,6 +12,7 @@ the whole experiment takes seconds.
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -247,12 +248,14 @@ def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):
     kw = dict(FAST, per_level=False, figures=False)
     run_experiment(tiny_corpus, architectures=["mfcc"], out=out, **kw)
     # forget three cached clips: the next run extracts exactly those
-    feat = os.path.join(out, "mfcc", "features")
-    cached = sorted(f for f in os.listdir(feat) if f.endswith(".npy"))
-    for f in cached[:3]:
-        os.remove(os.path.join(feat, f))
+    store = msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="r")
+    assert len(store) == 16 and set(store.failures()) == {"101", "102"}
+    clips = os.path.join(out, "mfcc", "features.zarr", "clips")
+    for key in ("1", "7", "16"):
+        shutil.rmtree(os.path.join(clips, msk.store.entry_name(key)))
     res = run_experiment(tiny_corpus, architectures=["mfcc"], out=out, **kw)
     assert res["architectures"][0]["n_extracted"] == 3
+    assert len(msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="r")) == 16
 
 
 def test_plot_functions_check_their_input(tmp_path):

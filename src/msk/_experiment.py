@@ -6,7 +6,7 @@ Layout of the output folder ``out``::
     <architecture>/
         extractor.json     kind and parameters of the feature extractor
         model.npz          fitted MultiscaleFeatures (learned architectures)
-        features/          the feature cache (see _cache_for)
+        features.zarr/     the feature cache, an msk.store.FeatureStore (see _cache_for)
         tagging_search.json, result.json, per_level.json, validation.json
                            cached head results, each with the settings that produced it
 """
@@ -97,41 +97,26 @@ def _store(path, settings, value):
 
 
 # --------------------------------------------------------------------------- feature cache
-class _FileCache:
-    """Per-clip ``.npy`` files and a failure list (stand-in until msk.store lands)."""
+def _cache_for(directory, extractor=None):
+    """The feature cache of one architecture: an :class:`msk.store.FeatureStore`, keyed by clip id.
 
-    def __init__(self, directory):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        self._failures_path = os.path.join(directory, "failures.json")
-        self.failed = {int(k): v for k, v in (_read_json(self._failures_path) or {}).items()}
-        self.done = {int(f[:-4]) for f in os.listdir(directory) if f.endswith(".npy")}
-
-    def put(self, clip_id, features):
-        path = os.path.join(self.directory, f"{clip_id}.npy")
-        with open(path + ".tmp", "wb") as f:
-            np.save(f, features, allow_pickle=False)
-        os.replace(path + ".tmp", path)
-        self.done.add(int(clip_id))
-
-    def fail(self, clip_id, reason):
-        self.failed[int(clip_id)] = reason
-
-    def get(self, clip_id):
-        return np.load(os.path.join(self.directory, f"{clip_id}.npy"), allow_pickle=False)
-
-    def flush(self):
-        _write_json(self._failures_path, {str(k): v for k, v in sorted(self.failed.items())})
-
-
-def _cache_for(directory):
-    """The feature cache of one architecture: the one place that knows the store's interface.
-
-    Used: ``done`` (set of clip ids with features), ``failed`` (dict clip id
-    -> reason), ``put(clip_id, features)``, ``fail(clip_id, reason)``,
-    ``get(clip_id)`` and ``flush()`` (persist the failures).
+    ``extractor`` (fitted) is recorded in a new store and checked against an
+    existing one, so features of two models never mix; None opens read-only
+    without the check. Entries are written atomically (a killed run leaves no
+    partial entry) but not fsync-ed (``durable=False``): the cache survives a
+    killed process, not a power failure, and costs no waiting per clip.
     """
-    return _FileCache(os.path.join(directory, "features"))
+    from .store import FeatureStore
+
+    path = os.path.join(directory, "features.zarr")
+    if extractor is None:
+        return FeatureStore(path, mode="r")
+    if isinstance(extractor, MultiscaleFeatures):
+        info = extractor  # the store takes its fingerprint
+    else:
+        info = {"class": f"msk.evaluation.{type(extractor).__name__}", "params": extractor.get_params(),
+                "n_features": int(extractor.n_features_out_)}
+    return FeatureStore(path, mode="a", model_info=info, durable=False)
 
 
 # --------------------------------------------------------------------------- extractors
@@ -191,9 +176,9 @@ def _prepare(arch_dir, arch, extractor, data, *, progress, n_jobs):
         skipped = []
     _write_json(info_path, info)
 
-    cache = _cache_for(arch_dir)
-    todo = [(int(c), p) for c, p in zip(data.clip_ids.tolist(), data.paths.tolist())
-            if int(c) not in cache.done and int(c) not in cache.failed]
+    cache = _cache_for(arch_dir, extractor)
+    skip = set(cache.keys()) | set(cache.failures())
+    todo = [(str(c), p) for c, p in zip(data.clip_ids.tolist(), data.paths.tolist()) if str(c) not in skip]
     t0 = time.perf_counter()
     n_extracted = 0
     with _bar(total=len(todo), progress=progress, desc=f"{arch.name}: extract", unit="clip",
@@ -205,12 +190,9 @@ def _prepare(arch_dir, arch, extractor, data, *, progress, n_jobs):
                 cache.put(cid, result)
                 n_extracted += 1
             bar.update()
-            if bar.n % 200 == 0:
-                cache.flush()
-    cache.flush()
     timings["extract"] = time.perf_counter() - t0
     return extractor, cache, {"fitted": fitted_now, "fit_skipped": skipped, "n_extracted": n_extracted,
-                              "n_failed": len(cache.failed), "timings": timings}
+                              "n_failed": len(cache.failures()), "timings": timings}
 
 
 def _extract(extractor, todo, n_jobs):
@@ -239,14 +221,13 @@ def _extract(extractor, todo, n_jobs):
 
 def _load_features(cache, data):
     """Window matrix (float32), clip index, and the rows of ``data`` that have features."""
-    rows = [i for i, c in enumerate(data.clip_ids.tolist()) if int(c) in cache.done]
+    done = set(cache.keys())
+    keys = [str(c) for c in data.clip_ids.tolist()]
+    rows = [i for i, k in enumerate(keys) if k in done]
     if not rows:
         raise ValueError("no clip of the dataset could be read: nothing to evaluate.")
-    blocks = [cache.get(int(data.clip_ids[i])) for i in rows]
-    counts = np.array([len(b) for b in blocks])
-    X = np.concatenate(blocks).astype(np.float32, copy=False)
-    idx = np.repeat(np.arange(len(rows)), counts)
-    return X, idx, np.array(rows)
+    X, idx = cache.concatenated([keys[i] for i in rows], dtype=np.float32)
+    return X, idx.astype(np.intp), np.array(rows)
 
 
 # --------------------------------------------------------------------------- heads
@@ -438,7 +419,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     else:
         result["reused"] = True
     result["n_failed"] = prep["n_failed"]
-    result["failures"] = {str(k): v for k, v in sorted(cache.failed.items())}
+    result["failures"] = cache.failures()
     result["fit_skipped"] = prep["fit_skipped"]
     result["n_extracted"] = prep["n_extracted"]
     result["fitted"] = prep["fitted"]
