@@ -219,15 +219,21 @@ def _extract(extractor, todo, n_jobs):
             yield from ex.map(one, todo[start:start + chunk])
 
 
-def _load_features(cache, data):
-    """Window matrix (float32), clip index, and the rows of ``data`` that have features."""
+def _usable_rows(cache, data):
+    """Rows of ``data`` whose features are in the cache."""
     done = set(cache.keys())
-    keys = [str(c) for c in data.clip_ids.tolist()]
-    rows = [i for i, k in enumerate(keys) if k in done]
+    rows = [i for i, c in enumerate(data.clip_ids.tolist()) if str(c) in done]
     if not rows:
         raise ValueError("no clip of the dataset could be read: nothing to evaluate.")
-    X, idx = cache.concatenated([keys[i] for i in rows], dtype=np.float32)
-    return X, idx.astype(np.intp), np.array(rows)
+    return np.array(rows)
+
+
+def _load_features(cache, data, rows=None):
+    """Window matrix (float32), clip index, and the rows of ``data`` that have features."""
+    if rows is None:
+        rows = _usable_rows(cache, data)
+    X, idx = cache.concatenated([str(c) for c in data.clip_ids[rows].tolist()], dtype=np.float32)
+    return X, idx.astype(np.intp), rows
 
 
 # --------------------------------------------------------------------------- heads
@@ -368,7 +374,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     if bar is not None:
         bar.set_postfix_str(f"{arch.name}: features")
     extractor, cache, prep = _features_for(ctx, arch, overrides)
-    X, idx, rows = _load_features(cache, ctx.data)
+    rows = _usable_rows(cache, ctx.data)
     data = ctx.data
     Y = data.tags[rows]
     splits = data.splits[rows]
@@ -379,7 +385,11 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     result = _cached(os.path.join(d, "result.json"), settings)
     rng = np.random.RandomState(_seed(cfg["random_state"], arch.name))
     if result is None:
+        X, idx, _ = _load_features(cache, data, rows)
+        n_windows, n_features = X.shape
+        C = clip_means(X, idx, n_clips=len(rows))  # NCA's input; then only the splits' copies remain
         sp = _Splits(X, idx, Y, splits)
+        del X, idx
         t0 = time.perf_counter()
         if bar is not None:
             bar.set_postfix_str(f"{arch.name}: tagging")
@@ -395,21 +405,20 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
         t1 = time.perf_counter()
         if bar is not None:
             bar.set_postfix_str(f"{arch.name}: similarity")
-        C = clip_means(X, idx, n_clips=len(rows))
+        del sp
         sim = _similarity(C, data.artists[rows], data.tracks[rows], splits, cfg["nca"], cfg["n_runs"], rng,
                           progress=progress, desc=arch.name)
         t2 = time.perf_counter()
-        del sp
         result = {
             "architecture": arch.name, "kind": arch.kind, "representation": arch.representation,
             "frames": arch.frames, "n_means": arch.n_means,
             "levels": getattr(extractor, "levels", None) if arch.kind == "multiscale" else None,
-            "n_features": int(X.shape[1]), "overrides": overrides or {},
+            "n_features": int(n_features), "overrides": overrides or {},
             "valid_tag_auc": search["best_score"], **search["best_params"], **tag,
             "per_tag_auc": dict(zip(data.tag_names, tag["per_tag_auc"])),
             "per_tag_auc_std": dict(zip(data.tag_names, tag["per_tag_auc_std"])),
             "search_trials": search["trials"], **sim,
-            "n_clips": len(rows), "n_windows": int(X.shape[0]),
+            "n_clips": len(rows), "n_windows": int(n_windows),
             "level_columns": _level_columns(extractor),
             "tagging_seconds": t1 - t0, "similarity_seconds": t2 - t1,
         }
