@@ -42,7 +42,10 @@ _NCA_DEFAULTS = {"n_components": 50}
 def _bar(iterable=None, *, progress, **kw):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, file=sys.stderr, disable=not progress, dynamic_ncols=True, **kw)
+    # redirected to a log file: an update every 30 s instead of ten a second
+    interactive = getattr(sys.stderr, "isatty", lambda: False)()
+    return tqdm(iterable, file=sys.stderr, disable=not progress, dynamic_ncols=True,
+                mininterval=0.1 if interactive else 30.0, **kw)
 
 
 def _jsonable(obj):
