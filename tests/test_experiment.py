@@ -198,6 +198,7 @@ def test_experiment_end_to_end(tiny_corpus, tmp_path):
     if s["selected"] != s["base"]:
         assert saved["architectures"][-1]["architecture"] == s["selected"]
         assert saved["architectures"][-1]["tuned_from"] == s["base"]
+        assert saved["architectures"][-1]["fit_seconds"] > 0  # fitted during the search, timed there
 
     # --- results.csv and tags.txt ---------------------------------------------------------------
     with open(os.path.join(out, "results.csv"), newline="") as f:

@@ -194,6 +194,14 @@ def _prepare(arch_dir, arch, extractor, data, *, progress, n_jobs):
                 n_extracted += 1
             bar.update()
     timings["extract"] = time.perf_counter() - t0
+    # accumulated over calls: the fit and every extraction that did work
+    saved_t = _read_json(os.path.join(arch_dir, "timings.json")) or {}
+    if fitted_now:
+        saved_t["fit_seconds"] = timings["fit"]
+    if n_extracted:
+        saved_t["extract_seconds"] = saved_t.get("extract_seconds", 0.0) + timings["extract"]
+        saved_t["n_extracted_total"] = saved_t.get("n_extracted_total", 0) + n_extracted
+    _write_json(os.path.join(arch_dir, "timings.json"), saved_t)
     return extractor, cache, {"fitted": fitted_now, "fit_skipped": skipped, "n_extracted": n_extracted,
                               "n_failed": len(cache.failures()), "timings": timings}
 
@@ -436,12 +444,6 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     result["n_extracted"] = prep["n_extracted"]
     result["fitted"] = prep["fitted"]
     timings = _read_json(os.path.join(d, "timings.json")) or {}
-    if prep["fitted"]:
-        timings["fit_seconds"] = prep["timings"]["fit"]
-    if prep["n_extracted"]:
-        timings["extract_seconds"] = timings.get("extract_seconds", 0.0) + prep["timings"]["extract"]
-        timings["n_extracted_total"] = timings.get("n_extracted_total", 0) + prep["n_extracted"]
-    _write_json(os.path.join(d, "timings.json"), timings)
     result["fit_seconds"] = timings.get("fit_seconds", 0.0)
     result["extract_seconds"] = timings.get("extract_seconds", 0.0)
     n_total = timings.get("n_extracted_total", 0)

@@ -217,15 +217,21 @@ def _grid_plot(ax, rows, key, std_key, ylabel):
     for i, r in enumerate(others):
         label = r["architecture"] + (" (tuned)" if r.get("tuned_from") else "")
         ax.axhline(r[key], color="0.25" if not r.get("tuned_from") else "crimson",
-                   ls=styles[i % len(styles)], lw=1, label=label)
+                   ls=styles[i % len(styles)], lw=1.2, label=label)
+    values = [(r[key], r.get(std_key) or 0.0) for r in learned + others]
+    if values:  # axhline does not take part in autoscaling: include the baselines and a margin
+        lo = min(v - e for v, e in values)
+        hi = max(v + e for v, e in values)
+        pad = 0.08 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xticks(range(len(ks)))
     ax.set_xticklabels([_k_label(k) for k in ks])
     if not ks:
         ax.set_xticks([])
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
-    if learned or others:
-        ax.legend(fontsize=7, loc="best", ncol=2)
+    if learned or others:  # below the axes, so that it never hides a point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
 
 
 def tagging_figure(results, path):
@@ -243,7 +249,7 @@ def tagging_figure(results, path):
     path : str
     """
     res = _load_results(results)
-    fig = _figure(8, 4.5)
+    fig = _figure(8, 5.5)
     ax = fig.add_subplot()
     _grid_plot(ax, res["architectures"], "tag_auc_mean", "tag_auc_std", "test mean tag AUC")
     ax.set_title(f"Tag prediction ({len(res['dataset']['tags'])} tags, "
@@ -268,7 +274,7 @@ def similarity_figure(results, path):
     path : str
     """
     res = _load_results(results)
-    fig = _figure(13, 4.5)
+    fig = _figure(14, 5.5)
     ax1, ax2 = fig.subplots(1, 2)
     _grid_plot(ax1, res["architectures"], "nca_probability", "nca_probability_std", "test NCA probability")
     ax1.set_title("Similarity: NCA probability of correct classification (artist)", fontsize=10)
@@ -316,6 +322,8 @@ def levels_figure(results, path, *, tags=None):
             if np.isfinite(M[i, j]):
                 ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if M[i, j] < 0.8 else "black")
+            else:  # the tag has a single class on the test split: no AUC
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=6, color="0.5")
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(cols, fontsize=8)
     ax.set_yticks(range(len(names)))
