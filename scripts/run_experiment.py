@@ -5,10 +5,10 @@
 
 Writes, in --out: results.json, results.csv, tags.txt, the figures (fig2 ... fig6, if
 matplotlib is installed), one folder per architecture (fitted model, feature store, cached
-head results) and run.json (the command line, the machine, the thread limits and the wall
-time). A rerun with the same arguments reuses everything already computed (fitted models,
-features, searched hyperparameters, head results); an interrupted run resumes. Progress
-bars go to stderr, the summary table to stdout.
+head results) and run.json (for every invocation: the command line, the git commit, the
+machine, the thread limits and the wall time). A rerun with the same arguments reuses
+everything already computed (fitted models, features, searched hyperparameters, head
+results); an interrupted run resumes. Progress bars go to stderr, the summary table to stdout.
 
 --architectures takes names (see msk.evaluation.parse_architecture) or the groups
   paper      the paper's 28 architectures
@@ -116,8 +116,16 @@ def main(argv=None):
         "blas": [{k: i.get(k) for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    with open(os.path.join(args.out, "run.json"), "w", encoding="utf-8") as f:
-        json.dump(run, f, indent=1)
+    # run.json keeps every invocation (a rerun that reuses the cache is fast: keep the first's time)
+    path = os.path.join(args.out, "run.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            runs = json.load(f)
+        runs = runs.get("runs", [runs]) if isinstance(runs, dict) else []
+    except (OSError, ValueError):
+        runs = []
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"runs": runs + [run]}, f, indent=1)
         f.write("\n")
 
     cols = ("architecture", "tag_auc_mean", "tag_auc_std", "nca_probability", "nn_accuracy_other_tracks",

@@ -47,8 +47,20 @@ def _figure(width, height):
 
 
 def _save(fig, path):
+    """Save; a PNG is stored with a 256-colour palette (the colour maps have 256 levels anyway)."""
     path = os.fspath(path)
-    fig.savefig(path)
+    if not path.lower().endswith(".png"):
+        fig.savefig(path)
+        return path
+    import io
+
+    from PIL import Image  # a dependency of matplotlib
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 
@@ -92,7 +104,7 @@ def representations_figure(clip, path, *, levels=4, seconds=None, sr=16000):
         y = y[: int(seconds * sr)]
     reps = {r: MultiscaleFeatures(r, levels=levels, sr=sr).represent(y) for r in _REP_ORDER}
     duration = len(y) / sr
-    fig = _figure(12, 1.6 * levels + 0.8)
+    fig = _figure(10, 1.3 * levels + 0.7)
     grid = fig.add_gridspec(levels, 3)
     titles = {"multiresolution": "(a) multiresolution spectrograms", "gaussian": "(b) Gaussian pyramid",
               "laplacian": "(c) Laplacian pyramid"}
@@ -361,7 +373,7 @@ def figures(results_dir):
 
     clip = res["dataset"].get("example_clip")
     if clip and os.path.exists(clip):
-        representations_figure(clip, out("fig2_representations.png"), seconds=12.0)
+        representations_figure(clip, out("fig2_representations.png"), seconds=8.0)
     learned = [r for r in res["architectures"] if r["kind"] == "multiscale" and r.get("model")
                and (r.get("levels") or 1) > 1 and not r.get("tuned_from")]
     if learned:
