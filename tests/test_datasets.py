@@ -113,12 +113,30 @@ def test_split_argument_and_subset_agree(mtat):
         b = full.subset(split)
         sizes[split] = len(a)
         assert a.tag_names == full.tag_names  # tag selection does not depend on the split
-        for name in ("clip_ids", "paths", "tags", "artists", "splits"):
+        for name in ("clip_ids", "paths", "tags", "artists", "splits", "tracks"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         assert set(a.splits.tolist()) == {split}
     assert sizes == {"train": 3, "valid": 1, "test": 3}
     assert full.subset(full.artists == "Eve").clip_ids.tolist() == [21, 22]
     assert full.subset(np.array([4, 0])).clip_ids.tolist() == [20, 2]
+
+
+def test_tracks_group_clips_of_one_recording(mtat):
+    ds = load_magnatagatune(mtat)
+    # every FIXTURE clip has its own track_number and title: one track per clip
+    assert ds.tracks[0] == "Ann/Album of Ann/1/Song 2"
+    assert len(set(ds.tracks.tolist())) == len(ds)
+    assert ds.subset("test").tracks.tolist() == ds.tracks[ds.splits == "test"].tolist()
+    # two clips of one track (same artist, album, number and title) share it
+    rows = info_rows()
+    rows[2][1:3] = rows[1][1:3]  # clip 6 becomes another piece of clip 2's track
+    write_table(mtat / "clip_info_final.csv", rows)
+    ds = load_magnatagatune(mtat)
+    assert ds.tracks[0] == ds.tracks[1] and len(set(ds.tracks.tolist())) == len(ds) - 1
+    # without track columns every clip is its own track, named by its id
+    write_table(mtat / "clip_info_final.csv", [[r[0], r[3], r[9]] for r in info_rows()])
+    assert load_magnatagatune(mtat).tracks.tolist() == [str(c) for c in ds.clip_ids.tolist()]
+    assert not load_magnatagatune(mtat).tracks.flags.writeable
 
 
 def test_subset_rejects_bad_selections(mtat):

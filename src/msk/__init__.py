@@ -9,7 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads, store
+from . import datasets, evaluation, heads, plot, store
 from .audio import example_audio, load_audio
 from .extract import extract, extract_many
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
@@ -29,6 +29,7 @@ __all__ = [
     "datasets",
     "evaluation",
     "heads",
+    "plot",
     "store",
     "example_audio",
     "extract",

@@ -40,6 +40,7 @@ DEFAULT_FOLDERS = {"train": "0123456789ab", "valid": "c", "test": "def"}
 ANNOTATIONS = "annotations_final.csv"
 CLIP_INFO = "clip_info_final.csv"
 _CLIP_INFO_REQUIRED = ("clip_id", "artist", "mp3_path")
+_TRACK_COLUMNS = ("artist", "album", "track_number", "title")
 _FOLDERS = "0123456789abcdef"
 
 _LAYOUT = (
@@ -85,6 +86,13 @@ class ClipDataset:
     skipped : tuple of (int, str)
         Clips present in the annotations but left out, with the reason (the
         known broken MagnaTagATune clips).
+    tracks : ndarray of shape (n_clips,), dtype str
+        The track of each clip, for evaluations that must not match a clip
+        with another piece of the same recording: the ``artist``, ``album``,
+        ``track_number`` and ``title`` columns of ``clip_info_final.csv``
+        (those present) joined by ``"/"``. Without ``album``,
+        ``track_number`` and ``title`` columns every clip is its own track
+        (its ``clip_id``).
     """
 
     root: str
@@ -95,6 +103,11 @@ class ClipDataset:
     artists: np.ndarray
     splits: np.ndarray
     skipped: tuple = field(default=())
+    tracks: np.ndarray = None
+
+    def __post_init__(self):
+        if self.tracks is None:  # built by hand without tracks: every clip its own track
+            object.__setattr__(self, "tracks", _readonly(self.clip_ids.astype(str)))
 
     def __len__(self):
         return int(self.clip_ids.shape[0])
@@ -150,6 +163,7 @@ class ClipDataset:
             artists=_readonly(self.artists[index]),
             splits=_readonly(self.splits[index]),
             skipped=self.skipped,
+            tracks=_readonly(self.tracks[index]),
         )
 
     def __repr__(self):
@@ -388,19 +402,25 @@ def load_magnatagatune(root=None, *, split=None, n_tags=50, folders=None):
     # --- clip info --------------------------------------------------------
     iheader, irows = _read_table(info_path, "clip_id", required=_CLIP_INFO_REQUIRED)
     c_art, c_mp3 = iheader.index("artist"), iheader.index("mp3_path")
+    c_track = [iheader.index(c) for c in _TRACK_COLUMNS if c in iheader]
+    if len(c_track) == 1:  # only the artist: no track information
+        c_track = []
     info = {}
     info_lines = {}
     for line, row in irows:
         cid = _parse_id(CLIP_INFO, line, row[0], info_lines)
         if cid not in lines:
             raise ValueError(f"{CLIP_INFO}, line {line}: clip_id {cid} is not in {ANNOTATIONS}.")
-        info[cid] = (row[c_art], row[c_mp3], line)
+        track = "/".join(row[c] for c in c_track) if c_track else str(cid)
+        info[cid] = (row[c_art], row[c_mp3], line, track)
     artists = []
+    tracks = []
     for i in range(n):
         cid = int(ids[i])
         if cid not in info:
             raise ValueError(f"{ANNOTATIONS}, line {lines[cid]}: clip_id {cid} is missing from {CLIP_INFO}.")
-        artist, path, line = info[cid]
+        artist, path, line, track = info[cid]
+        tracks.append(track)
         if path != mp3[i]:
             raise ValueError(
                 f"{CLIP_INFO}, line {line}: mp3_path {path!r} of clip {cid} differs from "
@@ -432,6 +452,7 @@ def load_magnatagatune(root=None, *, split=None, n_tags=50, folders=None):
         artists=_readonly(np.array([artists[i] for i in index], dtype=str).reshape(-1)),
         splits=_readonly(splits[index]),
         skipped=skipped,
+        tracks=_readonly(np.array([tracks[i] for i in index], dtype=str).reshape(-1)),
     )
 
 

@@ -10,15 +10,37 @@ neighbours from the same group (the same track): consecutive clips of one
 track are near-duplicates, which makes the plain figures easy.
 
 All functions take plain arrays: one row per clip.
+
+The baselines of the experiment live here too: :func:`mfcc_stats` and
+:func:`logmel_stats` (hand-crafted features pooled like the learned ones) and
+:class:`BaselineFeatures`, their extractor with
+:class:`msk.MultiscaleFeatures`' interface.
 """
+
+import dataclasses
 
 import numpy as np
 from scipy.stats import rankdata
 
 from . import _nca
+from ._baselines import BaselineFeatures, logmel_stats, mfcc_stats
 from ._validation import as_float_array, label_codes
 
-__all__ = ["mean_tag_auc", "nca_probability", "nearest_neighbor_accuracy", "per_tag_auc"]
+__all__ = [
+    "Architecture",
+    "BASELINE_ARCHITECTURES",
+    "BaselineFeatures",
+    "DEFAULT_SEARCH",
+    "PAPER_ARCHITECTURES",
+    "parse_architecture",
+    "run_experiment",
+    "logmel_stats",
+    "mean_tag_auc",
+    "mfcc_stats",
+    "nca_probability",
+    "nearest_neighbor_accuracy",
+    "per_tag_auc",
+]
 
 
 def _check_tags(Y_true, Y_score):
@@ -263,3 +285,258 @@ def nearest_neighbor_accuracy(embedding, labels, groups=None):
     if count == 0:
         raise ValueError("every clip shares its `groups` value with all others; no neighbour is left.")
     return hits / count
+
+
+# --------------------------------------------------------------------------- the experiment
+_REPRESENTATION_NAMES = ("gaussian", "laplacian", "multiresolution")
+_PAPER_GRID = (("gaussian", 1), ("gaussian", 2), ("gaussian", 4), ("laplacian", 1), ("laplacian", 2),
+               ("laplacian", 4), ("multiresolution", 1))
+
+#: The paper's 28 architectures (Dieleman & Schrauwen 2013, Figures 4 and 5):
+#: PCA only and spherical K-means with K = 200, 500, 1000, on Gaussian and
+#: Laplacian pyramids with windows of 1, 2 and 4 frames and on multiresolution
+#: spectrograms with 1 frame; 6 levels each.
+PAPER_ARCHITECTURES = tuple(
+    f"{rep}-w{w}-{k}" for rep, w in _PAPER_GRID for k in ("pca", "k200", "k500", "k1000")
+)
+
+#: The baselines run through the same heads: the single-scale architecture
+#: (the plain log-mel spectrogram, level 0 only, K = 500), MFCC statistics and
+#: log-mel statistics (see :func:`mfcc_stats`, :func:`logmel_stats`).
+BASELINE_ARCHITECTURES = ("single-w1-k500", "mfcc", "logmel-stats")
+
+_ARCH_PATTERN = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One feature extractor of the experiment, parsed from its name.
+
+    Attributes
+    ----------
+    name : str
+        The canonical name, e.g. ``"laplacian-w1-k500"``, ``"gaussian-w2-pca"``,
+        ``"single-w1-k500"``, ``"mfcc"``.
+    kind : {"multiscale", "mfcc", "logmel-stats"}
+        Learned multiscale features or one of the hand-crafted baselines.
+    representation : {"gaussian", "laplacian", "multiresolution"} or None
+        The multiscale representation (``"laplacian"`` for the single-scale
+        baseline, whose only level is the plain log-mel spectrogram).
+    frames : int or None
+        Frames per window ``w``.
+    n_means : int or None
+        Dictionary size ``K``; None for PCA only (and for the baselines).
+    levels : int or None
+        6 for the multiscale architectures (the paper's), 1 for ``single``;
+        None for the baselines.
+    """
+
+    name: str
+    kind: str
+    representation: "str | None" = None
+    frames: "int | None" = None
+    n_means: "int | None" = None
+    levels: "int | None" = None
+
+
+def parse_architecture(name):
+    """Parse an architecture name of the experiment.
+
+    Names are ``"{representation}-w{frames}-{features}"`` with representation
+    one of ``gaussian``, ``laplacian``, ``multiresolution`` (6 levels) or
+    ``single`` (one level: the plain log-mel spectrogram), ``frames`` a
+    positive integer and features ``pca`` (PCA whitening only) or ``k{K}``
+    (spherical K-means with K means); or a baseline, ``"mfcc"`` or
+    ``"logmel-stats"``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    architecture : Architecture
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If it does not follow the pattern (the message shows it).
+
+    Examples
+    --------
+    >>> from msk.evaluation import parse_architecture, PAPER_ARCHITECTURES
+    >>> a = parse_architecture("laplacian-w1-k500")
+    >>> a.representation, a.frames, a.n_means, a.levels
+    ('laplacian', 1, 500, 6)
+    >>> parse_architecture("gaussian-w2-pca").n_means is None
+    True
+    >>> parse_architecture("mfcc").kind
+    'mfcc'
+    >>> len(PAPER_ARCHITECTURES), PAPER_ARCHITECTURES[0]
+    (28, 'gaussian-w1-pca')
+    """
+    global _ARCH_PATTERN
+    import re
+
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be an architecture name (str); got {type(name).__name__}.")
+    if name in ("mfcc", "logmel-stats"):
+        return Architecture(name=name, kind=name)
+    if _ARCH_PATTERN is None:
+        _ARCH_PATTERN = re.compile(r"^(gaussian|laplacian|multiresolution|single)-w([1-9][0-9]*)-(pca|k([1-9][0-9]*))$")
+    m = _ARCH_PATTERN.match(name)
+    if m is None:
+        raise ValueError(
+            "`name` must look like '<representation>-w<frames>-<pca|k<K>>' with representation one of "
+            "'gaussian', 'laplacian', 'multiresolution', 'single' (e.g. 'laplacian-w1-k500'), or be "
+            f"'mfcc' or 'logmel-stats'; got {name!r}."
+        )
+    rep, w, _, k = m.groups()
+    single = rep == "single"
+    return Architecture(name=name, kind="multiscale", representation="laplacian" if single else rep,
+                        frames=int(w), n_means=None if k is None else int(k), levels=1 if single else 6)
+
+
+def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES, out,
+                   n_runs=10, n_trials=10, random_state=0, features=None, mlp=None, nca=None,
+                   learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), search=False,
+                   per_level=True, n_tags=50, folders=None, n_jobs=1, figures="auto", progress=True):
+    """Rerun the paper's experiment on a MagnaTagATune-layout dataset.
+
+    For every architecture: fit the feature extractor on the training
+    split's clips, extract the features of every clip into an on-disk cache
+    (clips already cached are skipped; clips that cannot be read are
+    recorded and left out, never fatal), then evaluate them with the paper's
+    two heads:
+
+    * **tagging** (:class:`msk.heads.MLPTagger`): inputs standardised with
+      the training windows' statistics; a random search of ``n_trials``
+      (learning rate, weight decay) pairs drawn log-uniformly, each trained
+      with early stopping on the validation split's clip-level mean AUC;
+      then ``n_runs`` taggers with the chosen pair and different seeds,
+      scored on the test split (mean per-tag ROC AUC, mean ± std over runs);
+    * **similarity** (:class:`msk.heads.NCA`): a linear map of the clip-mean
+      features to 50 dimensions learned on the training clips' artists,
+      early-stopped on validation; ``n_runs`` seeds scored on the test split
+      by NCA's probability of correct classification and by the
+      nearest-neighbour artist accuracy, both also with neighbours from the
+      clip's own track excluded (``ClipDataset.tracks``).
+
+    Then, if ``per_level``, the tagger is retrained on each level's features
+    alone for the best architecture (Figure 6 of the paper), and if
+    ``search``, the knobs beyond the paper are searched for the best
+    architecture on the validation split (see Notes). The best architecture
+    is always chosen by its validation tag AUC, never by test figures.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, default=None
+        The dataset (see :func:`msk.datasets.load_magnatagatune`; None reads
+        ``MSK_DATA``).
+    architectures : sequence of str, default=PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES
+        Names understood by :func:`parse_architecture`.
+    out : str or os.PathLike
+        Output folder: ``results.json``, ``results.csv``, ``tags.txt``, the
+        figures, and one sub-folder per architecture holding its fitted model
+        (``model.npz``), its feature cache and its cached results.
+    n_runs : int, default=10
+        Seeds per head (the paper: 10).
+    n_trials : int, default=10
+        Trials of the tagging random search. The chosen hyperparameters are
+        cached per architecture and reused by later calls with the same
+        settings.
+    random_state : int, default=0
+        Seeds everything: feature learning (the same seed for every
+        architecture) and the heads (a seed derived from it and the
+        architecture's name, so results do not depend on which other
+        architectures run).
+    features : dict, default=None
+        :class:`msk.MultiscaleFeatures` parameters applied to every learned
+        architecture (e.g. ``{"n_samples": 50_000, "levels": 3, "pool": 64}``);
+        ``pool``, ``sr`` and ``log_offset`` also apply to the baselines.
+    mlp : dict, default=None
+        :class:`msk.heads.MLPTagger` parameters (default ``n_hidden=1000,
+        batch_size=200, max_iter=100, patience=10``).
+    nca : dict, default=None
+        :class:`msk.heads.NCA` parameters (default ``n_components=50``,
+        capped at the number of features and of training clips).
+    learning_rate_range, alpha_range : (float, float)
+        Ranges of the tagging search (log-uniform).
+    search : bool or list of dict, default=False
+        Beyond the paper: True searches :data:`DEFAULT_SEARCH`; a list of
+        dicts of :class:`msk.MultiscaleFeatures` parameters searches those.
+    per_level : bool or str, default=True
+        Tagging with each level's features alone, for the best multiscale
+        architecture (True) or for the named one.
+    n_tags : int, default=50
+        Most frequent tags kept.
+    folders : dict, default=None
+        Split rule (see :func:`msk.datasets.load_magnatagatune`).
+    n_jobs : int, default=1
+        Threads extracting features (the kernels release the GIL; BLAS is
+        limited to one thread per worker when ``n_jobs > 1``).
+    figures : {"auto", True, False}, default="auto"
+        Write the figures with :func:`msk.plot.figures` (``"auto"``: if
+        matplotlib is installed).
+    progress : bool, default=True
+        Progress bars (tqdm) on stderr.
+
+    Returns
+    -------
+    results : dict
+        The content of ``results.json``: ``"architectures"`` (one dict per
+        architecture, the rows of ``results.csv``), ``"per_level"``,
+        ``"search"``, ``"dataset"`` (sizes, tags and counts), ``"settings"``
+        and ``"timings"``.
+
+    Notes
+    -----
+    **Caching.** Each architecture's folder holds ``extractor.json`` (its
+    parameters). A later call with the same settings loads the fitted
+    model, extracts only clips not yet cached, reuses the searched
+    hyperparameters and, if the head settings match too, the results; a
+    call whose feature settings differ from the cached ones raises a
+    ValueError (use another ``out``).
+
+    **Search beyond the paper** (``search``). Base: the multiscale
+    architecture with the best validation tag AUC. Each configuration
+    changes one knob of the base (one factor at a time) and is fitted and
+    extracted like an architecture. It is scored on the validation split
+    only: the validation mean AUC of the best epoch of a tagger trained
+    with the base's searched learning rate and weight decay (one seed), and
+    NCA's validation probability. The knob values that beat the base's
+    validation AUC (measured the same way) are then combined into one more
+    configuration. The configuration with the best validation AUC, if it is
+    not the base, is evaluated like any architecture (search, ``n_runs``
+    seeds, test split) and added as a row named ``"<base>+<knobs>"``.
+
+    Examples
+    --------
+    See ``scripts/run_experiment.py`` and ``tests/test_experiment.py``; a
+    run needs a dataset on disk.
+    """
+    from ._experiment import run
+
+    return run(root, architectures=architectures, out=out, n_runs=n_runs, n_trials=n_trials,
+               random_state=random_state, features=features, mlp=mlp, nca=nca,
+               learning_rate_range=learning_rate_range, alpha_range=alpha_range, search=search,
+               per_level=per_level, n_tags=n_tags, folders=folders, n_jobs=n_jobs, figures=figures,
+               progress=progress)
+
+
+#: The knobs searched by ``run_experiment(search=True)``, one factor at a time
+#: from the paper's defaults (variance 0.99, eps 1e-5 relative, linear
+#: encoding, max pooling, log offset 1e-10): whitening strength, encoding,
+#: pooling and the mel log offset.
+DEFAULT_SEARCH = (
+    {"variance": 0.90},
+    {"variance": 0.95},
+    {"eps": 1e-2},
+    {"encoding": "threshold", "alpha": 0.25},
+    {"pooling": ("max", "mean")},
+    {"pooling": "mean"},
+    {"log_offset": 1e-6},
+    {"log_offset": 1e-4},
+)

@@ -1,0 +1,388 @@
+"""Figures in the style of the paper (Dieleman & Schrauwen 2013, Figures 2-6).
+
+matplotlib is an optional dependency (``pip install msk[plot]``); it is
+imported inside the functions, so ``import msk`` never needs it. The
+figures are drawn on :class:`matplotlib.figure.Figure` objects and saved
+directly, without pyplot: no global state and no display backend.
+
+* :func:`representations_figure` (Figure 2): the three multiscale
+  representations of one clip, level 0 at the bottom;
+* :func:`features_figure` (Figure 3): learned features of every level in the
+  spectrogram domain: leading PCA components, and K-means atoms mapped back
+  through the inverse of the whitening;
+* :func:`tagging_figure` (Figure 4) and :func:`similarity_figure` (Figure 5):
+  tag AUC and NCA probability per architecture with error bars (standard
+  deviation over runs), baselines as horizontal lines;
+* :func:`levels_figure` (Figure 6): per-tag AUC with each level's features
+  alone and with all levels;
+* :func:`figures`: all of them from an experiment's output folder.
+"""
+
+import json
+import os
+
+import numpy as np
+
+__all__ = [
+    "features_figure",
+    "figures",
+    "levels_figure",
+    "representations_figure",
+    "similarity_figure",
+    "tagging_figure",
+]
+
+_REP_ORDER = ("gaussian", "laplacian", "multiresolution")
+_COLORS = {("gaussian", 1): "#9ecae1", ("gaussian", 2): "#4292c6", ("gaussian", 4): "#08519c",
+           ("laplacian", 1): "#fdae6b", ("laplacian", 2): "#f16913", ("laplacian", 4): "#a63603",
+           ("multiresolution", 1): "#41ab5d"}
+
+
+def _figure(width, height):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("msk.plot needs matplotlib: pip install 'msk[plot]' (or matplotlib).") from None
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _save(fig, path):
+    """Save; a PNG is stored with a 256-colour palette (the colour maps have 256 levels anyway)."""
+    path = os.fspath(path)
+    if not path.lower().endswith(".png"):
+        fig.savefig(path)
+        return path
+    import io
+
+    from PIL import Image  # a dependency of matplotlib
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+def _load_results(results):
+    if isinstance(results, dict):
+        return results
+    if not isinstance(results, (str, os.PathLike)):
+        raise TypeError(f"`results` must be a results dict or a path to results.json; got {type(results).__name__}.")
+    path = os.fspath(results)
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------- Figure 2
+def representations_figure(clip, path, *, levels=4, seconds=None, sr=16000):
+    """Figure 2: multiresolution spectrograms, Gaussian and Laplacian pyramid of one clip.
+
+    Parameters
+    ----------
+    clip : str, os.PathLike or ndarray
+        An audio file or a mono waveform at ``sr`` Hz.
+    path : str or os.PathLike
+        Output image (PNG by extension).
+    levels : int, default=4
+        Levels shown (the paper shows 4).
+    seconds : float, default=None
+        Show only the first ``seconds`` of the clip (None: all of it).
+    sr : int, default=16000
+
+    Returns
+    -------
+    path : str
+    """
+    from .audio import load_audio
+    from .learn import MultiscaleFeatures
+
+    y = load_audio(clip, sr=sr) if isinstance(clip, (str, os.PathLike)) else np.asarray(clip, dtype=np.float32)
+    if seconds is not None:
+        y = y[: int(seconds * sr)]
+    reps = {r: MultiscaleFeatures(r, levels=levels, sr=sr).represent(y) for r in _REP_ORDER}
+    duration = len(y) / sr
+    fig = _figure(10, 1.3 * levels + 0.7)
+    grid = fig.add_gridspec(levels, 3)
+    titles = {"multiresolution": "(a) multiresolution spectrograms", "gaussian": "(b) Gaussian pyramid",
+              "laplacian": "(c) Laplacian pyramid"}
+    for col, rep in enumerate(("multiresolution", "gaussian", "laplacian")):
+        for lev in range(levels):
+            ax = fig.add_subplot(grid[levels - 1 - lev, col])  # level 0 at the bottom
+            S = reps[rep][lev]
+            if rep == "laplacian" and lev < levels - 1:
+                lim = np.percentile(np.abs(S), 99) or 1.0
+                kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+            else:
+                kw = {"cmap": "magma", "vmin": np.percentile(S, 1), "vmax": S.max()}
+            ax.imshow(S.T, origin="lower", aspect="auto", interpolation="nearest",
+                      extent=(0, duration, 0, S.shape[1]), **kw)
+            ax.set_yticks([])
+            ax.set_ylabel(f"level {lev}", fontsize=8)
+            if lev == 0:
+                ax.set_xlabel("time (s)", fontsize=8)
+            else:
+                ax.set_xticks([])
+            ax.tick_params(labelsize=7)
+            if lev == levels - 1:
+                ax.set_title(titles[rep], fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- Figure 3
+def _atom_strip(atoms, frames, n_mels):
+    """Concatenate atoms (rows of frames * n_mels values) into one image, NaN between them."""
+    tiles = []
+    for a in atoms:
+        img = a.reshape(frames, n_mels).T  # (n_mels, frames): frequency up, time right
+        img = img / (np.abs(img).max() or 1.0)
+        tiles.append(img)
+        tiles.append(np.full((n_mels, max(1, frames // 2)), np.nan))
+    return np.hstack(tiles[:-1])
+
+
+def features_figure(model, path, *, n_atoms=12, random_state=0):
+    """Figure 3: learned features of every level in the spectrogram domain.
+
+    The top half shows the leading PCA components of each level (rows of the
+    whitening's components: directions in the window space), the bottom half
+    a random selection of the K-means atoms mapped back through the inverse
+    of the whitening (``PCAWhitening.inverse_transform`` without the mean).
+    Each atom is a small image of ``frames`` frames (time, right) by the mel
+    bands (frequency, up), scaled to [-1, 1]; red is positive.
+
+    Parameters
+    ----------
+    model : MultiscaleFeatures or str or os.PathLike
+        A fitted model or a saved one (``.npz``).
+    path : str or os.PathLike
+        Output image.
+    n_atoms : int, default=12
+        Features shown per level and kind.
+    random_state : int, default=0
+        Picks the K-means atoms shown.
+
+    Returns
+    -------
+    path : str
+    """
+    from .learn import MultiscaleFeatures
+
+    if not isinstance(model, MultiscaleFeatures):
+        model = MultiscaleFeatures.load(model)
+    rng = np.random.default_rng(random_state)
+    levels = len(model.pca_)
+    kinds = ["PCA"] + (["K-means"] if model.kmeans_ is not None else [])
+    frames = model.frames
+    n_mels = model.n_mels_
+    fig = _figure(min(2 + n_atoms * (frames + 1) * 0.25, 14), 1.1 * levels * len(kinds) + 0.8)
+    axes = fig.subplots(levels * len(kinds), 1, squeeze=False)[:, 0]
+    for k, kind in enumerate(kinds):
+        for lev in range(levels):
+            pca = model.pca_[lev]
+            if kind == "PCA":
+                atoms = pca.components_[:n_atoms]
+            else:
+                D = model.kmeans_[lev].cluster_centers_
+                pick = np.sort(rng.choice(len(D), size=min(n_atoms, len(D)), replace=False))
+                atoms = pca.inverse_transform(D[pick].astype(np.float64)) - pca.mean_
+            ax = axes[k * levels + (levels - 1 - lev)]  # level 0 at the bottom of each half
+            ax.imshow(_atom_strip(atoms, frames, n_mels), origin="lower", aspect="auto", cmap="RdBu_r",
+                      vmin=-1, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"level {lev}", fontsize=8, rotation=0, ha="right", va="center")
+            if lev == levels - 1:
+                ax.set_title(f"{kind} features ({model.representation}, {frames} frame"
+                             f"{'s' if frames > 1 else ''} per window)", fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- Figures 4 and 5
+def _k_label(n_means):
+    return "PCA" if n_means is None else f"K={n_means}"
+
+
+def _grid_plot(ax, rows, key, std_key, ylabel):
+    """Paper-style panel: one series per (representation, frames), x = PCA/K, baselines as lines."""
+    learned = [r for r in rows if r["kind"] == "multiscale" and (r.get("levels") or 1) > 1
+               and not r.get("tuned_from") and r.get(key) is not None]
+    ks = sorted({r["n_means"] for r in learned}, key=lambda k: -1 if k is None else k)
+    xs = {k: i for i, k in enumerate(ks)}
+    series = {}
+    for r in learned:
+        series.setdefault((r["representation"], r["frames"]), []).append(r)
+    order = sorted(series, key=lambda s: (_REP_ORDER.index(s[0]) if s[0] in _REP_ORDER else 9, s[1]))
+    n = max(1, len(order))
+    width = 0.8 / n
+    for j, s in enumerate(order):
+        pts = sorted(series[s], key=lambda r: xs[r["n_means"]])
+        x = np.array([xs[r["n_means"]] for r in pts]) - 0.4 + width * (j + 0.5)
+        y = np.array([r[key] for r in pts])
+        e = np.array([r.get(std_key) or 0.0 for r in pts]) if std_key else None
+        ax.errorbar(x, y, yerr=e, fmt="o-", ms=4, lw=1, capsize=2, color=_COLORS.get(s),
+                    label=f"{s[0]}, w={s[1]}")
+    others = [r for r in rows if r not in learned and r.get(key) is not None]
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
+    for i, r in enumerate(others):
+        label = r["architecture"] + (" (tuned)" if r.get("tuned_from") else "")
+        ax.axhline(r[key], color="0.25" if not r.get("tuned_from") else "crimson",
+                   ls=styles[i % len(styles)], lw=1.2, label=label)
+    values = [(r[key], r.get(std_key) or 0.0) for r in learned + others]
+    if values:  # axhline does not take part in autoscaling: include the baselines and a margin
+        lo = min(v - e for v, e in values)
+        hi = max(v + e for v, e in values)
+        pad = 0.08 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xticks(range(len(ks)))
+    ax.set_xticklabels([_k_label(k) for k in ks])
+    if not ks:
+        ax.set_xticks([])
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if learned or others:  # below the axes, so that it never hides a point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
+
+
+def tagging_figure(results, path):
+    """Figure 4: test mean tag AUC per architecture (mean ± std over runs).
+
+    Parameters
+    ----------
+    results : dict or str or os.PathLike
+        The experiment's results (or ``results.json``, or its folder).
+    path : str or os.PathLike
+        Output image.
+
+    Returns
+    -------
+    path : str
+    """
+    res = _load_results(results)
+    fig = _figure(8, 5.5)
+    ax = fig.add_subplot()
+    _grid_plot(ax, res["architectures"], "tag_auc_mean", "tag_auc_std", "test mean tag AUC")
+    ax.set_title(f"Tag prediction ({len(res['dataset']['tags'])} tags, "
+                 f"{res['settings']['n_runs']} run(s) per architecture)", fontsize=10)
+    return _save(fig, path)
+
+
+def similarity_figure(results, path):
+    """Figure 5: NCA probability of correct classification per architecture, and NN accuracy.
+
+    The left panel is the paper's figure (test-set NCA probability, artist
+    labels); the right panel the nearest-neighbour artist accuracy with
+    neighbours from the clip's own track excluded.
+
+    Parameters
+    ----------
+    results : dict or str or os.PathLike
+    path : str or os.PathLike
+
+    Returns
+    -------
+    path : str
+    """
+    res = _load_results(results)
+    fig = _figure(14, 5.5)
+    ax1, ax2 = fig.subplots(1, 2)
+    _grid_plot(ax1, res["architectures"], "nca_probability", "nca_probability_std", "test NCA probability")
+    ax1.set_title("Similarity: NCA probability of correct classification (artist)", fontsize=10)
+    _grid_plot(ax2, res["architectures"], "nn_accuracy_other_tracks", "nn_accuracy_other_tracks_std",
+               "test 1-NN artist accuracy")
+    ax2.set_title("Nearest-neighbour artist accuracy, same-track neighbours excluded", fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- Figure 6
+def levels_figure(results, path, *, tags=None):
+    """Figure 6: per-tag test AUC with each level's features alone and with all levels.
+
+    Parameters
+    ----------
+    results : dict or str or os.PathLike
+        Results with a ``"per_level"`` study.
+    path : str or os.PathLike
+    tags : list of str, default=None
+        Tags shown (default: all, most frequent first).
+
+    Returns
+    -------
+    path : str
+
+    Raises
+    ------
+    ValueError
+        If the results hold no per-level study.
+    """
+    res = _load_results(results)
+    pl = res.get("per_level")
+    if not pl:
+        raise ValueError("`results` holds no per-level study; run the experiment with per_level=True.")
+    names = tags or [t["name"] for t in res["dataset"]["tags"]]
+    cols = [f"level {lv['level']}" for lv in pl["levels"]] + ["all"]
+    M = np.array([[np.nan if lv["per_tag_auc"].get(t) is None else lv["per_tag_auc"][t] for lv in pl["levels"]]
+                  + [np.nan if pl["all"]["per_tag_auc"].get(t) is None else pl["all"]["per_tag_auc"][t]]
+                  for t in names])
+    fig = _figure(1.2 + 0.75 * len(cols), 1.0 + 0.28 * len(names))
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(M), cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            if np.isfinite(M[i, j]):
+                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if M[i, j] < 0.8 else "black")
+            else:  # the tag has a single class on the test split: no AUC
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=6, color="0.5")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, fontsize=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_title(f"Per-tag test AUC by level\n{pl['architecture']}", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.6, label="AUC")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- all of them
+def figures(results_dir):
+    """Write Figures 2-6 of an experiment's output folder as PNG files there.
+
+    Figure 2 uses the first test clip of the dataset, Figure 3 the saved model
+    of the best learned multiscale architecture (by validation tag AUC),
+    Figure 6 the per-level study if the experiment ran one.
+
+    Parameters
+    ----------
+    results_dir : str or os.PathLike
+        The ``out`` folder of :func:`msk.evaluation.run_experiment`.
+
+    Returns
+    -------
+    written : list of str
+        The files written, relative to ``results_dir``.
+    """
+    results_dir = os.fspath(results_dir)
+    res = _load_results(results_dir)
+    written = []
+
+    def out(name):
+        written.append(name)
+        return os.path.join(results_dir, name)
+
+    clip = res["dataset"].get("example_clip")
+    if clip and os.path.exists(clip):
+        representations_figure(clip, out("fig2_representations.png"), seconds=8.0)
+    learned = [r for r in res["architectures"] if r["kind"] == "multiscale" and r.get("model")
+               and (r.get("levels") or 1) > 1 and not r.get("tuned_from")]
+    if learned:
+        best = max(learned, key=lambda r: (r["n_means"] is not None, r.get("valid_tag_auc") or 0))
+        model = os.path.join(results_dir, best["model"])
+        if os.path.exists(model):
+            features_figure(model, out("fig3_features.png"))
+    tagging_figure(res, out("fig4_tagging.png"))
+    similarity_figure(res, out("fig5_similarity.png"))
+    if res.get("per_level"):
+        levels_figure(res, out("fig6_levels.png"))
+    return written
