@@ -25,16 +25,7 @@ import platform
 import sys
 import time
 
-SUBSET = ("laplacian-w1-k200", "laplacian-w1-k500", "gaussian-w2-k500", "multiresolution-w1-k500",
-          "laplacian-w1-pca", "single-w1-k500", "mfcc", "logmel-stats")
-# A handful of knob settings for --search small (one factor at a time from the paper's defaults).
-SMALL_SEARCH = (
-    {"variance": 0.90},
-    {"eps": 1e-2},
-    {"encoding": "threshold", "alpha": 0.25},
-    {"pooling": ("max", "mean")},
-    {"log_offset": 1e-5},
-)
+from msk.evaluation import SMALL_SEARCH, SUBSET_ARCHITECTURES as SUBSET
 
 
 def _architectures(names):

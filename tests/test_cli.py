@@ -102,6 +102,51 @@ def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, cap
         (audio_dir / "sub" / "broken.mp3").unlink()
 
 
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    from test_experiment import build_tiny_corpus
+
+    root = tmp_path_factory.mktemp("tiny_mtat_cli")
+    build_tiny_corpus(str(root))
+    return str(root)
+
+
+def test_experiment_then_plot(tiny_corpus, tmp_path, capsys):
+    out_dir = tmp_path / "results"
+    code, out, err = run(capsys, ["experiment", tiny_corpus, "-o", str(out_dir), "--architectures",
+                                  "mfcc", "logmel-stats", "--runs", "1", "--trials", "1",
+                                  "--hidden", "16", "-q"])
+    assert code == 0, err
+    rows = json.loads(out)["architectures"]
+    assert [r["architecture"] for r in rows] == ["mfcc", "logmel-stats"]
+    assert all(0 <= r["tag_auc_mean"] <= 1 for r in rows)
+    assert (out_dir / "results.json").exists() and (out_dir / "results.csv").exists()
+    pytest.importorskip("matplotlib")
+    code, out, err = run(capsys, ["plot", str(out_dir)])
+    assert code == 0, err
+    figures = json.loads(out)["figures"]
+    assert figures and all((out_dir / f).exists() for f in figures)
+
+
+def test_extract_dataset_then_evaluate(tiny_corpus, tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert main(["fit", "--dataset", tiny_corpus, "-o", str(model), "--levels", "2",
+                 "--n-means", "4", "--n-samples", "500"]) == 0
+    capsys.readouterr()
+    store = tmp_path / "tiny.zarr"
+    code, out, err = run(capsys, ["extract", tiny_corpus, "-o", str(store), "--model", str(model), "-q"])
+    assert code == 1  # the corpus holds one broken MP3: listed, the rest stored
+    assert json.loads(out)["done"] == 16 and "not an mp3" not in out
+    code, out, err = run(capsys, ["evaluate", str(store), "--dataset", tiny_corpus, "--runs", "1",
+                                  "--trials", "1", "--hidden", "16", "-o", str(tmp_path / "ev.json")])
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["clips"] == 16 and summary["missing"] == 2
+    assert 0 <= summary["tag_auc_mean"] <= 1 and 0 <= summary["nca_probability"] <= 1
+    full = json.loads((tmp_path / "ev.json").read_text())
+    assert set(full) >= {"tagging", "similarity", "tag_names"}
+
+
 def test_runtime_errors_exit_1(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_text("not a model")
@@ -129,7 +174,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_help_teaches_with_examples(capsys):
-    for command in ("extract", "fit", "info"):
+    for command in ("extract", "fit", "evaluate", "experiment", "plot", "info"):
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0

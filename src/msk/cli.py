@@ -27,6 +27,19 @@ Files that cannot be read are recorded in the store's manifest and listed on std
   msk fit ~/music/*.mp3 -o mymodel.npz
   msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
   msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
+    "evaluate": """examples:
+  msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
+  msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
+The store's keys must be the dataset's clip ids or audio paths (what `msk extract` on the
+dataset's folder gives).""",
+    "experiment": """examples:
+  msk experiment ~/.cache/msk/devcorpus -o results/dev --architectures subset --search small
+  msk experiment /data/mtat -o results/mtat --architectures paper baselines --runs 10 --trials 10
+Architecture groups: paper (the 28), baselines, subset, all; or names like laplacian-w1-k500,
+gaussian-w2-pca, multiresolution-w1-k1000, single-w1-k500, mfcc, logmel-stats.
+A rerun reuses every fitted model, feature store and head result in the output folder.""",
+    "plot": """examples:
+  msk plot results/dev          # writes fig2 ... fig6 (PNG) into the folder""",
     "info": """examples:
   msk info mymodel.npz
   msk info features.zarr""",
@@ -129,6 +142,87 @@ def cmd_extract(args):
     return 0
 
 
+def _architectures(names):
+    from .evaluation import BASELINE_ARCHITECTURES, PAPER_ARCHITECTURES, SUBSET_ARCHITECTURES
+
+    groups = {"paper": PAPER_ARCHITECTURES, "baselines": BASELINE_ARCHITECTURES,
+              "all": PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES, "subset": SUBSET_ARCHITECTURES}
+    return list(dict.fromkeys(a for name in names for a in groups.get(name, (name,))))
+
+
+def cmd_experiment(args):
+    from .evaluation import SMALL_SEARCH, run_experiment
+
+    search = {"none": False, "small": [dict(c) for c in SMALL_SEARCH], "default": True}[args.search]
+    res = run_experiment(
+        args.root, architectures=_architectures(args.architectures), out=args.output,
+        n_runs=args.runs, n_trials=args.trials, random_state=args.seed, search=search,
+        n_jobs=args.n_jobs, progress=not args.quiet, mlp={"n_hidden": args.hidden},
+    )
+    _print_json({
+        "out": os.path.abspath(args.output),
+        "architectures": [{k: r.get(k) for k in ("architecture", "tag_auc_mean", "tag_auc_std",
+                                                  "nca_probability", "nn_accuracy_other_tracks")}
+                          for r in res["architectures"]],
+    })
+    return 0
+
+
+def cmd_plot(args):
+    import msk.plot
+
+    written = msk.plot.figures(args.results)
+    _print_json({"results": os.path.abspath(args.results), "figures": written})
+    return 0
+
+
+def cmd_evaluate(args):
+    import numpy as np
+
+    import msk
+
+    data = msk.datasets.load_magnatagatune(args.dataset)
+    st = msk.store.FeatureStore(args.store, mode="r")
+    keys, rows, missing = [], [], []
+    for i in range(len(data)):
+        path = str(data.paths[i])
+        for key in (str(int(data.clip_ids[i])), path, os.path.relpath(path, data.root)):
+            if st.done(key):
+                keys.append(key)
+                rows.append(i)
+                break
+        else:
+            missing.append(int(data.clip_ids[i]))
+    if not keys:
+        raise RuntimeError(f"{args.store!r} holds no clip of the dataset at {args.dataset!r}")
+    if missing:
+        _log(f"msk evaluate: {len(missing)} clip(s) of the dataset are not in the store; left out")
+    rows = np.asarray(rows)
+    X, clip_index = st.concatenated(keys)
+    splits = data.splits[rows]
+    masks = {name: splits == name for name in ("train", "valid", "test")}
+    tagging = msk.heads.evaluate_tagging(
+        X, data.tags[rows], clip_index, n_runs=args.runs, n_trials=args.trials,
+        random_state=args.seed, n_hidden=args.hidden, **masks)
+    similarity = msk.heads.evaluate_similarity(
+        X, data.artists[rows], clip_index, groups=None if data.tracks is None else data.tracks[rows],
+        random_state=args.seed, n_components=min(args.nca_components, X.shape[1]), **masks)
+    result = {"store": os.path.abspath(args.store), "dataset": os.path.abspath(args.dataset),
+              "clips": len(keys), "missing": missing, "tag_names": list(data.tag_names),
+              "tagging": tagging.to_dict(), "similarity": similarity.to_dict()}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+    _print_json({
+        "store": result["store"], "clips": len(keys), "missing": len(missing),
+        "tag_auc_mean": tagging.mean_auc, "tag_auc_std": tagging.std_auc,
+        "nca_probability": similarity.probability,
+        "nn_accuracy_other_tracks": similarity.nn_accuracy_other_groups,
+        "output": None if not args.output else os.path.abspath(args.output),
+    })
+    return 0
+
+
 def cmd_info(args):
     import msk
 
@@ -208,6 +302,44 @@ def build_parser():
     p.add_argument("--log-offset", type=float, default=1e-10)
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="tag prediction and artist similarity on stored features",
+                       epilog=EPILOG["evaluate"], formatter_class=fmt,
+                       description="The paper's two heads (MLP tagger, NCA) on a feature store's "
+                                   "features of a MagnaTagATune-layout dataset.")
+    p.add_argument("store", help="a feature store (from msk extract)")
+    p.add_argument("--dataset", required=True, metavar="ROOT", help="the dataset the clips come from")
+    p.add_argument("-o", "--output", help="write the full results here (JSON)")
+    p.add_argument("--runs", type=int, default=10, help="seeds per head (paper: 10)")
+    p.add_argument("--trials", type=int, default=10, help="random-search trials for the MLP")
+    p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units")
+    p.add_argument("--nca-components", type=int, default=50,
+                   help="dimensions of the NCA map (at most the number of features)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("experiment", help="rerun the paper's evaluation on a dataset",
+                       epilog=EPILOG["experiment"], formatter_class=fmt,
+                       description="Fit, extract and evaluate any of the paper's 28 architectures "
+                                   "and the baselines; writes results.json/.csv (and figures).")
+    p.add_argument("root", help="a MagnaTagATune-layout dataset")
+    p.add_argument("-o", "--output", required=True, help="output folder (cache and results)")
+    p.add_argument("--architectures", nargs="+", default=["subset"], help="names or groups")
+    p.add_argument("--runs", type=int, default=2, help="seeds per head (paper: 10)")
+    p.add_argument("--trials", type=int, default=4, help="random-search trials for the MLP")
+    p.add_argument("--search", choices=("none", "small", "default"), default="none",
+                   help="knob search beyond the paper, on validation only")
+    p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units (paper: 1000)")
+    p.add_argument("--n-jobs", type=int, default=1, help="threads extracting features")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("plot", help="draw the paper's figures from experiment results",
+                       epilog=EPILOG["plot"], formatter_class=fmt,
+                       description="Figures 2-6 of the paper from an experiment's output folder.")
+    p.add_argument("results", help="the output folder of msk experiment")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("info", help="describe a model or a feature store", epilog=EPILOG["info"],
                        formatter_class=fmt,

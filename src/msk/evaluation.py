@@ -32,6 +32,8 @@ __all__ = [
     "BaselineFeatures",
     "DEFAULT_SEARCH",
     "PAPER_ARCHITECTURES",
+    "SMALL_SEARCH",
+    "SUBSET_ARCHITECTURES",
     "parse_architecture",
     "run_experiment",
     "logmel_stats",
@@ -304,6 +306,20 @@ PAPER_ARCHITECTURES = tuple(
 #: (the plain log-mel spectrogram, level 0 only, K = 500), MFCC statistics and
 #: log-mel statistics (see :func:`mfcc_stats`, :func:`logmel_stats`).
 BASELINE_ARCHITECTURES = ("single-w1-k500", "mfcc", "logmel-stats")
+
+#: A first, affordable look at the grid (about 30 min on 2 cores for the dev corpus).
+SUBSET_ARCHITECTURES = ("laplacian-w1-k200", "laplacian-w1-k500", "gaussian-w2-k500",
+                        "multiresolution-w1-k500", "laplacian-w1-pca", "single-w1-k500", "mfcc",
+                        "logmel-stats")
+#: A handful of knob settings for ``run_experiment(search=...)``: one factor at
+#: a time from the paper's defaults.
+SMALL_SEARCH = (
+    {"variance": 0.90},
+    {"eps": 1e-2},
+    {"encoding": "threshold", "alpha": 0.25},
+    {"pooling": ("max", "mean")},
+    {"log_offset": 1e-5},
+)
 
 _ARCH_PATTERN = None
 
