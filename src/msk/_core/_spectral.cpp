@@ -12,6 +12,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define MSK_HAVE_MXCSR 1
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -50,7 +55,7 @@ template <typename T> std::unique_ptr<T[], FreeDeleter> aligned_buffer(std::size
     return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
 }
 
-// Natural logarithm of a positive normal number, accurate to about one ulp and written so that
+// Natural logarithm of a positive normal number (NaN and +inf give NaN), accurate to about one ulp and written so that
 // it vectorises: x = m * 2^e with m in [sqrt(1/2), sqrt(2)), then a polynomial for log(m).
 template <typename T> struct LogTraits;
 template <> struct LogTraits<float> {
@@ -92,14 +97,16 @@ template <typename T> MSK_INLINE T log_pos(T x) {
         p = p * f + T(2.0000714765E-1);
         p = p * f - T(2.4999993993E-1);
         p = p * f + T(3.3333331174E-1);
-        return fe * ln2_hi + (fe * ln2_lo + (f + (p * f * z - T(0.5) * z)));
+        const T r = fe * ln2_hi + (fe * ln2_lo + (f + (p * f * z - T(0.5) * z)));
+        return r + (x - x);  // x - x is 0, or NaN for NaN/inf input: non-finite input stays so
     } else {
         // log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172: ten odd terms.
         const T s = (m - T(1)) / (m + T(1));
         const T s2 = s * s;
         T p = T(1) / T(2 * Tr::terms + 1);
         for (int k = Tr::terms - 1; k >= 0; --k) p = p * s2 + T(1) / T(2 * k + 1);
-        return fe * ln2_hi + (fe * ln2_lo + T(2) * s * p);
+        const T r = fe * ln2_hi + (fe * ln2_lo + T(2) * s * p);
+        return r + (x - x);  // x - x is 0, or NaN for NaN/inf input: non-finite input stays so
     }
 }
 
@@ -367,20 +374,29 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
             for (int l = 0; l < L; ++l) rk[l] = std::sqrt(rk[l]);
         }
     }
-    // Sparse mel projection.
+    // Sparse mel projection. The accumulators are register vectors, two of them so that the
+    // FMA latency chain is halved (a T[L] array here was kept on the stack, and the chain of
+    // store-forwarded FMAs made this step cost as much as the FFT).
+    using V = typename Vec<T>::type;
     for (int b = 0; b < mb.n_mels; ++b) {
-        T acc[L];
-        for (int l = 0; l < L; ++l) acc[l] = T(0);
-        const std::int64_t k0 = mb.start[b];
+        V acc0 = {}, acc1 = {};
         const std::int64_t o0 = mb.offset[b], o1 = mb.offset[b + 1];
-        for (std::int64_t o = o0; o < o1; ++o) {
-            const T w = weights[o];
-            const T* __restrict pk = re + (k0 + (o - o0)) * L;
-#pragma GCC ivdep
-            for (int l = 0; l < L; ++l) acc[l] += w * pk[l];
+        const T* __restrict pk = re + mb.start[b] * L;
+        std::int64_t o = o0;
+        for (; o + 1 < o1; o += 2, pk += 2 * L) {
+            V p0, p1;
+            std::memcpy(&p0, pk, sizeof(V));
+            std::memcpy(&p1, pk + L, sizeof(V));
+            acc0 += weights[o] * p0;
+            acc1 += weights[o + 1] * p1;
         }
-        T* __restrict mrow = mel + b * L;
-        for (int l = 0; l < L; ++l) mrow[l] = acc[l];
+        if (o < o1) {
+            V p0;
+            std::memcpy(&p0, pk, sizeof(V));
+            acc0 += weights[o] * p0;
+        }
+        acc0 += acc1;
+        std::memcpy(mel + b * L, &acc0, sizeof(V));
     }
     if (do_log) {
         const int nv = mb.n_mels * L;
@@ -405,12 +421,24 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
     }
 }
 
+// Flush-to-zero and denormals-are-zero for the calling thread while in scope. Quiet passages
+// and the zero padding produce subnormal powers, and one subnormal operand costs a hundred
+// cycles or more; values below 1e-38 (float32) do not change a log(mel + 1e-10) spectrogram.
+struct FlushDenormals {
+#ifdef MSK_HAVE_MXCSR
+    unsigned int saved = _mm_getcsr();
+    FlushDenormals() { _mm_setcsr(saved | 0x8040u); }  // FTZ (bit 15) | DAZ (bit 6)
+    ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
 template <typename T>
 MSK_INLINE void mel_blocks(const Plan<T>& P, const MelBands& mb, const T* weights, const T* y,
                            std::int64_t n, std::int64_t n_frames, std::int64_t block0,
                            std::int64_t block1, int power, bool do_log, T log_scale, T log_offset,
                            T* out) {
     constexpr int L = Lanes<T>::value;
+    FlushDenormals ftz;
     Scratch<T> s(P.half, mb.n_mels);
     for (std::int64_t blk = block0; blk < block1; ++blk) {
         const std::int64_t f0 = blk * L;
