@@ -1235,7 +1235,11 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         return self._transform(levels)
 
     def _transform(self, levels):
-        pooled = [enc(self._padded(frames)) for enc, frames in zip(self._encoders, levels)]
+        # The levels come from msk's own kernels (C-contiguous, finite, float32): the
+        # encoders' unchecked path, under one BLAS thread limit for all levels.
+        with _SingleThreadedBlas():
+            pooled = [enc._encode(self._padded(frames).astype(np.float32, copy=False))
+                      for enc, frames in zip(self._encoders, levels)]
         n = min(p.shape[0] for p in pooled)
         return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
 
