@@ -1337,8 +1337,9 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         except (OSError, ValueError, TypeError, AttributeError, EOFError, KeyError,
                 zipfile.BadZipFile, UnicodeDecodeError) as exc:
             raise ValueError(f"{path!r} is not a readable msk model file: {exc}") from None
-        if not isinstance(header, dict) or header.get("format") != _FORMAT:
-            raise ValueError(f"{path!r} is not an msk model file (format {header.get('format')!r}).")
+        fmt = header.get("format") if isinstance(header, dict) else None
+        if fmt != _FORMAT:
+            raise ValueError(f"{path!r} is not an msk model file (format {fmt!r}).")
         if header.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"{path!r} has model format version {header.get('format_version')!r}; this msk "
