@@ -42,7 +42,7 @@ from msk.learn import _SingleThreadedBlas
 
 SR = 16000
 KERNEL = (np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0).astype(np.float32)
-N_BATCH = 16
+N_BATCH = 64  # a batch long enough that store creation and pool start-up do not dominate
 
 
 def _clip_seconds():
@@ -232,7 +232,7 @@ def test_batch(record_threads, mp3s, laplacian, tmp_path, n_jobs):
         return summary
 
     with _SingleThreadedBlas():
-        summary = record_threads.pedantic(run, setup=new_store, rounds=5, warmup_rounds=1)
+        summary = record_threads.pedantic(run, setup=new_store, rounds=3, warmup_rounds=1)
     _rates(record_threads, n_clips=N_BATCH, n_cores=n_jobs)
     # CPU seconds of the process per clip: equal for 1 and 2 workers when nothing is lost to
     # parallel overheads (then a shortfall in scaling means the second core was busy elsewhere).
