@@ -58,10 +58,10 @@ PAIRED_ROUNDS = 30
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread(request):
+def one_thread(terminal_summary):
     with threadpool_limits(1):
         yield
-    _print_summary(request.config)
+    terminal_summary(RESULTS, _write_summary)
 
 
 def _threads():
@@ -298,15 +298,6 @@ def test_paired(benchmark, width, K):
     benchmark.extra_info.update(info)
     RESULTS[("paired", width, K)] = info
     case.check(case.run_msk())
-
-
-def _print_summary(config):
-    tr = config.pluginmanager.getplugin("terminalreporter")
-    capture = config.pluginmanager.getplugin("capturemanager")
-    if tr is None or not RESULTS:
-        return
-    with capture.global_and_fixture_disabled():
-        _write_summary(tr.write_line)
 
 
 def _write_summary(w):

@@ -57,9 +57,9 @@ def data():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary(request):
+def summary(terminal_summary):
     yield
-    _print_summary(request.config)
+    terminal_summary(RESULTS, _write_summary)
 
 
 def _thread_info(n):
@@ -152,15 +152,6 @@ def test_faiss(benchmark, data, threads, max_iter):
     km = _run(benchmark, f"faiss_{max_iter}", threads, fit)
     assert km.centroids.shape == (K, P)
     np.testing.assert_allclose(np.linalg.norm(km.centroids, axis=1), 1.0, rtol=1e-4)
-
-
-def _print_summary(config):
-    tr = config.pluginmanager.getplugin("terminalreporter")
-    capture = config.pluginmanager.getplugin("capturemanager")
-    if tr is None or not RESULTS:
-        return
-    with capture.global_and_fixture_disabled():
-        _write_summary(tr.write_line)
 
 
 def _write_summary(write):

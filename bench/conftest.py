@@ -38,3 +38,22 @@ def record_threads(benchmark):
         {k: info[k] for k in ("internal_api", "num_threads")} for info in threadpool_info()
     ]
     return benchmark
+
+
+@pytest.fixture(scope="module")
+def terminal_summary(request):
+    """``show(results, write_summary)``: print a module's summary table past pytest's capture.
+
+    ``write_summary(write)`` writes the lines with ``write(line)``; nothing is printed when
+    ``results`` is empty (e.g. the module's benchmarks were deselected).
+    """
+
+    def show(results, write_summary):
+        tr = request.config.pluginmanager.getplugin("terminalreporter")
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        if tr is None or not results:
+            return
+        with capture.global_and_fixture_disabled():
+            write_summary(tr.write_line)
+
+    return show

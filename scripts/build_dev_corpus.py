@@ -229,47 +229,21 @@ def assign_folders(sizes, folders=FOLDERS):
     return out
 
 
+# General MIDI program ranges (inclusive) of each instrument tag; a program may have several.
+GM_TAG_RANGES = (
+    ("piano", 0, 7), ("harpsichord", 6, 6), ("mallets", 8, 15), ("organ", 16, 20),
+    ("accordion", 21, 23), ("guitar", 24, 31), ("bass", 32, 39), ("strings", 40, 45),
+    ("strings", 48, 51), ("violin", 40, 40), ("harp", 46, 46), ("timpani", 47, 47),
+    ("choir", 52, 54), ("brass", 56, 63), ("sax", 64, 67), ("woodwind", 64, 79),
+    ("flute", 72, 79), ("synth", 80, 103),
+)
+
+
 def gm_tags(program, channel):
     """Instrument tags of a General MIDI program (0-127) on a channel (0-15; 9 is drums)."""
     if channel == 9:
         return {"drums"}
-    p = program
-    tags = set()
-    if 0 <= p <= 7:
-        tags.add("piano")
-    if p == 6:
-        tags.add("harpsichord")
-    if 8 <= p <= 15:
-        tags.add("mallets")
-    if 16 <= p <= 20:
-        tags.add("organ")
-    if 21 <= p <= 23:
-        tags.add("accordion")
-    if 24 <= p <= 31:
-        tags.add("guitar")
-    if 32 <= p <= 39:
-        tags.add("bass")
-    if 40 <= p <= 45 or 48 <= p <= 51:
-        tags.add("strings")
-    if p == 40:
-        tags.add("violin")
-    if p == 46:
-        tags.add("harp")
-    if p == 47:
-        tags.add("timpani")
-    if 52 <= p <= 54:
-        tags.add("choir")
-    if 56 <= p <= 63:
-        tags.add("brass")
-    if 64 <= p <= 67:
-        tags.add("sax")
-    if 64 <= p <= 79:
-        tags.add("woodwind")
-    if 72 <= p <= 79:
-        tags.add("flute")
-    if 80 <= p <= 103:
-        tags.add("synth")
-    return tags
+    return {tag for tag, lo, hi in GM_TAG_RANGES if lo <= program <= hi}
 
 
 @dataclass(frozen=True)
