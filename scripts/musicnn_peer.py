@@ -39,9 +39,14 @@ Files written in ``--out``:
   ``clip_ids`` (int64, the clips that were extracted), ``clip_index`` (int64,
   row of ``clip_ids`` for every row of ``X``), ``patch_start`` (seconds),
   ``model``, ``layer``;
+* ``musicnn_<model>_<layer>.zarr`` - the same embeddings as an msk feature store
+  keyed by clip id (written by ``extract``), for ``scripts/run_experiment.py
+  --external NAME=PATH``: musicnn in the experiment's own table, with the very heads
+  and settings of msk's architectures;
 * ``musicnn_<model>_timing.json`` - seconds per clip (decode + log-mel,
   network, total), times real time, threads, failures, the checks above;
-* ``results.json`` / ``results.csv`` - msk's heads on every model/layer;
+* ``results.json`` / ``results.csv`` - msk's heads on every model/layer (the
+  ``evaluate`` step, standalone: its own search and run counts);
 * ``speed.json`` - musicnn and msk (Laplacian, K = 500) on the same clips,
   one thread each, measured one after the other in the same run.
 """
@@ -451,6 +456,36 @@ def align_to_dataset(dataset_clip_ids, clip_index, clip_ids):
     return present, rank[rows[clip_index]], ds[~has]
 
 
+def store_path(out, model, layer):
+    """Path of the msk feature store of one model and layer (see :func:`write_store`)."""
+    return os.path.join(out, f"musicnn_{model}_{layer}.zarr")
+
+
+def write_store(out, model, layer):
+    """Copy one embeddings file into an msk feature store keyed by clip id; return its path.
+
+    ``msk.evaluation.run_experiment(external={name: path})`` (``--external NAME=PATH`` of
+    ``scripts/run_experiment.py``) then evaluates musicnn with exactly the heads, settings and
+    splits of msk's own architectures, in the same table. The store's model information names
+    the model and layer and carries musicnn's measured ``extract_ms_per_clip``.
+    """
+    from msk.store import FeatureStore
+
+    X, clip_index, clip_ids = read_embeddings(embeddings_path(out, model, layer))
+    info = {"name": "musicnn", "model": model, "layer": layer, "musicnn": MUSICNN,
+            "window_seconds": 187 * 256 / SR, "n_features": int(X.shape[1])}
+    if os.path.exists(timing_path(out, model)):
+        with open(timing_path(out, model), encoding="utf-8") as f:
+            info["extract_ms_per_clip"] = 1000 * json.load(f)["seconds_per_clip"]
+    path = store_path(out, model, layer)
+    store = FeatureStore(path, mode="w", model_info=info, durable=False)
+    order = np.argsort(clip_index, kind="stable")
+    bounds = np.searchsorted(clip_index[order], np.arange(len(clip_ids) + 1))
+    for j, cid in enumerate(clip_ids.tolist()):
+        store.put(str(cid), X[order[bounds[j]:bounds[j + 1]]])
+    return path
+
+
 _SEGMENT = re.compile(r"-\d+-\d+\.mp3$")
 
 
@@ -708,6 +743,9 @@ def main(argv=None):
         clips_file = os.path.join(out, CLIPS_FILE)
         write_clip_list(clips_file, dataset.clip_ids[:n], dataset.paths[:n])
         run_worker(venv, clips_file, out, models=args.models, threads=args.threads, force=args.force)
+        for model in args.models:
+            for layer in LAYERS:
+                print(write_store(out, model, layer), file=sys.stderr, flush=True)
     if args.command in ("evaluate", "all"):
         evaluate(args.root, out, models=args.models, layers=args.layers, n_runs=args.n_runs,
                  n_trials=args.n_trials, nca_runs=args.nca_runs, random_state=args.random_state,

@@ -73,10 +73,19 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: the heads' matrices are small, and on a shared 2-core "
                         "machine one thread trained the MLP ~7x faster than two; 0 = BLAS's own)")
+    p.add_argument("--external", nargs="+", default=[], metavar="NAME=STORE",
+                   help="features computed elsewhere (an msk feature store keyed by clip id, e.g. musicnn's "
+                        "from scripts/musicnn_peer.py), evaluated by the same heads in the same table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data is required when MSK_DATA is not set")
+    external = {}
+    for item in args.external:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--external takes NAME=STORE; got {item!r}")
+        external[name] = os.path.expanduser(path)
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -93,7 +102,7 @@ def main(argv=None):
             os.path.expanduser(args.data), architectures=archs, out=args.out, n_runs=args.runs,
             n_trials=args.trials, random_state=args.seed, features={"n_samples": args.n_samples},
             mlp={"n_hidden": args.hidden, "max_iter": args.epochs, "patience": args.patience},
-            search=search, n_jobs=args.jobs, progress=not args.no_progress,
+            search=search, n_jobs=args.jobs, progress=not args.no_progress, external=external,
         )
     finally:
         if limits is not None:

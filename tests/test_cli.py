@@ -121,6 +121,17 @@ def test_experiment_then_plot(tiny_corpus, tmp_path, capsys):
     assert [r["architecture"] for r in rows] == ["mfcc", "logmel-stats"]
     assert all(0 <= r["tag_auc_mean"] <= 1 for r in rows)
     assert (out_dir / "results.json").exists() and (out_dir / "results.csv").exists()
+    # another tool's features (here: the mfcc cache itself) join the table through --external
+    code, out, err = run(capsys, ["experiment", tiny_corpus, "-o", str(out_dir), "--architectures", "mfcc",
+                                  "--runs", "1", "--trials", "1", "--hidden", "16", "-q",
+                                  "--external", f"peer={out_dir / 'mfcc' / 'features.zarr'}"])
+    assert code == 0, err
+    rows = json.loads(out)["architectures"]
+    assert [r["architecture"] for r in rows] == ["mfcc", "peer"]
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", tiny_corpus, "-o", str(out_dir), "--external", "no-equals-sign"])
+    assert exc.value.code == 2
+    assert "NAME=FEATURE_STORE" in capsys.readouterr().err
     pytest.importorskip("matplotlib")
     code, out, err = run(capsys, ["plot", str(out_dir)])
     assert code == 0, err

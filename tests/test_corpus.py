@@ -181,5 +181,16 @@ def test_clip_tags(corpus):
 
 
 def test_mma_song_switches_groove(corpus):
-    text = corpus.mma_song("Rock", ("C",), 120, 3, second="RockSus", switch=2)
-    assert text.splitlines()[4:] == ["1 C", "2 C", "Groove RockSus", "3 C"]
+    text = corpus.mma_song("Rock", ("C",), 120, 4, [(2, "RockSus"), (3, "Rock1")])
+    assert text.splitlines()[4:] == ["1 C", "2 C", "Groove RockSus", "3 C", "Groove Rock1", "4 C"]
+
+
+def test_mma_variants(corpus):
+    # per later clip: the first listed suffix the style defines, never one already played
+    grooves = ["Swing", "SwingSus", "SwingPlus", "Swing1", "SwingEnd"]
+    assert corpus.mma_variants("Swing", grooves, (("Sus", "Plus"), ("Sus", "1"))) == ["SwingSus", "Swing1"]
+    assert corpus.mma_variants("Swing", grooves, (("Plus",), ("Plus",))) == ["SwingPlus", None]
+    # case-insensitive, as MMA's groove names are
+    assert corpus.mma_variants("swing", ["SWING", "swingsus"], (("Sus",),)) == ["swingsus"]
+    assert corpus.mma_variants("Rock", ["Rock"]) == [None] * (corpus.MMA_CLIPS - 1)
+    assert len(corpus.MMA_VARIANTS) == corpus.MMA_CLIPS - 1

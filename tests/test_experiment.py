@@ -259,6 +259,52 @@ def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):
     assert len(msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="r")) == 16
 
 
+def test_external_features_get_the_same_heads(tiny_corpus, tmp_path):
+    """A feature store made elsewhere (as scripts/musicnn_peer.py writes musicnn's) is one more row."""
+    data = msk.datasets.load_magnatagatune(tiny_corpus)
+    rng = np.random.default_rng(0)
+    store = msk.store.FeatureStore(str(tmp_path / "peer.zarr"), mode="w",
+                                   model_info={"name": "peer", "extract_ms_per_clip": 250.0})
+    for i, cid in enumerate(data.clip_ids.tolist()):
+        if cid in (101, 102, 16):  # the broken and missing clips, and one the peer "failed" on
+            continue
+        X = 0.2 * rng.standard_normal((3, 5)).astype(np.float32)
+        X[:, :3] += 2.0 * data.tags[i]  # every tag written into the features: all learnable
+        # keyed by clip id, one by its path relative to the dataset: both are found
+        store.put(os.path.relpath(data.paths[i], data.root) if cid == 3 else str(cid), X)
+    out = str(tmp_path / "ext")
+    fast = dict(FAST, mlp={"n_hidden": 16, "batch_size": 8, "max_iter": 60, "patience": 20},
+                learning_rate_range=(0.03, 0.1))  # enough steps to learn from 33 training windows
+    res = run_experiment(tiny_corpus, architectures=["mfcc"], out=out, figures=False, per_level=False,
+                         external={"my-peer": store.path}, **fast)
+    rows = {r["architecture"]: r for r in res["architectures"]}
+    assert list(rows) == ["mfcc", "my-peer"]
+    r = rows["my-peer"]
+    assert r["kind"] == "external" and r["n_features"] == 5 and r["n_clips"] == 15
+    assert r["n_windows"] == 45 and r["extract_ms_per_clip"] == 250.0
+    # 3 test clips, one positive per tag: AUCs are 0, 0.5 or 1 (chance: 0.5 on average)
+    assert r["tag_auc_mean"] > 0.8 and 0.0 <= r["nca_probability"] <= 1.0
+    assert r["nca_components"] == 4 and r["learning_rate_init"] > 0
+    with open(os.path.join(out, "results.csv"), newline="") as f:
+        assert [t["architecture"] for t in csv.DictReader(f)] == ["mfcc", "my-peer"]
+    # external only; cached the second time
+    again = run_experiment(tiny_corpus, architectures=[], out=out, figures=False, per_level=False,
+                           external={"my-peer": store.path}, **fast)
+    assert again["architectures"][0]["reused"] is True
+    assert again["architectures"][0]["tag_auc_mean"] == r["tag_auc_mean"]
+
+    bad = [({"laplacian-w1-k8": store.path}, "is an architecture's name"),
+           ({"a/b": store.path}, "names become folder names"),
+           ({"peer": str(tmp_path / "nowhere")}, "must be the folder of a feature store"),
+           ({"mfcc2": str(tmp_path)}, "cannot open the feature store")]
+    for external, message in bad:
+        with pytest.raises(ValueError, match=message):
+            run_experiment(tiny_corpus, architectures=[], out=str(tmp_path / "bad"), figures=False,
+                           external=external, **FAST)
+    with pytest.raises(ValueError, match="at least one architecture"):
+        run_experiment(tiny_corpus, architectures=[], out=out, **FAST)
+
+
 def test_plot_functions_check_their_input(tmp_path):
     pytest.importorskip("matplotlib")
     res = {"architectures": [], "dataset": {"tags": []}, "settings": {"n_runs": 1}, "per_level": None}

@@ -310,3 +310,29 @@ def test_evaluate_rejects_embeddings_of_another_dataset(peer, tmp_path):
 
 def test_finite_replaces_nan(peer):
     assert peer._finite({"a": [1.0, float("nan")], "b": (float("inf"), "x")}) == {"a": [1.0, None], "b": [None, "x"]}
+
+
+def test_write_store_keys_rows_by_clip_id(peer, tmp_path, rng):
+    """The feature store run_experiment(external=...) reads: each clip's own patches, in order."""
+    import msk
+
+    out = tmp_path / "out"
+    out.mkdir()
+    ids = np.array([1007, 1003, 1012])
+    clip_index = np.array([1, 0, 1, 2, 0, 2, 2])  # patches of the clips interleaved
+    X = rng.standard_normal((7, 4)).astype(np.float32)
+    save_embeddings(peer.embeddings_path(out, "MTT_musicnn", "penultimate"), X, ids, clip_index)
+    (out / "musicnn_MTT_musicnn_timing.json").write_text(json.dumps({"seconds_per_clip": 0.4}))
+    path = peer.write_store(str(out), "MTT_musicnn", "penultimate")
+    assert path == peer.store_path(str(out), "MTT_musicnn", "penultimate") and path.endswith(".zarr")
+    store = msk.store.FeatureStore(path, mode="r")
+    assert sorted(store.keys()) == ["1003", "1007", "1012"]
+    for j, cid in enumerate(ids.tolist()):
+        np.testing.assert_array_equal(store.get(str(cid)), X[clip_index == j])
+    info = store.model_info
+    assert (info["model"], info["layer"], info["n_features"]) == ("MTT_musicnn", "penultimate", 4)
+    assert info["extract_ms_per_clip"] == pytest.approx(400.0)
+    # written again (new embeddings): replaced, not mixed
+    save_embeddings(peer.embeddings_path(out, "MTT_musicnn", "penultimate"), X[:2], ids[:2], [0, 1])
+    store = msk.store.FeatureStore(peer.write_store(str(out), "MTT_musicnn", "penultimate"), mode="r")
+    assert sorted(store.keys()) == ["1003", "1007"]

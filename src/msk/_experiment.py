@@ -230,20 +230,47 @@ def _extract(extractor, todo, n_jobs):
             yield from ex.map(one, todo[start:start + chunk])
 
 
+def match_keys(store, data):
+    """The clips of a dataset that a feature store holds, and the key of each.
+
+    A clip's key is its clip id (as a string), else its path relative to the
+    dataset's root, else its absolute path: the keys ``msk extract``,
+    ``run_experiment`` and external tools use.
+
+    Returns
+    -------
+    rows : ndarray of int
+        Rows of ``data`` with features, in dataset order.
+    keys : list of str
+        The store's key of each of ``rows``.
+    missing : list of int
+        Clip ids of the dataset that the store does not hold.
+    """
+    done = set(store.keys())
+    rows, keys, missing = [], [], []
+    for i, (cid, path) in enumerate(zip(data.clip_ids.tolist(), data.paths.tolist())):
+        for key in (str(int(cid)), os.path.relpath(path, data.root), path):
+            if key in done:
+                rows.append(i)
+                keys.append(key)
+                break
+        else:
+            missing.append(int(cid))
+    return np.array(rows, dtype=np.intp), keys, missing
+
+
 def _usable_rows(cache, data):
-    """Rows of ``data`` whose features are in the cache."""
-    done = set(cache.keys())
-    rows = [i for i, c in enumerate(data.clip_ids.tolist()) if str(c) in done]
-    if not rows:
-        raise ValueError("no clip of the dataset could be read: nothing to evaluate.")
-    return np.array(rows)
+    """Rows of ``data`` whose features are in the cache, and their keys."""
+    rows, keys, _ = match_keys(cache, data)
+    if not len(rows):
+        raise ValueError(f"no clip of the dataset has features in {cache.path!r}: nothing to evaluate.")
+    return rows, keys
 
 
-def _load_features(cache, data, rows=None):
+def _load_features(cache, data):
     """Window matrix (float32), clip index, and the rows of ``data`` that have features."""
-    if rows is None:
-        rows = _usable_rows(cache, data)
-    X, idx = cache.concatenated([str(c) for c in data.clip_ids[rows].tolist()], dtype=np.float32)
+    rows, keys = _usable_rows(cache, data)
+    X, idx = cache.concatenated(keys, dtype=np.float32)
     return X, idx.astype(np.intp), rows
 
 
@@ -377,6 +404,31 @@ def _features_for(ctx, arch, overrides=None):
                     n_jobs=cfg["n_jobs"])
 
 
+def _external_for(ctx, arch):
+    """An external feature store, read-only: (None, store, info) as _features_for returns."""
+    from .store import FeatureStore
+
+    d = _arch_dir(ctx, arch.name)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.abspath(ctx.cfg["external"][arch.name])
+    try:
+        store = FeatureStore(path, mode="r")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"external features {arch.name!r}: cannot open the feature store {path!r}: {exc}") from None
+    keys = store.keys()
+    # the store's identity: its model description and contents (a changed store invalidates the results)
+    _write_json(os.path.join(d, "extractor.json"),
+                {"kind": "external", "store": path, "model": store.model_info, "clips": len(keys),
+                 "failed": len(store.failures())})
+    timings = {}
+    ms = (store.model_info or {}).get("extract_ms_per_clip")
+    if isinstance(ms, (int, float)):
+        timings = {"extract_seconds": ms * len(keys) / 1000, "n_extracted_total": len(keys)}
+    _write_json(os.path.join(d, "timings.json"), timings)
+    return None, store, {"fitted": False, "fit_skipped": [], "n_extracted": 0,
+                         "n_failed": len(store.failures()), "timings": {"fit": 0.0, "extract": 0.0}}
+
+
 def _evaluate(ctx, arch, overrides=None, *, bar=None):
     """Features and both heads for one architecture; the result row."""
     cfg = ctx.cfg
@@ -384,8 +436,11 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     d = _arch_dir(ctx, arch.name)
     if bar is not None:
         bar.set_postfix_str(f"{arch.name}: features")
-    extractor, cache, prep = _features_for(ctx, arch, overrides)
-    rows = _usable_rows(cache, ctx.data)
+    if arch.kind == "external":
+        extractor, cache, prep = _external_for(ctx, arch)
+    else:
+        extractor, cache, prep = _features_for(ctx, arch, overrides)
+    rows, _ = _usable_rows(cache, ctx.data)
     data = ctx.data
     Y = data.tags[rows]
     splits = data.splits[rows]
@@ -396,7 +451,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     result = _cached(os.path.join(d, "result.json"), settings)
     rng = np.random.RandomState(_seed(cfg["random_state"], arch.name))
     if result is None:
-        X, idx, _ = _load_features(cache, data, rows)
+        X, idx, _ = _load_features(cache, data)
         n_windows, n_features = X.shape
         C = clip_means(X, idx, n_clips=len(rows))  # NCA's input; then only the splits' copies remain
         sp = _Splits(X, idx, Y, splits)
@@ -583,14 +638,40 @@ def _check_search(search):
                     f"got {search!r}.")
 
 
+def _check_external(external, archs):
+    """``{name: feature store path}`` checked; the external entries as Architecture objects."""
+    import re
+
+    external = _check_dict("external", external)
+    out = []
+    for name, path in external.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"`external` names become folder names: letters, digits, '.', '_' and '-' "
+                             f"(not first); got {name!r}.")
+        try:
+            parse_architecture(name)
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f"`external` name {name!r} is an architecture's name; choose another.")
+        if not isinstance(path, (str, os.PathLike)) or not os.path.isdir(path):
+            raise ValueError(f"`external[{name!r}]` must be the folder of a feature store; got {path!r}.")
+        out.append(Architecture(name=name, kind="external"))
+    if {a.name for a in out} & {a.name for a in archs}:
+        raise ValueError("an `external` name repeats one of `architectures`.")
+    return {k: os.fspath(v) for k, v in external.items()}, out
+
+
 def run(root, *, architectures, out, n_runs, n_trials, random_state, features, mlp, nca,
-        learning_rate_range, alpha_range, search, per_level, n_tags, folders, n_jobs, figures, progress):
+        learning_rate_range, alpha_range, search, per_level, n_tags, folders, n_jobs, figures, progress,
+        external=None):
     t_start = time.perf_counter()
     if isinstance(architectures, str):
         architectures = [architectures]
     archs = [parse_architecture(a) for a in architectures]
-    if not archs:
-        raise ValueError("`architectures` must name at least one architecture.")
+    external, external_archs = _check_external(external, archs)
+    if not archs and not external_archs:
+        raise ValueError("`architectures` must name at least one architecture (or give `external` features).")
     if len({a.name for a in archs}) != len(archs):
         raise ValueError(f"`architectures` lists a name twice: {[a.name for a in archs]}.")
     if out is None or not isinstance(out, (str, os.PathLike)):
@@ -632,8 +713,9 @@ def run(root, *, architectures, out, n_runs, n_trials, random_state, features, m
     os.makedirs(out, exist_ok=True)
     cfg = {"features": features, "mlp": mlp, "nca": nca, "n_runs": n_runs, "n_trials": n_trials,
            "ranges": [list(learning_rate_range), list(alpha_range)], "random_state": random_state,
-           "progress": progress, "n_jobs": n_jobs}
+           "progress": progress, "n_jobs": n_jobs, "external": external}
     ctx = _Context(data, out, cfg)
+    archs = archs + external_archs
 
     rows = []
     with _bar(archs, progress=progress, desc="architectures", unit="arch") as bar:

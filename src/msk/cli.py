@@ -150,6 +150,18 @@ def _architectures(names):
     return list(dict.fromkeys(a for name in names for a in groups.get(name, (name,))))
 
 
+def _external(items):
+    """``NAME=STORE`` arguments as a dict (argparse has checked the form)."""
+    return dict(item.split("=", 1) for item in items or ())
+
+
+def _name_equals_path(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"must look like NAME=FEATURE_STORE; got {text!r}")
+    return text
+
+
 def cmd_experiment(args):
     from .evaluation import SMALL_SEARCH, run_experiment
 
@@ -158,6 +170,7 @@ def cmd_experiment(args):
         args.root, architectures=_architectures(args.architectures), out=args.output,
         n_runs=args.runs, n_trials=args.trials, random_state=args.seed, search=search,
         n_jobs=args.n_jobs, progress=not args.quiet, mlp={"n_hidden": args.hidden},
+        external=_external(args.external),
     )
     _print_json({
         "out": os.path.abspath(args.output),
@@ -177,27 +190,16 @@ def cmd_plot(args):
 
 
 def cmd_evaluate(args):
-    import numpy as np
-
     import msk
+    from msk._experiment import match_keys
 
     data = msk.datasets.load_magnatagatune(args.dataset)
     st = msk.store.FeatureStore(args.store, mode="r")
-    keys, rows, missing = [], [], []
-    for i in range(len(data)):
-        path = str(data.paths[i])
-        for key in (str(int(data.clip_ids[i])), path, os.path.relpath(path, data.root)):
-            if st.done(key):
-                keys.append(key)
-                rows.append(i)
-                break
-        else:
-            missing.append(int(data.clip_ids[i]))
+    rows, keys, missing = match_keys(st, data)
     if not keys:
         raise RuntimeError(f"{args.store!r} holds no clip of the dataset at {args.dataset!r}")
     if missing:
         _log(f"msk evaluate: {len(missing)} clip(s) of the dataset are not in the store; left out")
-    rows = np.asarray(rows)
     X, clip_index = st.concatenated(keys)
     splits = data.splits[rows]
     masks = {name: splits == name for name in ("train", "valid", "test")}
@@ -331,6 +333,9 @@ def build_parser():
                    help="knob search beyond the paper, on validation only")
     p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units (paper: 1000)")
     p.add_argument("--n-jobs", type=int, default=1, help="threads extracting features")
+    p.add_argument("--external", nargs="+", type=_name_equals_path, metavar="NAME=STORE",
+                   help="features computed elsewhere (a feature store keyed by clip id), "
+                        "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)

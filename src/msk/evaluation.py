@@ -333,8 +333,9 @@ class Architecture:
     name : str
         The canonical name, e.g. ``"laplacian-w1-k500"``, ``"gaussian-w2-pca"``,
         ``"single-w1-k500"``, ``"mfcc"``.
-    kind : {"multiscale", "mfcc", "logmel-stats"}
-        Learned multiscale features or one of the hand-crafted baselines.
+    kind : {"multiscale", "mfcc", "logmel-stats", "external"}
+        Learned multiscale features, one of the hand-crafted baselines, or
+        features computed elsewhere (``run_experiment(external=...)``).
     representation : {"gaussian", "laplacian", "multiresolution"} or None
         The multiscale representation (``"laplacian"`` for the single-scale
         baseline, whose only level is the plain log-mel spectrogram).
@@ -418,7 +419,8 @@ def parse_architecture(name):
 def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES, out,
                    n_runs=10, n_trials=10, random_state=0, features=None, mlp=None, nca=None,
                    learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), search=False,
-                   per_level=True, n_tags=50, folders=None, n_jobs=1, figures="auto", progress=True):
+                   per_level=True, n_tags=50, folders=None, n_jobs=1, figures="auto", progress=True,
+                   external=None):
     """Rerun the paper's experiment on a MagnaTagATune-layout dataset.
 
     For every architecture: fit the feature extractor on the training
@@ -498,6 +500,16 @@ def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_AR
         matplotlib is installed).
     progress : bool, default=True
         Progress bars (tqdm) on stderr.
+    external : dict, default=None
+        Features computed elsewhere, evaluated by the same heads with the same
+        settings and listed in the same table: ``{name: path}`` with ``path``
+        an :class:`msk.store.FeatureStore` holding one ``(n_windows,
+        n_features)`` array per clip, keyed by clip id (or by the clip's path,
+        relative to the dataset or absolute). ``name`` (letters, digits,
+        ``.``, ``_``, ``-``) names the row and its folder in ``out``. Clips
+        the store lacks are left out of that row. If the store's model
+        information has ``"extract_ms_per_clip"``, the row reports it.
+        ``scripts/musicnn_peer.py`` writes such stores for musicnn.
 
     Returns
     -------
@@ -539,7 +551,7 @@ def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_AR
                random_state=random_state, features=features, mlp=mlp, nca=nca,
                learning_rate_range=learning_rate_range, alpha_range=alpha_range, search=search,
                per_level=per_level, n_tags=n_tags, folders=folders, n_jobs=n_jobs, figures=figures,
-               progress=progress)
+               progress=progress, external=external)
 
 
 #: The knobs searched by ``run_experiment(search=True)``, one factor at a time
