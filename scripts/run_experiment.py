@@ -70,6 +70,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=100, help="MLP maximum epochs (early stopping on validation)")
     p.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
     p.add_argument("--jobs", type=int, default=1, help="threads extracting features")
+    p.add_argument("--workers", type=int, default=1,
+                   help="architectures evaluated side by side, one process each with one BLAS thread "
+                        "(results do not depend on it; 2 on a 2-core machine halves the wall time)")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: the heads' matrices are small, and on a shared 2-core "
                         "machine one thread trained the MLP ~7x faster than two; 0 = BLAS's own)")
@@ -103,6 +106,7 @@ def main(argv=None):
             n_trials=args.trials, random_state=args.seed, features={"n_samples": args.n_samples},
             mlp={"n_hidden": args.hidden, "max_iter": args.epochs, "patience": args.patience},
             search=search, n_jobs=args.jobs, progress=not args.no_progress, external=external,
+            n_workers=args.workers,
         )
     finally:
         if limits is not None:

@@ -244,6 +244,20 @@ def test_experiment_end_to_end(tiny_corpus, tmp_path):
                        **dict(FAST, features={"levels": 3, "pool": 16, "n_samples": 3000, "max_iter": 5}))
 
 
+def test_worker_processes_give_the_same_rows(tiny_corpus, tmp_path):
+    archs = ["laplacian-w1-k8", "mfcc", "logmel-stats"]
+    kw = dict(FAST, per_level=False, figures=False)
+    serial = run_experiment(tiny_corpus, architectures=archs, out=str(tmp_path / "one"), **kw)
+    parallel = run_experiment(tiny_corpus, architectures=archs, out=str(tmp_path / "two"), n_workers=2, **kw)
+    assert [r["architecture"] for r in parallel["architectures"]] == archs
+    for a, b in zip(serial["architectures"], parallel["architectures"]):
+        for key in ("tag_auc_mean", "per_tag_auc", "nca_probability", "nn_accuracy", "learning_rate_init",
+                    "n_windows", "n_failed"):
+            assert a[key] == b[key], (a["architecture"], key)
+    with pytest.raises(ValueError, match="`n_workers` must be a positive integer"):
+        run_experiment(tiny_corpus, architectures=archs, out=str(tmp_path / "two"), n_workers=0, **kw)
+
+
 def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):
     out = str(tmp_path / "inc")
     kw = dict(FAST, per_level=False, figures=False)

@@ -70,7 +70,7 @@ def _canonical(obj):
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # unique: several processes may share one output folder
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(_jsonable(obj), f, indent=1, sort_keys=False)
         f.write("\n")
@@ -507,6 +507,46 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     return result
 
 
+def _evaluate_in_worker(ctx, arch):
+    """One architecture in a worker process: BLAS on one thread, no progress bars."""
+    from threadpoolctl import threadpool_limits
+
+    ctx = _Context(ctx.data, ctx.out, dict(ctx.cfg, progress=False))
+    with threadpool_limits(1):
+        return _evaluate(ctx, arch)
+
+
+def _evaluate_all(ctx, archs, n_workers, bar, t_start):
+    """Rows of all ``archs`` in order; ``n_workers`` processes evaluate architectures side by side.
+
+    Every architecture's seeds derive from its name, so a row does not depend on the process
+    that computed it or on the order. Partial results are written as rows arrive.
+    """
+    rows = [None] * len(archs)
+
+    def done(i, row):
+        rows[i] = row
+        bar.update()
+        _write_outputs(ctx.out, ctx.data, [r for r in rows if r is not None], {}, ctx.cfg, t_start,
+                       partial=True)
+
+    if n_workers == 1 or len(archs) == 1:
+        for i, arch in enumerate(archs):
+            done(i, _evaluate(ctx, arch, bar=bar))
+        return rows
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
+    with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(archs)),
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_evaluate_in_worker, ctx, arch): i for i, arch in enumerate(archs)}
+        bar.set_postfix_str(f"{min(n_workers, len(archs))} worker processes")
+        for fut in concurrent.futures.as_completed(futures):
+            done(futures[fut], fut.result())
+    return rows
+
+
 def _validation_scores(ctx, arch, overrides, params):
     """Validation-only scores of a search configuration (one tagger seed, one NCA seed)."""
     cfg = ctx.cfg
@@ -664,7 +704,7 @@ def _check_external(external, archs):
 
 def run(root, *, architectures, out, n_runs, n_trials, random_state, features, mlp, nca,
         learning_rate_range, alpha_range, search, per_level, n_tags, folders, n_jobs, figures, progress,
-        external=None):
+        external=None, n_workers=1):
     t_start = time.perf_counter()
     if isinstance(architectures, str):
         architectures = [architectures]
@@ -680,6 +720,7 @@ def run(root, *, architectures, out, n_runs, n_trials, random_state, features, m
     n_trials = check_int("n_trials", n_trials, low=1)
     random_state = check_int("random_state", random_state, low=0)
     n_jobs = check_int("n_jobs", n_jobs, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
     features = _check_dict("features", features, _MSF_KEYS)
     mlp = dict(_MLP_DEFAULTS, **_check_dict("mlp", mlp))
     for key in ("learning_rate_init", "alpha", "random_state", "standardize"):
@@ -717,12 +758,8 @@ def run(root, *, architectures, out, n_runs, n_trials, random_state, features, m
     ctx = _Context(data, out, cfg)
     archs = archs + external_archs
 
-    rows = []
-    with _bar(archs, progress=progress, desc="architectures", unit="arch") as bar:
-        for arch in bar:
-            row = _evaluate(ctx, arch, bar=bar)
-            rows.append(row)
-            _write_outputs(out, data, rows, {}, cfg, t_start, partial=True)
+    with _bar(total=len(archs), progress=progress, desc="architectures", unit="arch") as bar:
+        rows = _evaluate_all(ctx, archs, n_workers, bar, t_start)
 
         learned = [r for r in rows if r["kind"] == "multiscale"]
         multiscale = [r for r in learned if (r["levels"] or 1) > 1]
@@ -777,7 +814,7 @@ def _write_outputs(out, data, rows, extra, cfg, t_start, *, partial):
     _write_json(os.path.join(out, "results.json"), results)
     with open(os.path.join(out, "tags.txt"), "w", encoding="utf-8") as f:
         f.write("".join(f"{t}\n" for t in data.tag_names))
-    tmp = os.path.join(out, "results.csv.tmp")
+    tmp = os.path.join(out, f"results.csv.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(_CSV_COLUMNS)

@@ -170,7 +170,7 @@ def cmd_experiment(args):
         args.root, architectures=_architectures(args.architectures), out=args.output,
         n_runs=args.runs, n_trials=args.trials, random_state=args.seed, search=search,
         n_jobs=args.n_jobs, progress=not args.quiet, mlp={"n_hidden": args.hidden},
-        external=_external(args.external),
+        external=_external(args.external), n_workers=args.workers,
     )
     _print_json({
         "out": os.path.abspath(args.output),
@@ -333,6 +333,8 @@ def build_parser():
                    help="knob search beyond the paper, on validation only")
     p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units (paper: 1000)")
     p.add_argument("--n-jobs", type=int, default=1, help="threads extracting features")
+    p.add_argument("--workers", type=int, default=1,
+                   help="architectures evaluated side by side, one process each (results do not depend on it)")
     p.add_argument("--external", nargs="+", type=_name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (a feature store keyed by clip id), "
                         "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
