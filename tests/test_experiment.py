@@ -306,6 +306,11 @@ def test_external_features_get_the_same_heads(tiny_corpus, tmp_path):
                            external={"my-peer": store.path}, **fast)
     assert again["architectures"][0]["reused"] is True
     assert again["architectures"][0]["tag_auc_mean"] == r["tag_auc_mean"]
+    # the store changed (the peer finished clip 16): evaluated afresh
+    msk.store.FeatureStore(store.path, mode="a").put("16", np.zeros((3, 5), np.float32))
+    third = run_experiment(tiny_corpus, architectures=[], out=out, figures=False, per_level=False,
+                           external={"my-peer": store.path}, **fast)
+    assert third["architectures"][0]["reused"] is False and third["architectures"][0]["n_clips"] == 16
 
     bad = [({"laplacian-w1-k8": store.path}, "is an architecture's name"),
            ({"a/b": store.path}, "names become folder names"),

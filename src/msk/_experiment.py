@@ -416,10 +416,15 @@ def _external_for(ctx, arch):
     except (OSError, ValueError) as exc:
         raise ValueError(f"external features {arch.name!r}: cannot open the feature store {path!r}: {exc}") from None
     keys = store.keys()
-    # the store's identity: its model description and contents (a changed store invalidates the results)
+    # the store's identity: its model description and its manifest, which logs every write with its
+    # time (a rewritten store invalidates the cached results)
+    import hashlib
+
+    with open(os.path.join(path, "_state", "manifest.jsonl"), "rb") as f:
+        manifest = hashlib.sha256(f.read()).hexdigest()
     _write_json(os.path.join(d, "extractor.json"),
                 {"kind": "external", "store": path, "model": store.model_info, "clips": len(keys),
-                 "failed": len(store.failures())})
+                 "failed": len(store.failures()), "manifest_sha256": manifest})
     timings = {}
     ms = (store.model_info or {}).get("extract_ms_per_clip")
     if isinstance(ms, (int, float)):
