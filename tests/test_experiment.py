@@ -10,9 +10,14 @@ the whole experiment takes seconds.
 """
 
 import csv
+import glob
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -256,6 +261,54 @@ def test_worker_processes_give_the_same_rows(tiny_corpus, tmp_path):
             assert a[key] == b[key], (a["architecture"], key)
     with pytest.raises(ValueError, match="`n_workers` must be a positive integer"):
         run_experiment(tiny_corpus, architectures=archs, out=str(tmp_path / "two"), n_workers=0, **kw)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _children(pid):
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.split("/")[2]))
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
+def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
+    code = (f"from msk.evaluation import run_experiment\n"
+            f"run_experiment({tiny_corpus!r}, architectures=['laplacian-w1-k8', 'gaussian-w1-k8'], "
+            f"out={str(tmp_path / 'out')!r}, n_workers=2, progress=False, figures=False, "
+            f"features={{'levels': 3, 'pool': 32, 'n_samples': 3000, 'max_iter': 5}}, "
+            f"mlp={{'n_hidden': 16, 'max_iter': 1000, 'patience': 1000}})\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        workers = []
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            workers = [p for p in _children(parent.pid) if "spawn_main" in _cmdline(p)]
+        assert len(workers) == 2, "the worker processes did not start"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}")]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "worker processes outlived their killed parent"
 
 
 def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):

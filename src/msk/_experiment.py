@@ -512,6 +512,18 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     return result
 
 
+def _watch_parent(parent):
+    """In a worker: exit as soon as the parent process is gone (killed runs leave no orphans)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _evaluate_in_worker(ctx, arch):
     """One architecture in a worker process: BLAS on one thread, no progress bars."""
     from threadpoolctl import threadpool_limits
@@ -544,7 +556,8 @@ def _evaluate_all(ctx, archs, n_workers, bar, t_start):
 
     # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
     with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(archs)),
-                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+                                                mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_evaluate_in_worker, ctx, arch): i for i, arch in enumerate(archs)}
         bar.set_postfix_str(f"{min(n_workers, len(archs))} worker processes")
         for fut in concurrent.futures.as_completed(futures):
