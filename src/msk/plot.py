@@ -228,8 +228,9 @@ def _grid_plot(ax, rows, key, std_key, ylabel):
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
     for i, r in enumerate(others):
         label = r["architecture"] + (" (tuned)" if r.get("tuned_from") else "")
-        ax.axhline(r[key], color="0.25" if not r.get("tuned_from") else "crimson",
-                   ls=styles[i % len(styles)], lw=1.2, label=label)
+        # baselines grey, features from elsewhere (e.g. musicnn) purple, the tuned configuration red
+        color = "crimson" if r.get("tuned_from") else "tab:purple" if r.get("kind") == "external" else "0.25"
+        ax.axhline(r[key], color=color, ls=styles[i % len(styles)], lw=1.2, label=label)
     values = [(r[key], r.get(std_key) or 0.0) for r in learned + others]
     if values:  # axhline does not take part in autoscaling: include the baselines and a margin
         lo = min(v - e for v, e in values)
