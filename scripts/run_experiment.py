@@ -25,20 +25,8 @@ import platform
 import sys
 import time
 
-from msk.evaluation import SMALL_SEARCH, SUBSET_ARCHITECTURES as SUBSET
-
-
-def _architectures(names):
-    from msk.evaluation import BASELINE_ARCHITECTURES, PAPER_ARCHITECTURES
-
-    groups = {"paper": PAPER_ARCHITECTURES, "baselines": BASELINE_ARCHITECTURES,
-              "all": PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES, "subset": SUBSET}
-    out = []
-    for name in names:
-        for a in groups.get(name, (name,)):
-            if a not in out:
-                out.append(a)
-    return out
+from msk.cli import _architectures, _external, _name_equals_path  # shared with `msk experiment`
+from msk.evaluation import SMALL_SEARCH
 
 
 def _git_commit():
@@ -76,19 +64,14 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: the heads' matrices are small, and on a shared 2-core "
                         "machine one thread trained the MLP ~7x faster than two; 0 = BLAS's own)")
-    p.add_argument("--external", nargs="+", default=[], metavar="NAME=STORE",
+    p.add_argument("--external", nargs="+", default=[], type=_name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (an msk feature store keyed by clip id, e.g. musicnn's "
                         "from scripts/musicnn_peer.py), evaluated by the same heads in the same table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data is required when MSK_DATA is not set")
-    external = {}
-    for item in args.external:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            p.error(f"--external takes NAME=STORE; got {item!r}")
-        external[name] = os.path.expanduser(path)
+    external = {name: os.path.expanduser(path) for name, path in _external(args.external).items()}
 
     from threadpoolctl import threadpool_info, threadpool_limits
 

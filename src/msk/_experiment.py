@@ -27,7 +27,7 @@ from ._baselines import BaselineFeatures
 from ._validation import check_int
 from .datasets import load_magnatagatune
 from .evaluation import DEFAULT_SEARCH, Architecture, parse_architecture, per_tag_auc
-from .heads import MLPTagger, clip_means, evaluate_similarity
+from .heads import MLPTagger, _jsonable, clip_means, evaluate_similarity
 from .learn import MultiscaleFeatures
 
 _MAX_SEED = 2**31 - 1
@@ -46,22 +46,6 @@ def _bar(iterable=None, *, progress, **kw):
     interactive = getattr(sys.stderr, "isatty", lambda: False)()
     return tqdm(iterable, file=sys.stderr, disable=not progress, dynamic_ncols=True,
                 mininterval=0.1 if interactive else 30.0, **kw)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def _canonical(obj):
@@ -267,9 +251,12 @@ def _usable_rows(cache, data):
     return rows, keys
 
 
-def _load_features(cache, data):
-    """Window matrix (float32), clip index, and the rows of ``data`` that have features."""
-    rows, keys = _usable_rows(cache, data)
+def _load_features(cache, data, matched=None):
+    """Window matrix (float32), clip index, and the rows of ``data`` that have features.
+
+    ``matched`` is ``_usable_rows(cache, data)`` if the caller has it already.
+    """
+    rows, keys = _usable_rows(cache, data) if matched is None else matched
     X, idx = cache.concatenated(keys, dtype=np.float32)
     return X, idx.astype(np.intp), rows
 
@@ -416,6 +403,7 @@ def _external_for(ctx, arch):
     except (OSError, ValueError) as exc:
         raise ValueError(f"external features {arch.name!r}: cannot open the feature store {path!r}: {exc}") from None
     keys = store.keys()
+    failed = len(store.failures())
     # the store's identity: its model description and its manifest, which logs every write with its
     # time (a rewritten store invalidates the cached results)
     import hashlib
@@ -424,14 +412,14 @@ def _external_for(ctx, arch):
         manifest = hashlib.sha256(f.read()).hexdigest()
     _write_json(os.path.join(d, "extractor.json"),
                 {"kind": "external", "store": path, "model": store.model_info, "clips": len(keys),
-                 "failed": len(store.failures()), "manifest_sha256": manifest})
+                 "failed": failed, "manifest_sha256": manifest})
     timings = {}
     ms = (store.model_info or {}).get("extract_ms_per_clip")
     if isinstance(ms, (int, float)):
         timings = {"extract_seconds": ms * len(keys) / 1000, "n_extracted_total": len(keys)}
     _write_json(os.path.join(d, "timings.json"), timings)
     return None, store, {"fitted": False, "fit_skipped": [], "n_extracted": 0,
-                         "n_failed": len(store.failures()), "timings": {"fit": 0.0, "extract": 0.0}}
+                         "n_failed": failed, "timings": {"fit": 0.0, "extract": 0.0}}
 
 
 def _evaluate(ctx, arch, overrides=None, *, bar=None):
@@ -445,7 +433,8 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
         extractor, cache, prep = _external_for(ctx, arch)
     else:
         extractor, cache, prep = _features_for(ctx, arch, overrides)
-    rows, _ = _usable_rows(cache, ctx.data)
+    matched = _usable_rows(cache, ctx.data)
+    rows = matched[0]
     data = ctx.data
     Y = data.tags[rows]
     splits = data.splits[rows]
@@ -456,7 +445,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     result = _cached(os.path.join(d, "result.json"), settings)
     rng = np.random.RandomState(_seed(cfg["random_state"], arch.name))
     if result is None:
-        X, idx, _ = _load_features(cache, data)
+        X, idx, _ = _load_features(cache, data, matched)
         n_windows, n_features = X.shape
         C = clip_means(X, idx, n_clips=len(rows))  # NCA's input; then only the splits' copies remain
         sp = _Splits(X, idx, Y, splits)

@@ -96,17 +96,23 @@ def all_finite(arr):
     return arr.size == 0 or bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
 
 
-def label_codes(name, labels, n, *, n_name="X"):
-    """Integer codes 0..n_classes-1 of a 1-D array of ``n`` labels (any hashable dtype)."""
-    if labels is None or isinstance(labels, (str, bytes)):
-        raise TypeError(f"`{name}` must be an array of labels; got {type(labels).__name__}.")
-    arr = np.asarray(labels)
+def one_per_row(name, value, n, *, n_name="X", what="an array"):
+    """``value`` as a 1-D array with one entry per row of ``n_name`` (``n`` rows)."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}.")
+    arr = np.asarray(value)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be a 1-D array; got shape {arr.shape}.")
     if len(arr) != n:
         raise ValueError(
             f"`{name}` must have one entry per row of `{n_name}`; got {len(arr)} entries for {n} rows."
         )
+    return arr
+
+
+def label_codes(name, labels, n, *, n_name="X"):
+    """Integer codes 0..n_classes-1 of a 1-D array of ``n`` labels (any hashable dtype)."""
+    arr = one_per_row(name, labels, n, n_name=n_name, what="an array of labels")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     if arr.dtype == object:

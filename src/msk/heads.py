@@ -40,7 +40,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _nca
-from ._validation import as_float_array, check_float, check_int, check_option, label_codes
+from ._validation import as_float_array, check_float, check_int, check_option, label_codes, one_per_row
 from .evaluation import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
 
 __all__ = [
@@ -61,15 +61,7 @@ _MAX_SEED = 2**31 - 1
 # --------------------------------------------------------------------------- checks
 def _check_clip_index(clip_index, n_windows, n_clips, *, name="clip_index", X_name="X"):
     """Validate ``clip_index`` (ints in [0, n_clips), every clip present)."""
-    if clip_index is None or isinstance(clip_index, (str, bytes)):
-        raise TypeError(f"`{name}` must be an array of integers; got {type(clip_index).__name__}.")
-    idx = np.asarray(clip_index)
-    if idx.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array; got shape {idx.shape}.")
-    if len(idx) != n_windows:
-        raise ValueError(
-            f"`{name}` must have one entry per row of `{X_name}`; got {len(idx)} entries for {n_windows} rows."
-        )
+    idx = one_per_row(name, clip_index, n_windows, n_name=X_name, what="an array of integers")
     if not np.issubdtype(idx.dtype, np.integer):
         if idx.dtype.kind == "f" and np.all(np.isfinite(idx)) and np.all(idx == np.round(idx)):
             idx = idx.astype(np.intp)
@@ -600,8 +592,9 @@ class TaggingResult:
 
 
 def _jsonable(obj):
+    """JSON-ready copy: arrays as lists, NumPy scalars as Python ones, NaN/inf as None, keys as str."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -610,6 +603,8 @@ def _jsonable(obj):
         return None if not np.isfinite(obj) else float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     return obj
 
 
