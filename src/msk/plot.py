@@ -509,8 +509,8 @@ def _label_values(labels, color_by, keys, paths):
         if color_by is not None:
             raise ValueError("`color_by` needs `labels` (a labels CSV).")
         return None
-    if not isinstance(labels, Labels):
-        labels = load_labels(labels)
+    if not isinstance(labels, Labels):  # any column of the file can colour the map
+        labels = load_labels(labels, label_column=color_by)
     if color_by is None and labels.kind == "multilabel":
         raise ValueError(
             f"`color_by` must name the column to colour by for a file of tags: one of "
@@ -540,8 +540,10 @@ def map_figure(store, path, *, labels=None, color_by=None, method="pca", random_
     labels : str, os.PathLike, Labels or None, default=None
         A labels CSV (:func:`msk.datasets.load_labels`).
     color_by : str or None, default=None
-        A tag column, the group column, or the class column of a
-        single-label file (the default for one).
+        The column to colour by: any column of a labels file given as a
+        path (read as a column of classes), or a tag, group or class column
+        of a :class:`~msk.datasets.Labels`. None means the class column of
+        a single-label file.
     method : {"pca", "tsne"}, default="pca"
     random_state : int, default=0
     title : str or None, default=None
@@ -660,7 +662,7 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
     top.set_ylabel(f"mel band\n(0-{sr / 2000:g} kHz)", fontsize=8)
     top.tick_params(labelsize=7)
     top.set_title(title or f"{name}: log-mel spectrogram and {model.representation} features "
-                           f"({len(F)} windows of {window:.2f} s)", fontsize=10)
+                           f"({len(F)} window{'s' if len(F) > 1 else ''} of {window:.2f} s)", fontsize=10)
 
     widths = _level_widths(model)
     edges = np.cumsum([0] + widths)
@@ -682,13 +684,12 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
                   interpolation="nearest", extent=(bounds[0], bounds[-1], 0, F.shape[1]), vmin=-1, vmax=1)
     for e in edges[1:-1]:
         bottom.axhline(e, color="black", lw=1.0)
-    what = "feature minus its mean over the file" if relative else "feature value"
+    what = ("features minus their mean over the file\n(red above, blue below; ordered by peak window)"
+            if relative else "feature values\n(each level scaled on its own)")
+    bottom.set_ylabel(what, fontsize=8)
     if len(widths) > 1:
         bottom.set_yticks((edges[:-1] + edges[1:]) / 2)
         bottom.set_yticklabels([f"level {i}" for i in range(len(widths))], fontsize=8)
-        bottom.set_ylabel(f"{what}\n(red above, blue below; ordered by peak window)", fontsize=8)
-    else:
-        bottom.set_ylabel(what, fontsize=8)
     bottom.tick_params(labelsize=7)
     bottom.set_xlabel("time (s)", fontsize=9)
     bottom.set_xlim(0, t_end)

@@ -551,6 +551,12 @@ def train_tagger(store, labels, *, valid_fraction=0.2, random_state=0, n_hidden=
     if (Yva.any(axis=0) & ~Yva.all(axis=0)).any():
         mlp.fit(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva)
     else:  # no tag can be scored on these validation clips: no early stopping
+        import warnings
+
+        warnings.warn(
+            f"no tag has both classes among the {int(valid.sum())} validation clips: training runs "
+            f"{mlp.max_iter} epochs without early stopping and no validation AUC is reported; hold out "
+            "more clips (valid_fraction) or use smaller groups.", UserWarning, stacklevel=2)
         mlp.fit(Xtr, Ytr, itr)
     tagger = Tagger(
         tag_names=labels.tag_names, kind=labels.kind, mean=mlp.scaler_.mean_, scale=mlp.scaler_.scale_,
