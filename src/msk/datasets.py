@@ -608,9 +608,11 @@ class Labels:
         rows : ndarray of shape (len(keys),), dtype intp
         """
         keys = [str(k) for k in keys]
-        paths = keys if paths is None else [None if p is None else str(p) for p in paths]
-        if len(paths) != len(keys):
-            raise ValueError(f"`paths` must have one entry per key; got {len(paths)} for {len(keys)} keys.")
+        if paths is not None:
+            paths = list(paths)
+            if len(paths) != len(keys):
+                raise ValueError(f"`paths` must have one entry per key; got {len(paths)} for {len(keys)} keys.")
+        paths = keys if paths is None else [k if p is None else str(p) for k, p in zip(keys, paths)]
         exact = {k: i for i, k in enumerate(self.keys.tolist())}
         by_path = {}
         base = os.path.dirname(self.path)
@@ -647,7 +649,7 @@ class Labels:
         if self.kind == "multilabel" and name in self.tag_names:
             j = self.tag_names.index(name)
             return np.where(self.tags[:, j] == 1, name, f"not {name}")
-        known = [c for c in ((self.label_column,) if self.kind == "single-label" else self.tag_names)]
+        known = list((self.label_column,) if self.kind == "single-label" else self.tag_names)
         if self.group_column is not None:
             known.append(self.group_column)
         raise ValueError(
@@ -672,8 +674,6 @@ def _read_csv(path, delimiter):
                 first = f.readline()
                 delimiter = "\t" if "\t" in first and "," not in first else ","
                 f.seek(0)
-                if first.startswith("\ufeff"):  # pragma: no cover - utf-8-sig strips it
-                    f.read(1)
             reader = csv.reader(f, delimiter=delimiter, strict=True)
             for row in reader:
                 line = reader.line_num
@@ -830,7 +830,7 @@ def load_labels(path, *, key_column=None, label_column=None, group_column=None, 
                 raise ValueError(f"{name}, line {ln}: empty class name in column {col!r}.")
         classes, codes = np.unique(np.array([v[0] for v in values], dtype=str), return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"{name}: column {col!r} holds one class only ({classes[0]!r}); "
+            raise ValueError(f"{name}: column {col!r} holds one class only ({classes.tolist()[0]!r}); "
                              "a classifier needs at least two.")
         tags = np.zeros((len(rows), len(classes)), dtype=np.uint8)
         tags[np.arange(len(rows)), codes] = 1
