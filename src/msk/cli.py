@@ -426,8 +426,10 @@ def _add_tagger_commands(sub, fmt):
     p.add_argument("--hidden", type=int, default=1000, help="hidden ReLU units")
     p.add_argument("--max-iter", type=int, default=200, help="maximum epochs")
     p.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="the optimiser's step size")
+    p.add_argument("--alpha", type=float, default=1e-4, help="L2 weight decay")
     p.add_argument("--trials", type=int, default=0,
-                   help="random-search trials of learning rate and weight decay (0: the defaults)")
+                   help="random-search trials of learning rate and weight decay instead (0: no search)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split and network)")
     p.set_defaults(func=cmd_train_tagger)
 
@@ -466,11 +468,15 @@ def cmd_train_tagger(args):
                              ("--patience", args.patience, 1), ("--trials", args.trials, 0)):
         if value < low:
             raise _UsageError(f"{name} must be at least {low}; got {value}")
+    if not args.learning_rate > 0 or not args.alpha >= 0:
+        raise _UsageError(f"--learning-rate must be positive and --alpha non-negative; got "
+                          f"{args.learning_rate} and {args.alpha}")
     tagger = msk.tagger.train_tagger(
         args.store, args.labels, valid_fraction=args.valid_fraction, random_state=args.seed,
         n_hidden=args.hidden, n_trials=args.trials, model_path=args.model, key_column=args.key_column,
         label_column=args.label_column, group_column=args.group_column, max_iter=args.max_iter,
-        patience=args.patience)
+        patience=args.patience,
+        **({} if args.trials else {"learning_rate_init": args.learning_rate, "alpha": args.alpha}))
     tagger.save(args.output)
     t = tagger.training
     width = max(len("tag"), *(len(n) for n in tagger.tag_names))
