@@ -30,6 +30,7 @@ Files that cannot be read are recorded in the store's manifest and listed on std
     "evaluate": """examples:
   msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
   msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
+  msk evaluate features.zarr --labels labels.csv --group-column artist   # your own labels CSV
 The store's keys must be the dataset's clip ids or audio paths (what `msk extract` on the
 dataset's folder gives).""",
     "experiment": """examples:
@@ -403,10 +404,15 @@ def main(argv=None):
 
 
 def _add_tagger_commands(sub, fmt):
-    d = argparse.ArgumentDefaultsHelpFormatter
+    class Formatter(fmt):
+        """Examples kept as written; every option's default shown as ``[default]``."""
 
-    class Formatter(fmt, d):
-        pass
+        def _get_help_string(self, action):
+            text = action.help or ""
+            default = action.default
+            if default is not None and default is not False and default != argparse.SUPPRESS and "[" not in text:
+                text += " [%(default)s]"
+            return text
 
     p = sub.add_parser("train-tagger", help="train a tagger on your own labels",
                        epilog=EPILOG["train-tagger"], formatter_class=Formatter,
