@@ -9,7 +9,7 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads, plot, store
+from . import datasets, evaluation, heads, plot, store, tagger
 from .audio import example_audio, load_audio
 from .extract import extract, extract_many
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
@@ -31,6 +31,7 @@ __all__ = [
     "heads",
     "plot",
     "store",
+    "tagger",
     "example_audio",
     "extract",
     "extract_many",
