@@ -20,7 +20,7 @@ import msk
 from conftest import assert_close
 from msk.store import FeatureStore
 
-extract_module = sys.modules["msk.extract"]
+extract_module = sys.modules["msk.batch"]
 SR = 16000
 
 
@@ -435,7 +435,7 @@ def test_dask_same_store_as_threads(tmp_path, clip_dir, model, dask_cluster):
     for k in f_threads:
         np.testing.assert_array_equal(f_dask[k], f_threads[k])
     # each worker loaded the model once and kept it
-    loaded = client.run(lambda: len(sys.modules["msk.extract"]._WORKER_MODELS))
+    loaded = client.run(lambda: len(sys.modules["msk.batch"]._WORKER_MODELS))
     assert sorted(loaded.values()) == [1, 1]
     # by address; a re-run skips what is done
     again = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=cluster.scheduler_address,
