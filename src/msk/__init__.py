@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets, evaluation, heads, plot, store
 from .audio import example_audio, load_audio
 from .batch import extract, extract_many
-from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
+from .multiscale import MultiscaleFeatures, PCAWhitening, SphericalKMeans
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
 

@@ -183,7 +183,7 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
 
     def _frontend(self):
-        from .learn import MultiscaleFeatures
+        from .multiscale import MultiscaleFeatures
 
         # level 0 of any one-level representation is the plain log-mel spectrogram
         return MultiscaleFeatures("gaussian", levels=1, sr=self.sr, log_offset=self.log_offset)

@@ -28,7 +28,7 @@ from ._validation import check_int
 from .datasets import load_magnatagatune
 from .evaluation import DEFAULT_SEARCH, Architecture, parse_architecture, per_tag_auc
 from .heads import MLPTagger, _jsonable, clip_means, evaluate_similarity
-from .learn import MultiscaleFeatures
+from .multiscale import MultiscaleFeatures
 
 _MAX_SEED = 2**31 - 1
 _MSF_KEYS = ("levels", "pool", "n_samples", "variance", "eps", "encoding", "alpha", "pooling", "max_iter",

@@ -29,7 +29,7 @@ import numpy as np
 from ._validation import as_float_array, check_int, check_option
 from .audio import _OGG_CUT, _WAV_SHORT_DATA, _WAV_UNKNOWN_SIZE, load_audio
 from ._blas_threads import _SingleThreadedBlas
-from .learn import MultiscaleFeatures
+from .multiscale import MultiscaleFeatures
 from .pyramid import gaussian_pyramid, laplacian_pyramid
 from .spectral import melspectrogram
 

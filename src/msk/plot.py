@@ -97,7 +97,7 @@ def representations_figure(clip, path, *, levels=4, seconds=None, sr=16000):
     path : str
     """
     from .audio import load_audio
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     y = load_audio(clip, sr=sr) if isinstance(clip, (str, os.PathLike)) else np.asarray(clip, dtype=np.float32)
     if seconds is not None:
@@ -168,7 +168,7 @@ def features_figure(model, path, *, n_atoms=12, random_state=0):
     -------
     path : str
     """
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     if not isinstance(model, MultiscaleFeatures):
         model = MultiscaleFeatures.load(model)
