@@ -38,7 +38,7 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 import msk
-from msk.multiscale import _SingleThreadedBlas
+from msk._blas_threads import _SingleThreadedBlas
 
 SR = 16000
 KERNEL = (np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0).astype(np.float32)

@@ -12,7 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets, evaluation, heads, plot, store
 from .audio import example_audio, load_audio
 from .batch import extract, extract_many
-from .multiscale import MultiscaleFeatures, PCAWhitening, SphericalKMeans
+from .kmeans import SphericalKMeans
+from .multiscale import MultiscaleFeatures
+from .pca import PCAWhitening
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
 from .spectral import mel_filters, melspectrogram, multiresolution
 
