@@ -21,6 +21,7 @@ from conftest import assert_close
 from msk.store import FeatureStore
 
 extract_module = sys.modules["msk.batch"]
+multiscale_module = sys.modules["msk.multiscale"]
 SR = 16000
 
 
@@ -219,10 +220,10 @@ def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
     long_y = _long_signal(y, 150)
     whole = m.transform(long_y)
     # Small segments and pieces: many boundaries at every level.
-    monkeypatch.setattr(extract_module, "_WHOLE_FRAMES", 1024)
-    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES", 640)
-    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES_MULTIRES", 300)
-    monkeypatch.setattr(extract_module, "_PIECE_FRAMES", 97)
+    monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
+    monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 640)
+    monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES_MULTIRES", 300)
+    monkeypatch.setattr(multiscale_module, "_PIECE_FRAMES", 97)
     segmented = msk.extract(long_y, sr=SR, model=m)
     assert segmented.shape == whole.shape
     # Equal up to float32 rounding (bit for bit on this machine's BLAS).
@@ -235,7 +236,7 @@ def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
 
 def _unsegmented(monkeypatch, m, y, sr):
     with monkeypatch.context() as mp:
-        mp.setattr(extract_module, "_WHOLE_FRAMES", 10**9)
+        mp.setattr(multiscale_module, "_WHOLE_FRAMES", 10**9)
         return msk.extract(y, sr=sr, model=m)
 
 
@@ -243,9 +244,9 @@ def test_segmented_file_equals_whole(monkeypatch, tmp_path, model, y):
     long_y = _long_signal(y, 120)
     sf.write(tmp_path / "long.flac", long_y, 22050, subtype="PCM_24")  # header rate != model rate
     whole = model.transform(msk.load_audio(tmp_path / "long.flac"))
-    monkeypatch.setattr(extract_module, "_WHOLE_FRAMES", 1024)
-    monkeypatch.setattr(extract_module, "_SEGMENT_FRAMES", 512)
-    monkeypatch.setattr(extract_module, "_READ_BLOCK", 5000)
+    monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
+    monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 512)
+    monkeypatch.setattr(multiscale_module, "_READ_BLOCK", 5000)
     assert_close(msk.extract(tmp_path / "long.flac", model=model), whole, rtol=1e-5, atol=1e-5)
 
 

@@ -304,3 +304,29 @@ def test_fit_transform_returns_one_array_per_clip(clips):
     out = small().fit_transform(clips)
     assert isinstance(out, list) and len(out) == 3
     assert all(o.shape[1] == 36 for o in out)
+
+
+@pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
+def test_pooling_geometry_and_n_pools_describe_transform(clips, representation):
+    model = small(representation, frames=2, pool=32).fit(clips)
+    geometry = model.pooling_geometry()
+    pyramid = representation != "multiresolution"
+    assert geometry == [((1 << lev) if pyramid else 1, max(1, 32 >> lev) if pyramid else 32)
+                        for lev in range(3)]
+    for seconds in (0.2, 1.0, 3.3, 12.0):
+        y = clips[1][: int(seconds * SR)]
+        n_frames = 1 + y.shape[0] // model.hop_length
+        assert model.n_pools(n_frames) == model.transform(y).shape[0]
+
+
+def test_spectrogram_parameters_are_the_models(clip):
+    """n_fft, hop_length and n_mels reach every step (whole and segmented analysis alike)."""
+    model = small("gaussian", n_fft=512, hop_length=256, n_mels=64).fit([clip])
+    assert model.n_mels_ == 64
+    F = model.transform(clip)
+    n_frames = 1 + clip.shape[0] // 256
+    assert F.shape[0] == model.n_pools(n_frames)
+    S = msk.melspectrogram(clip, sr=SR, n_fft=512, hop_length=256, n_mels=64)
+    np.testing.assert_array_equal(model.represent(clip)[0], S)
+    with pytest.raises(ValueError, match="n_fft"):
+        small(n_fft=1000).fit([clip])

@@ -224,7 +224,7 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
             raise TypeError(
                 f"a clip must be an audio file path, a waveform or a spectrogram; got {type(clip).__name__}."
             )
-        S = self._frontend()._represent(clip)[0]
+        S = self._frontend().represent(clip)[0]
         if S.shape[1] != self.n_mels_:
             raise ValueError(f"the clip has {S.shape[1]} mel bands; expected {self.n_mels_}.")
         return np.ascontiguousarray(self._encoder(S), dtype=np.float32)

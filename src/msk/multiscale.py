@@ -9,8 +9,10 @@ written by :mod:`msk._persist`.
 """
 
 import numbers
+import operator
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
@@ -20,18 +22,34 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _persist
 from ._blas_threads import _SingleThreadedBlas
-from ._encoding import WindowEncoder, _check_pooling
+from ._encoding import WindowEncoder, _check_pooling, pooled_positions
 from ._validation import as_float_array, check_float, check_int, check_option
 from ._windows import WindowReservoir
-from .audio import load_audio
+from .audio import load_audio, stream
 from .kmeans import SphericalKMeans
 from .pca import PCAWhitening, whitening_matrix
 from .pyramid import gaussian_pyramid, laplacian_pyramid
-from .spectral import melspectrogram, multiresolution
+from .spectral import melspectrogram
 
 __all__ = ["MultiscaleFeatures"]
 
 _REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
+# Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min at the default
+# analysis; every 30 s clip is shorter) is processed in segments of about _SEGMENT_FRAMES
+# frames (2.2 min). The pyramids need context around a segment (see _PYRAMID_CONTEXT), so
+# their segments are long; the multiresolution spectrograms need none beyond the audio under
+# the FFT windows, and keep every level's frames, so theirs are short. Spectrograms are
+# computed _PIECE_FRAMES frames at a time; audio is read in msk.audio.stream's blocks
+# (_READ_BLOCK: None is its default).
+_WHOLE_FRAMES = 8192
+_SEGMENT_FRAMES = 4096
+_SEGMENT_FRAMES_MULTIRES = 1024
+_PIECE_FRAMES = 512
+_READ_BLOCK = None
+# Frames of context kept on both sides of a segment at every pyramid level (in that
+# level's frames): the Laplacian level l at frame i depends on frames i-4 .. i+4 of
+# Gaussian level l and, through the expansion, on level l + 1; 5 covers both borders.
+_PYRAMID_CONTEXT = 5
 
 def _is_clip_collection(clips):
     return not isinstance(clips, (str, bytes, os.PathLike, np.ndarray)) and isinstance(
@@ -52,8 +70,55 @@ def _looks_numeric(clip):
     )
 
 
+def _check_clip_type(clip):
+    if isinstance(clip, (bytes, dict)) or clip is None:
+        raise TypeError(
+            f"a clip must be an audio file path, a waveform or a spectrogram; got {type(clip).__name__}."
+        )
+
+
 def _clip_name(clip, i):
     return repr(os.fspath(clip)) if isinstance(clip, (str, os.PathLike)) else f"clip {i}"
+
+
+class _Samples:
+    """A sliding window over a stream of sample blocks, zero outside the signal.
+
+    Blocks are kept as they come (no concatenation), so the memory held is the
+    blocks overlapping the current segment plus the segment's own copy.
+    """
+
+    def __init__(self, blocks):
+        self._blocks = iter(blocks)
+        self._held = deque()  # (signal index of the block's first sample, block)
+        self.end = 0  # signal index one past the last held sample
+        self.eof = False
+
+    def fill(self, stop):
+        """Read until the held samples reach sample ``stop`` or the signal ends."""
+        while not self.eof and self.end < stop:
+            try:
+                block = next(self._blocks)
+            except StopIteration:
+                self.eof = True
+                break
+            if block.shape[0]:
+                self._held.append((self.end, block))
+                self.end += block.shape[0]
+
+    def drop(self, start):
+        """Forget the blocks that end before ``start``."""
+        while self._held and self._held[0][0] + self._held[0][1].shape[0] <= start:
+            self._held.popleft()
+
+    def read(self, start, stop):
+        """Samples ``start .. stop`` (zeros outside the signal); needs ``fill(stop)`` first."""
+        out = np.zeros(stop - start, dtype=np.float32)
+        for first, block in self._held:
+            lo, hi = max(start, first), min(stop, first + block.shape[0])
+            if hi > lo:
+                out[lo - start : hi - start] = block[lo - first : hi - first]
+        return out
 
 
 class MultiscaleFeatures(TransformerMixin, BaseEstimator):
@@ -169,7 +234,8 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, representation="laplacian", *, levels=6, frames=1, n_means=500, pool=128,
                  n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", alpha=0.25,
-                 pooling="max", max_iter=20, sr=16000, log_offset=1e-10, random_state=None):
+                 pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
+                 log_offset=1e-10, random_state=None):
         self.representation = representation
         self.levels = levels
         self.frames = frames
@@ -183,6 +249,9 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.max_iter = max_iter
         self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
         self.log_offset = log_offset
         self.random_state = random_state
 
@@ -198,6 +267,16 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         check_int("n_samples", self.n_samples, low=1)
         check_int("max_iter", self.max_iter, low=1)
         check_int("sr", self.sr, low=1)
+        n_fft = check_int("n_fft", self.n_fft, low=16, high=65536)
+        if n_fft & (n_fft - 1):
+            raise ValueError(f"`n_fft` must be a power of two from 16 to 65536; got {n_fft}.")
+        if self.representation == "multiresolution" and n_fft << (self.levels - 1) > 65536:
+            raise ValueError(
+                f"`levels`={self.levels} is too many for n_fft={n_fft} with 'multiresolution': "
+                f"level {self.levels - 1} would need an FFT of {n_fft << (self.levels - 1)} > 65536 points."
+            )
+        check_int("hop_length", self.hop_length, low=1)
+        check_int("n_mels", self.n_mels, low=1)
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
         # the encoder validates encoding, alpha and pooling; fail before the slow part
         _check_pooling(self.pooling)
@@ -208,6 +287,52 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         if self.representation == "multiresolution":
             return self.pool
         return max(1, self.pool >> level)
+
+    def pooling_geometry(self):
+        """Each level's frame step and pooling window, from the parameters.
+
+        Returns
+        -------
+        geometry : list of tuple (int, int)
+            Per level, finest first: ``(step, pool)``, the level-0 frames per
+            frame of the level (``2**l`` in a pyramid, 1 for multiresolution)
+            and the pooling window in the level's own window positions. A
+            pooling window spans ``step * pool`` level-0 frames at every level.
+
+        Examples
+        --------
+        >>> import msk
+        >>> msk.MultiscaleFeatures("laplacian", levels=3).pooling_geometry()
+        [(1, 128), (2, 64), (4, 32)]
+        """
+        pyramid = self.representation != "multiresolution"
+        return [(1 << lev if pyramid else 1, self._level_pool(lev)) for lev in range(self.levels)]
+
+    def n_pools(self, n_frames):
+        """Rows of :meth:`transform`'s result for a clip of ``n_frames`` level-0 frames.
+
+        The number of full pooling windows, the smallest over the levels (a
+        clip shorter than one pooling window has one).
+
+        Parameters
+        ----------
+        n_frames : int
+            Frames of the clip's level-0 spectrogram (``1 + n_samples // hop_length``).
+
+        Returns
+        -------
+        n_pools : int
+
+        Examples
+        --------
+        >>> import msk
+        >>> msk.MultiscaleFeatures("laplacian").n_pools(913)  # a 29.2 s clip
+        7
+        """
+        n_frames = check_int("n_frames", n_frames, low=1)
+        w = self.frames
+        return min(pooled_positions(max(-(-n_frames // step), w), w, pool)[0]
+                   for step, pool in self.pooling_geometry())
 
     def represent(self, clip):
         """The multiscale representation of one clip (finest level first).
@@ -237,11 +362,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         if isinstance(clip, (str, os.PathLike)):
             y = load_audio(clip, sr=self.sr)
         else:
-            if isinstance(clip, (bytes, dict)) or clip is None:
-                raise TypeError(
-                    f"a clip must be an audio file path, a waveform or a spectrogram; got "
-                    f"{type(clip).__name__}."
-                )
+            _check_clip_type(clip)
             a = np.asarray(clip)
             if a.ndim == 2:
                 if self.representation == "multiresolution":
@@ -257,12 +378,20 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
                     f"of shape (n_frames, n_mels); got shape {a.shape}."
                 )
             y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+        return self._waveform_levels(y)
+
+    def _log_mel(self, y, n_fft, *, center=True):
+        return melspectrogram(y, sr=self.sr, n_fft=n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+                              log_offset=self.log_offset, center=center)
+
+    def _waveform_levels(self, y):
+        """The representation of a whole waveform (float32, at ``sr``)."""
         with warnings.catch_warnings():
             # Short clips are legitimate here: frames then hold mostly padding.
             warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
             if self.representation == "multiresolution":
-                return multiresolution(y, sr=self.sr, levels=self.levels, log_offset=self.log_offset)
-            S = melspectrogram(y, sr=self.sr, log_offset=self.log_offset)
+                return [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
+            S = self._log_mel(y, self.n_fft)
         return self._pyramid(S)
 
     def _pyramid(self, S):
@@ -388,20 +517,41 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
 
     # -- features ----------------------------------------------------------------------------
 
-    def transform(self, clip):
+    def transform(self, clip, *, sr=None):
         """Multiscale features of one clip: one row per pooling window.
 
         Parameters
         ----------
         clip : str, os.PathLike or array-like
-            An audio file, a mono waveform at ``sr`` Hz, or a log-mel
-            spectrogram (see :meth:`represent`).
+            An audio file, a mono waveform of shape (n_samples,), or a log-mel
+            spectrogram of shape (n_frames, n_mels) (see :meth:`represent`).
+        sr : int or None, default=None
+            Sampling rate of a waveform; None means the model's ``sr``. A
+            waveform at another rate is resampled (soxr). Ignored for a file,
+            whose header gives its rate, and for a spectrogram.
 
         Returns
         -------
         features : ndarray of shape (n_pools, n_features_out_), dtype float32
             Level 0's features first. With the defaults ``n_features_out_`` is
-            ``levels * n_means``.
+            ``levels * n_means``; ``n_pools`` is :meth:`n_pools` of the clip's frames.
+
+        Notes
+        -----
+        Audio is read through :func:`msk.audio.stream`. Audio longer than
+        8192 frames (4.4 minutes at the default analysis) is analysed in
+        segments of 4096 frames (1024 for multiresolution), so that the memory
+        used does not grow with the length of the recording. Segment
+        boundaries fall on pooling-window boundaries at every level (see
+        :meth:`pooling_geometry`). Each segment is analysed with the frames it
+        needs plus context: half an FFT of audio on each side (the spectrogram
+        frames are then exactly those of the whole signal), and for the
+        pyramids 5 frames at every level on both sides, aligned to
+        ``2**(levels - 1)`` frames, which is more than the support of the
+        smoothing and expansion filters, so that no border of a segment
+        reaches a frame that is pooled. The features equal those of the whole
+        signal computed at once up to float32 rounding of the encoder's matrix
+        products (whose tiles differ), and are identical in every other step.
         """
         check_is_fitted(self, "pca_")
         if _is_clip_collection(clip) and not _looks_numeric(clip):
@@ -409,13 +559,120 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
                 "`transform` takes one clip; for several use "
                 "`[model.transform(c) for c in clips]`."
             )
-        levels = self._represent(clip)
-        if levels[0].shape[1] != self.n_mels_:
-            raise ValueError(
-                f"the clip has {levels[0].shape[1]} mel bands; this model was fitted on "
-                f"{self.n_mels_}."
-            )
+        if isinstance(clip, (str, os.PathLike)):
+            return self._transform_blocks(stream(clip, sr=self.sr, block_frames=_READ_BLOCK))
+        _check_clip_type(clip)
+        a = np.asarray(clip)
+        if a.ndim == 1:
+            y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+            sr = self.sr if sr is None else check_int("sr", sr, low=1)
+            return self._transform_blocks(stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK))
+        levels = self._represent(a)
+        self._check_n_mels(levels[0].shape[1])
         return self._transform(levels)
+
+    def _check_n_mels(self, n_mels):
+        if n_mels != self.n_mels_:
+            raise ValueError(
+                f"the clip has {n_mels} mel bands; this model was fitted on {self.n_mels_}."
+            )
+
+    def _transform_blocks(self, blocks):
+        """Features of a stream of sample blocks: whole when short, else in segments."""
+        if operator.length_hint(blocks) <= _WHOLE_FRAMES * self.hop_length:  # short: in one piece
+            blocks = list(blocks)
+            y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.float32)])
+            levels = self._waveform_levels(y)
+            self._check_n_mels(levels[0].shape[1])
+            return self._transform(levels)
+        self._check_n_mels(self.n_mels)
+        samples = _Samples(blocks)
+        frames = _SEGMENT_FRAMES_MULTIRES if self.representation == "multiresolution" else _SEGMENT_FRAMES
+        segment_pools = max(1, frames // self.pool)
+        hop = self.hop_length
+        half = self._context_samples()
+        out, p0, n_frames, n_pools = [], 0, None, None
+        while n_pools is None or p0 < n_pools:
+            p1 = p0 + segment_pools
+            g0, g1, _ = self._segment_bounds(p0, p1)
+            samples.fill((g1 - 1) * hop + half)
+            if samples.eof and n_frames is None:
+                if p0 == 0:  # shorter than one segment: in one piece
+                    levels = self._waveform_levels(samples.read(0, samples.end))
+                    return self._transform(levels)
+                n_frames = 1 + samples.end // hop
+                n_pools = self.n_pools(n_frames)
+            if n_pools is not None:
+                if p0 >= n_pools:
+                    break
+                p1 = min(p1, n_pools)
+            g0_next = self._segment_bounds(p1, p1 + segment_pools)[0]
+            out.append(self._segment_features(samples, p0, p1, n_frames, g0_next * hop - half))
+            p0 = p1
+        return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
+
+    def _context_samples(self):
+        """Samples needed beyond a segment's last frame (half the largest FFT)."""
+        multires = self.representation == "multiresolution"
+        return (self.n_fft << (self.levels - 1) if multires else self.n_fft) // 2
+
+    def _segment_bounds(self, p0, p1):
+        """Level-0 frames [g0, g1) to analyse for pools [p0, p1), and each level's frame range."""
+        w = self.frames
+        geometry = self.pooling_geometry()
+        ranges = [(p0 * pool, p1 * pool + w - 1) for _, pool in geometry]
+        if self.representation == "multiresolution":
+            return ranges[0][0], max(hi for _, hi in ranges), ranges
+        align = 1 << (self.levels - 1)
+        c = _PYRAMID_CONTEXT
+        g0 = min((lo - c) * step for (lo, _), (step, _) in zip(ranges, geometry))
+        g1 = max((hi + c) * step for (_, hi), (step, _) in zip(ranges, geometry))
+        g0 = max(0, (g0 // align) * align)
+        g1 = -(-g1 // align) * align
+        return g0, g1, ranges
+
+    def _mel_segment(self, samples, g0, g1, n_fft):
+        """Log-mel frames [g0, g1) of the signal, computed in pieces (bounded copies of the audio).
+
+        Frames are computed from exactly the samples the whole-signal analysis
+        uses (``center=False`` on the zero-padded signal), so they are identical.
+        """
+        half, hop = n_fft // 2, self.hop_length
+        S = np.empty((g1 - g0, self.n_mels), dtype=np.float32)
+        for a in range(g0, g1, _PIECE_FRAMES):
+            b = min(a + _PIECE_FRAMES, g1)
+            y = samples.read(a * hop - half, (b - 1) * hop + half)
+            S[a - g0 : b - g0] = self._log_mel(y, n_fft, center=False)
+        return S
+
+    def _segment_features(self, samples, p0, p1, n_frames, keep_from):
+        """Features of pools [p0, p1) (``n_frames``: the clip's frames, None while unknown).
+
+        Samples before ``keep_from`` are forgotten as soon as the segment's
+        spectrogram is computed.
+        """
+        g0, g1, ranges = self._segment_bounds(p0, p1)
+        if n_frames is not None:
+            g1 = min(g1, n_frames)
+        pooled = []
+        if self.representation == "multiresolution":
+            for lev, (lo, hi) in enumerate(ranges):
+                S = self._mel_segment(samples, g0, g1, self.n_fft << lev)
+                pooled.append(self._encoders[lev]._encode(S[lo - g0 : hi - g0]))
+                del S
+            samples.drop(keep_from)
+        else:
+            S = self._mel_segment(samples, g0, g1, self.n_fft)
+            samples.drop(keep_from)
+            levels = self._pyramid(S)
+            del S
+            for lev, (lo, hi) in enumerate(ranges):
+                off = g0 >> lev
+                pooled.append(self._encoders[lev]._encode(levels[lev][lo - off : hi - off]))
+        for lev, p in enumerate(pooled):
+            if p.shape[0] != p1 - p0:  # an invariant of the geometry above
+                raise RuntimeError(f"level {lev}: {p.shape[0]} pools for pools {p0}..{p1}")
+        return np.hstack(pooled)
 
     def _transform(self, levels):
         # The levels come from msk's own kernels (C-contiguous, finite, float32): the
