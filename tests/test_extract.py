@@ -34,7 +34,7 @@ def _fit(y, representation="laplacian", levels=3, frames=1):
     pieces = [y[i : i + 7 * SR] for i in range(0, len(y) - 7 * SR + 1, 7 * SR)]
     # One BLAS thread: threaded LAPACK eigh is 100x slower on a loaded 2-core machine.
     with threadpool_limits(1):
-        return msk.MultiscaleFeatures(representation, levels=levels, frames=frames, n_means=16,
+        return msk.MultiscaleFeatures(representation, levels=levels, width=frames, n_clusters=16,
                                       n_samples=2000, max_iter=5, random_state=0).fit(pieces)
 
 
@@ -173,19 +173,17 @@ def test_shipped_model_or_a_clear_error(y):
             msk.extract(y, sr=SR)
     if not resources.files("msk").joinpath("models", "gaussian.npz").is_file():
         with pytest.raises(FileNotFoundError, match=r"msk/models/gaussian\.npz"):
-            msk.extract(y, sr=SR, pyramid="gaussian")
+            msk.extract(y, sr=SR, representation="gaussian")
 
 
 def test_bad_arguments(model, y):
     with pytest.raises(ValueError, match="`representation` must be one of 'multiresolution', 'gaussian' or 'laplacian'; got 'lapacian'"):
         msk.extract(y, sr=SR, representation="lapacian", model=model)
-    with pytest.raises(ValueError, match="`pyramid` must be one of"):
-        msk.extract(y, sr=SR, pyramid="wavelet", model=model)
-    with pytest.raises(ValueError, match="not both"):
-        msk.extract(y, sr=SR, representation="laplacian", pyramid="laplacian", model=model)
+    with pytest.raises(TypeError, match="pyramid"):  # the alias of representation is gone
+        msk.extract(y, sr=SR, pyramid="laplacian", model=model)
     with pytest.raises(ValueError, match="does not match the model's representation 'laplacian'"):
         msk.extract(y, sr=SR, representation="gaussian", model=model)
-    np.testing.assert_array_equal(msk.extract(y, sr=SR, pyramid="laplacian", model=model),
+    np.testing.assert_array_equal(msk.extract(y, sr=SR, representation="laplacian", model=model),
                                   msk.extract(y, sr=SR, model=model))
     with pytest.raises(ValueError, match="`sr` must be given"):
         msk.extract(y, model=model)
@@ -366,7 +364,7 @@ def test_extract_many_arguments(tmp_path, clip_dir, model, model_path):
     with pytest.raises(ValueError, match="read-only"):
         msk.extract_many(paths, model=model, store=FeatureStore(out, mode="r"))
     with threadpool_limits(1):
-        other = msk.MultiscaleFeatures(levels=2, n_means=4, n_samples=500, max_iter=2,
+        other = msk.MultiscaleFeatures(levels=2, n_clusters=4, n_samples=500, max_iter=2,
                                        random_state=3).fit([msk.example_audio()])
     with pytest.raises(ValueError, match="refusing to mix"):
         msk.extract_many(paths, model=other, store=out)

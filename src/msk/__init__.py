@@ -16,7 +16,7 @@ from .kmeans import SphericalKMeans
 from .multiscale import MultiscaleFeatures
 from .pca import PCAWhitening
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
-from .spectral import mel_filters, melspectrogram, multiresolution
+from .spectral import mel_filters, log_melspectrogram, multiresolution
 
 try:
     __version__ = version("msk")
@@ -40,7 +40,7 @@ __all__ = [
     "laplacian_pyramid",
     "load_audio",
     "mel_filters",
-    "melspectrogram",
+    "log_melspectrogram",
     "multiresolution",
     "reconstruct_laplacian",
 ]

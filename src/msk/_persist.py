@@ -26,7 +26,13 @@ from .pca import PCAWhitening, whitening_matrix
 __all__ = ["atomic_write", "load_model", "model_fingerprint", "msk_version", "save_model"]
 
 FORMAT = "msk.MultiscaleFeatures"
-FORMAT_VERSION = 1
+# Version 2 names the parameters width, n_clusters, pool_size and threshold; version 1 (still
+# read, e.g. the shipped models) named them frames, n_means, pool and alpha.
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_VERSION1_NAMES = {"frames": "width", "n_means": "n_clusters", "pool": "pool_size", "alpha": "threshold"}
+# Parameters added after version 1, with the values version-1 models used.
+_SPECTROGRAM_DEFAULTS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200}
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
 # whitening_ is not stored: load recomputes it from these with whitening_matrix, bit for bit.
 _PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
@@ -92,7 +98,7 @@ def save_model(model, path):
         arrays[f"level{lev}.pca.components_"] = pca.components_.astype(np.float32)
         if model.kmeans_ is not None:
             km = model.kmeans_[lev]
-            info["n_means"] = int(km.cluster_centers_.shape[0])
+            info["n_clusters"] = int(km.cluster_centers_.shape[0])
             info["n_iter"] = int(km.n_iter_)
             for name in _KMEANS_ARRAYS:
                 arrays[f"level{lev}.kmeans.{name}"] = np.asarray(getattr(km, name))
@@ -127,13 +133,16 @@ def load_model(cls, path):
     fmt = header.get("format") if isinstance(header, dict) else None
     if fmt != FORMAT:
         raise ValueError(f"{path!r} is not an msk model file (format {fmt!r}).")
-    if header.get("format_version") != FORMAT_VERSION:
+    version = header.get("format_version")
+    if version not in _READABLE_VERSIONS:
         raise ValueError(
-            f"{path!r} has model format version {header.get('format_version')!r}; this msk "
-            f"({msk_version()}) reads version {FORMAT_VERSION}. Refit or use a matching msk."
+            f"{path!r} has model format version {version!r}; this msk ({msk_version()}) reads "
+            f"versions {', '.join(map(str, _READABLE_VERSIONS))}. Refit or use a matching msk."
         )
     try:
         params = dict(header["params"])
+        if version == 1:
+            params = {_VERSION1_NAMES.get(k, k): v for k, v in params.items()}
         if isinstance(params.get("pooling"), list):  # JSON has no tuples
             params["pooling"] = tuple(params["pooling"])
         model = cls(**params)
@@ -151,13 +160,13 @@ def load_model(cls, path):
             if pca.whitening_.shape != (pca.n_components_, pca.n_features_in_):
                 raise ValueError(f"level {lev}: whitening matrix of shape {pca.whitening_.shape}")
             pcas.append(pca)
-            if model.n_means is not None:
-                km = SphericalKMeans(n_clusters=model.n_means, max_iter=model.max_iter)
+            if model.n_clusters is not None:
+                km = SphericalKMeans(n_clusters=model.n_clusters, max_iter=model.max_iter)
                 for name in _KMEANS_ARRAYS:
                     setattr(km, name, arrays[f"level{lev}.kmeans.{name}"])
                 km.n_features_in_ = pca.n_components_
                 km.n_iter_ = int(info["n_iter"])
-                if km.cluster_centers_.shape != (model.n_means, pca.n_components_):
+                if km.cluster_centers_.shape != (model.n_clusters, pca.n_components_):
                     raise ValueError(
                         f"level {lev}: dictionary of shape {km.cluster_centers_.shape}"
                     )
@@ -165,7 +174,7 @@ def load_model(cls, path):
         if len(pcas) != model.levels:
             raise ValueError(f"{len(pcas)} levels stored for levels={model.levels}")
         model.pca_ = pcas
-        model.kmeans_ = kms if model.n_means is not None else None
+        model.kmeans_ = kms if model.n_clusters is not None else None
         model.n_mels_ = int(header["n_mels"])
         model.n_clips_ = int(header["n_clips"])
         model.skipped_ = []
@@ -175,6 +184,8 @@ def load_model(cls, path):
 
 
 # -- fingerprint ----------------------------------------------------------------------------
+
+_VERSION1_TO_OLD = {new: old for old, new in _VERSION1_NAMES.items()}
 
 
 def _jsonable(value):
@@ -198,7 +209,12 @@ def model_fingerprint(model):
         "params": params,
         "n_features": int(model.n_features_out_),
     }
-    h = hashlib.sha256(json.dumps(info, sort_keys=True).encode("utf-8"))
+    # The hash names the parameters as version-1 files do and leaves out spectrogram parameters
+    # at their version-1 values, so that a model keeps its fingerprint across the renaming
+    # (and stores made with it stay valid).
+    version1 = {_VERSION1_TO_OLD.get(k, k): v for k, v in params.items()
+                if not (k in _SPECTROGRAM_DEFAULTS and v == _SPECTROGRAM_DEFAULTS[k])}
+    h = hashlib.sha256(json.dumps({**info, "params": version1}, sort_keys=True).encode("utf-8"))
     arrays = []
     for pca in model.pca_:
         arrays += [pca.mean_, pca.whitening_]

@@ -38,15 +38,7 @@ _REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 # =====================================================================================
 
 
-def _check_representation(representation, pyramid):
-    if pyramid is not None:
-        if representation is not None:
-            raise ValueError(
-                "give `representation` or its alias `pyramid`, not both; got "
-                f"representation={representation!r} and pyramid={pyramid!r}."
-            )
-        check_option("pyramid", pyramid, _REPRESENTATIONS)
-        return pyramid
+def _check_representation(representation):
     if representation is not None:
         check_option("representation", representation, _REPRESENTATIONS)
     return representation
@@ -125,7 +117,7 @@ def _resolve_model(model, representation):
     return model
 
 
-def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=None):
+def extract(path_or_array, *, representation=None, model=None, sr=None):
     """Multiscale features of one clip: one row per pooling window of about 4 s.
 
     Parameters
@@ -147,8 +139,6 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=
         Sampling rate of a waveform (required for arrays; resampled with soxr
         when it differs from the model's). Ignored for a file, whose header
         gives the rate.
-    pyramid : str or None, default=None
-        Alias of ``representation``; give one or the other.
 
     Returns
     -------
@@ -184,14 +174,14 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_means=16,
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16,
     ...                                n_samples=2000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> F = msk.extract(msk.example_audio(), model=model)
     >>> F.shape, F.dtype
     ((7, 48), dtype('float32'))
     """
-    rep = _check_representation(representation, pyramid)
+    rep = _check_representation(representation)
     model = _resolve_model(model, rep)
     if isinstance(path_or_array, (str, os.PathLike)):
         return model.transform(os.fspath(path_or_array))
@@ -497,7 +487,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     Examples
     --------
     >>> import os, tempfile, msk
-    >>> model = msk.MultiscaleFeatures("laplacian", levels=2, n_means=8,
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=8,
     ...                                n_samples=1000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> tmp = tempfile.TemporaryDirectory()
@@ -514,7 +504,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
 
     from .store import FeatureStore, model_fingerprint
 
-    rep = _check_representation(representation, None)
+    rep = _check_representation(representation)
     model = _resolve_model(model, rep)
     info = model_fingerprint(model)
     if isinstance(store, FeatureStore):

@@ -29,7 +29,7 @@ from .audio import load_audio, stream
 from .kmeans import SphericalKMeans
 from .pca import PCAWhitening, whitening_matrix
 from .pyramid import gaussian_pyramid, laplacian_pyramid
-from .spectral import melspectrogram
+from .spectral import log_melspectrogram
 
 __all__ = ["MultiscaleFeatures"]
 
@@ -126,9 +126,9 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
 
     Every clip becomes a multiscale time-frequency representation of
     ``levels`` levels (multiresolution spectrograms, or a Gaussian or Laplacian
-    pyramid of the log-mel spectrogram). At each level, windows of ``frames``
+    pyramid of the log-mel spectrogram). At each level, windows of ``width``
     consecutive frames are PCA-whitened (:class:`PCAWhitening`), a dictionary
-    of ``n_means`` unit-norm atoms is learned with spherical K-means
+    of ``n_clusters`` unit-norm atoms is learned with spherical K-means
     (:class:`SphericalKMeans`), and every window position is encoded linearly
     (``D W (x - mean)``) and max-pooled over pooling windows of about 4 s. The
     pooled features of all levels are concatenated: one feature vector per
@@ -143,15 +143,15 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         ``ceil(T / 2**l)`` frames); "laplacian": its Laplacian pyramid.
     levels : int, default=6
         Number of levels, 1 to 8 (1 is the single-scale baseline: the plain log-mel).
-    frames : int, default=1
+    width : int, default=1
         Frames per window ``w`` (the paper uses 1, 2 and 4).
-    n_means : int or None, default=500
+    n_clusters : int or None, default=500
         Dictionary size ``K`` per level. ``None`` gives the PCA-only features
         (the whitened components themselves, "PMSC" in the paper).
-    pool : int, default=128
+    pool_size : int, default=128
         Pooling window at level 0, in frames (128 frames of 32 ms = 4.1 s).
-        Pyramid level ``l`` pools ``max(1, pool // 2**l)`` positions so that the
-        pooling windows line up across levels; multiresolution levels pool ``pool``.
+        Pyramid level ``l`` pools ``max(1, pool_size // 2**l)`` positions so that the
+        pooling windows line up across levels; multiresolution levels pool ``pool_size``.
     n_samples : int, default=200_000
         Training windows sampled uniformly at random per level (reservoir
         sampling over all clips: memory is bounded whatever the number of clips).
@@ -161,8 +161,8 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         Whitening regulariser, relative to the mean eigenvalue (see :class:`PCAWhitening`).
     encoding : {"linear", "threshold"}, default="linear"
         "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
-        Ng's ``max(0, f - alpha)``.
-    alpha : float, default=0.25
+        Ng's ``max(0, f - threshold)``.
+    threshold : float, default=0.25
         Threshold of ``encoding="threshold"``.
     pooling : {"max", "mean", "std"} or tuple of them, default="max"
         Statistics over each pooling window, concatenated in the order max,
@@ -182,7 +182,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     pca_ : list of PCAWhitening
         The whitening of each level.
     kmeans_ : list of SphericalKMeans or None
-        The dictionary of each level (None when ``n_means`` is None).
+        The dictionary of each level (None when ``n_clusters`` is None).
     n_mels_ : int
         Mel bands of the training spectrograms.
     n_features_out_ : int
@@ -195,7 +195,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     See Also
     --------
     PCAWhitening, SphericalKMeans : the per-level learners.
-    melspectrogram, multiresolution, gaussian_pyramid, laplacian_pyramid :
+    log_melspectrogram, multiresolution, gaussian_pyramid, laplacian_pyramid :
         the representations.
 
     Notes
@@ -211,7 +211,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     the smallest over the levels (coarse levels lose a window to the width of
     the encoding windows first), and every level is cut to it. A clip shorter
     than one pooling window gives one pooling window over all it has. A level
-    with fewer frames than ``frames`` (a very short clip at a coarse pyramid
+    with fewer frames than ``width`` (a very short clip at a coarse pyramid
     level) is padded by repeating its edge frames.
 
     References
@@ -224,7 +224,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_means=16,
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16,
     ...                                n_samples=2000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> F = model.transform(msk.example_audio())
@@ -232,20 +232,20 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     ((7, 48), dtype('float32'))
     """
 
-    def __init__(self, representation="laplacian", *, levels=6, frames=1, n_means=500, pool=128,
-                 n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", alpha=0.25,
+    def __init__(self, representation="laplacian", *, levels=6, width=1, n_clusters=500, pool_size=128,
+                 n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
                  pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
                  log_offset=1e-10, random_state=None):
         self.representation = representation
         self.levels = levels
-        self.frames = frames
-        self.n_means = n_means
-        self.pool = pool
+        self.width = width
+        self.n_clusters = n_clusters
+        self.pool_size = pool_size
         self.n_samples = n_samples
         self.variance = variance
         self.eps = eps
         self.encoding = encoding
-        self.alpha = alpha
+        self.threshold = threshold
         self.pooling = pooling
         self.max_iter = max_iter
         self.sr = sr
@@ -260,10 +260,10 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     def _check_params(self):
         check_option("representation", self.representation, _REPRESENTATIONS)
         check_int("levels", self.levels, low=1, high=8)
-        check_int("frames", self.frames, low=1)
-        if self.n_means is not None:
-            check_int("n_means", self.n_means, low=1)
-        check_int("pool", self.pool, low=1)
+        check_int("width", self.width, low=1)
+        if self.n_clusters is not None:
+            check_int("n_clusters", self.n_clusters, low=1)
+        check_int("pool_size", self.pool_size, low=1)
         check_int("n_samples", self.n_samples, low=1)
         check_int("max_iter", self.max_iter, low=1)
         check_int("sr", self.sr, low=1)
@@ -278,15 +278,15 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         check_int("hop_length", self.hop_length, low=1)
         check_int("n_mels", self.n_mels, low=1)
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
-        # the encoder validates encoding, alpha and pooling; fail before the slow part
+        # the encoder validates encoding, threshold and pooling; fail before the slow part
         _check_pooling(self.pooling)
         check_option("encoding", self.encoding, ("linear", "threshold"))
-        check_float("alpha", self.alpha)
+        check_float("threshold", self.threshold)
 
     def _level_pool(self, level):
         if self.representation == "multiresolution":
-            return self.pool
-        return max(1, self.pool >> level)
+            return self.pool_size
+        return max(1, self.pool_size >> level)
 
     def pooling_geometry(self):
         """Each level's frame step and pooling window, from the parameters.
@@ -330,7 +330,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         7
         """
         n_frames = check_int("n_frames", n_frames, low=1)
-        w = self.frames
+        w = self.width
         return min(pooled_positions(max(-(-n_frames // step), w), w, pool)[0]
                    for step, pool in self.pooling_geometry())
 
@@ -381,7 +381,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         return self._waveform_levels(y)
 
     def _log_mel(self, y, n_fft, *, center=True):
-        return melspectrogram(y, sr=self.sr, n_fft=n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+        return log_melspectrogram(y, sr=self.sr, n_fft=n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
                               log_offset=self.log_offset, center=center)
 
     def _waveform_levels(self, y):
@@ -400,7 +400,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         return laplacian_pyramid(S, levels=self.levels)
 
     def _padded(self, frames):
-        w = self.frames
+        w = self.width
         if frames.shape[0] >= w:
             return frames
         return np.ascontiguousarray(np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="edge"))
@@ -434,7 +434,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=(self.levels, 2))
         reservoirs = [
-            WindowReservoir(self.frames, self.n_samples, random_state=int(seeds[lev, 0]))
+            WindowReservoir(self.width, self.n_samples, random_state=int(seeds[lev, 0]))
             for lev in range(self.levels)
         ]
         skipped, n_clips, n_mels = [], 0, None
@@ -470,10 +470,10 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         pcas, kms = [], []
         for lev, res in enumerate(reservoirs):
             X = res.windows()
-            if self.n_means is not None and X.shape[0] < self.n_means:
+            if self.n_clusters is not None and X.shape[0] < self.n_clusters:
                 raise ValueError(
                     f"level {lev} has only {X.shape[0]} training windows, fewer than "
-                    f"`n_means`={self.n_means}; give more clips or lower n_means."
+                    f"`n_clusters`={self.n_clusters}; give more clips or lower n_clusters."
                 )
             if X.shape[0] < 2:
                 raise ValueError(
@@ -486,17 +486,17 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
             pca.components_ = pca.components_.astype(np.float32).astype(np.float64)
             pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
             pcas.append(pca)
-            if self.n_means is None:
+            if self.n_clusters is None:
                 kms.append(None)
                 continue
             Z = pca.transform(X)
             del X
             kms.append(
-                SphericalKMeans(n_clusters=self.n_means, max_iter=self.max_iter,
+                SphericalKMeans(n_clusters=self.n_clusters, max_iter=self.max_iter,
                                 random_state=int(seeds[lev, 1])).fit(Z)
             )
         self.pca_ = pcas
-        self.kmeans_ = kms if self.n_means is not None else None
+        self.kmeans_ = kms if self.n_clusters is not None else None
         self.n_mels_ = int(n_mels)
         self.n_clips_ = n_clips
         self.skipped_ = skipped
@@ -508,8 +508,8 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
             WindowEncoder(
                 pca.mean_, pca.whitening_,
                 None if self.kmeans_ is None else self.kmeans_[lev].cluster_centers_,
-                width=self.frames, pool=self._level_pool(lev), pooling=self.pooling,
-                encoding=self.encoding, alpha=self.alpha,
+                width=self.width, pool=self._level_pool(lev), pooling=self.pooling,
+                encoding=self.encoding, threshold=self.threshold,
             )
             for lev, pca in enumerate(self.pca_)
         ]
@@ -534,7 +534,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         -------
         features : ndarray of shape (n_pools, n_features_out_), dtype float32
             Level 0's features first. With the defaults ``n_features_out_`` is
-            ``levels * n_means``; ``n_pools`` is :meth:`n_pools` of the clip's frames.
+            ``levels * n_clusters``; ``n_pools`` is :meth:`n_pools` of the clip's frames.
 
         Notes
         -----
@@ -588,7 +588,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         self._check_n_mels(self.n_mels)
         samples = _Samples(blocks)
         frames = _SEGMENT_FRAMES_MULTIRES if self.representation == "multiresolution" else _SEGMENT_FRAMES
-        segment_pools = max(1, frames // self.pool)
+        segment_pools = max(1, frames // self.pool_size)
         hop = self.hop_length
         half = self._context_samples()
         out, p0, n_frames, n_pools = [], 0, None, None
@@ -618,7 +618,7 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
 
     def _segment_bounds(self, p0, p1):
         """Level-0 frames [g0, g1) to analyse for pools [p0, p1), and each level's frame range."""
-        w = self.frames
+        w = self.width
         geometry = self.pooling_geometry()
         ranges = [(p0 * pool, p1 * pool + w - 1) for _, pool in geometry]
         if self.representation == "multiresolution":

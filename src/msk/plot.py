@@ -175,7 +175,7 @@ def features_figure(model, path, *, n_atoms=12, random_state=0):
     rng = np.random.default_rng(random_state)
     levels = len(model.pca_)
     kinds = ["PCA"] + (["K-means"] if model.kmeans_ is not None else [])
-    frames = model.frames
+    frames = model.width
     n_mels = model.n_mels_
     fig = _figure(min(2 + n_atoms * (frames + 1) * 0.25, 14), 1.1 * levels * len(kinds) + 0.8)
     axes = fig.subplots(levels * len(kinds), 1, squeeze=False)[:, 0]

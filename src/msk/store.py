@@ -188,7 +188,7 @@ def model_fingerprint(model):
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=500, random_state=0)
+    >>> model = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=500, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> info = msk.store.model_fingerprint(model)
     >>> info["n_features"], len(info["fingerprint"])
@@ -226,7 +226,7 @@ def _describe(info):
     if "fingerprint" in info:
         params = info.get("params", {})
         rep = params.get("representation")
-        k = params.get("n_means")
+        k = params.get("n_clusters", params.get("n_means"))
         what = f"{rep}, K={k}, " if rep is not None else ""
         return f"{info.get('class', 'model')} ({what}{info.get('n_features')} features, fingerprint {info['fingerprint'][:12]})"
     return json.dumps(info, sort_keys=True)[:200]
