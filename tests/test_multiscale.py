@@ -330,3 +330,17 @@ def test_spectrogram_parameters_are_the_models(clip):
     np.testing.assert_array_equal(model.represent(clip)[0], S)
     with pytest.raises(ValueError, match="n_fft"):
         small(n_fft=1000).fit([clip])
+
+
+def test_not_a_pipeline_transformer_but_a_clonable_estimator(clips):
+    """One clip in, a matrix of variable height out: no TransformerMixin (see the class Notes)."""
+    from sklearn.base import TransformerMixin, clone
+
+    model = small()
+    assert not isinstance(model, TransformerMixin) and not hasattr(model, "set_output")
+    assert clone(model).get_params() == model.get_params()
+    features = model.fit_transform(clips)
+    assert isinstance(features, list) and len(features) == len(clips)
+    for F, c in zip(features, clips):
+        np.testing.assert_array_equal(F, model.transform(c))
+    assert {F.shape[0] for F in features} == {model.n_pools(1 + c.shape[0] // 512) for c in clips}

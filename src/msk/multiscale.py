@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -121,7 +121,7 @@ class _Samples:
         return out
 
 
-class MultiscaleFeatures(TransformerMixin, BaseEstimator):
+class MultiscaleFeatures(BaseEstimator):
     """Multiscale features of music audio (Dieleman & Schrauwen 2013).
 
     Every clip becomes a multiscale time-frequency representation of
@@ -213,6 +213,16 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
     than one pooling window gives one pooling window over all it has. A level
     with fewer frames than ``width`` (a very short clip at a coarse pyramid
     level) is padded by repeating its edge frames.
+
+    The class is a scikit-learn estimator (``get_params``, ``set_params``,
+    ``clone``) but deliberately not a ``TransformerMixin``: a sample is a
+    whole clip and its features are a matrix with one row per pooling window,
+    whose number depends on the clip's length, so there is no fixed-width
+    ``(n_samples, n_features)`` output a ``Pipeline`` step could pass on.
+    :meth:`transform` takes one clip; :meth:`fit_transform` returns a list.
+    To use the features in a ``Pipeline``, reduce each clip to one row first
+    (e.g. its mean over pooling windows) or put its rows into the pipeline
+    with the clip as a group.
 
     References
     ----------
@@ -684,7 +694,20 @@ class MultiscaleFeatures(TransformerMixin, BaseEstimator):
         return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
 
     def fit_transform(self, clips, y=None):
-        """Fit on ``clips``, then return the features of each (a list of arrays)."""
+        """Fit on ``clips``, then return the features of each.
+
+        Parameters
+        ----------
+        clips : iterable of clips
+            As in :meth:`fit`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        features : list of ndarray of shape (n_pools, n_features_out_)
+            :meth:`transform` of each clip, in order.
+        """
         clips = list(clips) if _is_clip_collection(clips) else clips
         self.fit(clips)
         return [self.transform(c) for c in clips]
