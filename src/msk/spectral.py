@@ -180,14 +180,15 @@ def _n_frames(n_samples, n_fft, hop_length, center):
 
 
 def log_melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=0.0, fmax=None,
-                   htk=False, norm="slaney", center=True, power=2.0, log=True, log_offset=1e-10,
-                   log_scale=1.0, n_threads=1):
+                       htk=False, norm="slaney", center=True, power=2.0, log=True, log_offset=1e-10,
+                       log_scale=1.0, n_threads=1):
     """Log-mel spectrogram of a waveform, frames as rows.
 
     One compiled pass per block of frames does framing, the periodic Hann
     window, a real FFT, the power spectrum, the sparse mel projection and the
-    log compression, with the GIL released. Without the log it equals
-    ``librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
+    log compression, with the GIL released. The result is logarithmic by
+    default, unlike librosa's ``melspectrogram`` (power); with ``log=False``
+    it equals ``librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
     hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
     norm=norm, center=center, power=power).T``.
 
