@@ -25,8 +25,8 @@ A store is resumable: run the same command again and finished clips are skipped.
 Files that cannot be read are recorded in the store's manifest and listed on stderr.""",
     "fit": """examples:
   msk fit ~/music/*.mp3 -o mymodel.npz
-  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
-  msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
+  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --width 2 -o gaussian.npz
+  msk fit clips/ -o pca.npz --n-clusters 0       # PCA-only features (PMSCs)""",
     "evaluate": """examples:
   msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
   msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
