@@ -346,22 +346,23 @@ def _set_fitted(model, header, arrays):
 _VERSION1_TO_OLD = {new: old for old, new in _VERSION1_NAMES.items()}
 
 
-def _jsonable(value):
-    """A JSON-compatible copy of a parameter value (tuples become lists)."""
+def _param_value(value):
+    """A parameter value as the fingerprint hashes it: JSON types (tuples become lists), and None
+    for what does not change the features (e.g. a RandomState object)."""
     if isinstance(value, (str, bool, int, float)) or value is None:
         return value
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_param_value(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _param_value(v) for k, v in value.items()}
     return None  # e.g. a RandomState object: not part of what the model computes
 
 
 def model_fingerprint(model):
     """``{"class", "params", "n_features", "fingerprint"}`` of a fitted model (see msk.store)."""
-    params = {k: _jsonable(v) for k, v in sorted(model.get_params().items())}
+    params = {k: _param_value(v) for k, v in sorted(model.get_params().items())}
     info = {
         "class": f"msk.{type(model).__name__}",
         "params": params,
