@@ -26,11 +26,9 @@ import numpy as np
 
 from ._blas_threads import _SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option
-from .multiscale import MultiscaleFeatures
+from .multiscale import REPRESENTATIONS, MultiscaleFeatures
 
 __all__ = ["BatchSummary", "default_model", "extract", "extract_many"]
-
-_REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 
 
 # =====================================================================================
@@ -40,7 +38,7 @@ _REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 
 def _check_representation(representation):
     if representation is not None:
-        check_option("representation", representation, _REPRESENTATIONS)
+        check_option("representation", representation, REPRESENTATIONS)
     return representation
 
 
@@ -78,7 +76,7 @@ def default_model(representation="laplacian"):
     FileNotFoundError
         If this installation of msk has no model file for ``representation``.
     """
-    check_option("representation", representation, _REPRESENTATIONS)
+    check_option("representation", representation, REPRESENTATIONS)
     return _shipped_model(representation)
 
 

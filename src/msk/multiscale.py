@@ -33,7 +33,8 @@ from .spectral import log_melspectrogram
 
 __all__ = ["MultiscaleFeatures"]
 
-_REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
+# The multiscale representations, in the order the experiment and the CLI list them.
+REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 # Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min at the default
 # analysis; every 30 s clip is shorter) is processed in segments of about _SEGMENT_FRAMES
 # frames (2.2 min). The pyramids need context around a segment (see _PYRAMID_CONTEXT), so
@@ -268,7 +269,7 @@ class MultiscaleFeatures(BaseEstimator):
     # -- parameters and representations ------------------------------------------------------
 
     def _check_params(self):
-        check_option("representation", self.representation, _REPRESENTATIONS)
+        check_option("representation", self.representation, REPRESENTATIONS)
         check_int("levels", self.levels, low=1, high=8)
         check_int("width", self.width, low=1)
         if self.n_clusters is not None:
