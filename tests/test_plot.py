@@ -74,7 +74,7 @@ def test_map_and_timeline_render(tmp_path, rng):
     out = msk.plot.map_figure(store, tmp_path / "map.png", labels=tmp_path / "labels.csv")
     assert png_size(out) == (935, 660)
     assert png_size(msk.plot.map_figure(tmp_path / "f.zarr", tmp_path / "plain.png")) == (770, 660)
-    model = msk.MultiscaleFeatures("laplacian", levels=2, n_means=4, pool=32, n_samples=500, random_state=0)
+    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, pool_size=32, n_samples=500, random_state=0)
     model.fit([msk.example_audio()])
     y = msk.load_audio(msk.example_audio())[: 3 * 16000]
     out = msk.plot.timeline_figure(y, tmp_path / "t.png", model=model, sr=16000)

@@ -42,10 +42,10 @@ def library(tmp_path_factory):
     (root / "grouped.csv").write_text("\n".join(rows) + "\n")
     (root / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
     (root / "kinds.csv").write_text("\n".join(kinds) + "\n")
-    model = msk.MultiscaleFeatures("laplacian", levels=2, n_means=None, pool=32, n_samples=2000, random_state=0)
+    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=None, pool_size=32, n_samples=2000, random_state=0)
     model.fit(paths[:6])
     model.save(root / "model.npz")
-    other = msk.MultiscaleFeatures("laplacian", levels=2, n_means=None, pool=32, n_samples=2000, random_state=1)
+    other = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=None, pool_size=32, n_samples=2000, random_state=1)
     other.fit(paths[:6]).save(root / "other.npz")
     msk.extract_many(paths, store=root / "lib.zarr", model=model, progress=False, n_jobs=1)
     return root

@@ -11,10 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, evaluation, heads, plot, store, tagger
 from .audio import example_audio, load_audio
-from .extract import extract, extract_many
-from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
+from .batch import extract, extract_many
+from .kmeans import SphericalKMeans
+from .multiscale import MultiscaleFeatures
+from .pca import PCAWhitening
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
-from .spectral import mel_filters, melspectrogram, multiresolution
+from .spectral import mel_filters, log_melspectrogram, multiresolution
 
 try:
     __version__ = version("msk")
@@ -39,7 +41,7 @@ __all__ = [
     "laplacian_pyramid",
     "load_audio",
     "mel_filters",
-    "melspectrogram",
+    "log_melspectrogram",
     "multiresolution",
     "reconstruct_laplacian",
 ]

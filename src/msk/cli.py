@@ -25,8 +25,8 @@ A store is resumable: run the same command again and finished clips are skipped.
 Files that cannot be read are recorded in the store's manifest and listed on stderr.""",
     "fit": """examples:
   msk fit ~/music/*.mp3 -o mymodel.npz
-  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
-  msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
+  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --width 2 -o gaussian.npz
+  msk fit clips/ -o pca.npz --n-clusters 0       # PCA-only features (PMSCs)""",
     "evaluate": """examples:
   msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
   msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
@@ -88,8 +88,8 @@ def _log(msg):
 
 def _fit(msk, args, paths):
     return msk.MultiscaleFeatures(
-        args.representation, levels=args.levels, frames=args.frames,
-        n_means=None if args.n_means == 0 else args.n_means, pool=args.pool,
+        args.representation, levels=args.levels, width=args.width,
+        n_clusters=None if args.n_clusters == 0 else args.n_clusters, pool_size=args.pool_size,
         n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
         log_offset=args.log_offset, random_state=args.seed,
@@ -267,7 +267,7 @@ def cmd_info(args):
         "n_features": model.n_features_out_,
         "levels": [
             {"n_features": int(p.n_features_in_), "n_components": int(p.n_components_),
-             "n_means": None if model.kmeans_ is None else int(model.kmeans_[i].cluster_centers_.shape[0])}
+             "n_clusters": None if model.kmeans_ is None else int(model.kmeans_[i].cluster_centers_.shape[0])}
             for i, p in enumerate(model.pca_)
         ],
     })
@@ -315,9 +315,9 @@ def build_parser():
     p.add_argument("--representation", default="laplacian",
                    choices=("laplacian", "gaussian", "multiresolution"))
     p.add_argument("--levels", type=int, default=6)
-    p.add_argument("--frames", type=int, default=1, help="frames per window (1, 2, 4)")
-    p.add_argument("--n-means", type=int, default=500, help="K per level; 0 for PCA only")
-    p.add_argument("--pool", type=int, default=128, help="pooling window at level 0, frames")
+    p.add_argument("--width", type=int, default=1, help="frames per window (1, 2, 4)")
+    p.add_argument("--n-clusters", type=int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--pool-size", type=int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=int, default=200_000, help="training windows per level")
     p.add_argument("--variance", type=float, default=0.99, help="PCA variance kept")
     p.add_argument("--encoding", default="linear", choices=("linear", "threshold"))

@@ -108,7 +108,7 @@ def representations_figure(clip, path, *, levels=4, seconds=None, sr=16000):
     path : str
     """
     from .audio import load_audio
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     y = load_audio(clip, sr=sr) if isinstance(clip, (str, os.PathLike)) else np.asarray(clip, dtype=np.float32)
     if seconds is not None:
@@ -179,14 +179,14 @@ def features_figure(model, path, *, n_atoms=12, random_state=0):
     -------
     path : str
     """
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     if not isinstance(model, MultiscaleFeatures):
         model = MultiscaleFeatures.load(model)
     rng = np.random.default_rng(random_state)
     levels = len(model.pca_)
     kinds = ["PCA"] + (["K-means"] if model.kmeans_ is not None else [])
-    frames = model.frames
+    frames = model.width
     n_mels = model.n_mels_
     fig = _figure(min(2 + n_atoms * (frames + 1) * 0.25, 14), 1.1 * levels * len(kinds) + 0.8)
     axes = fig.subplots(levels * len(kinds), 1, squeeze=False)[:, 0]
@@ -593,7 +593,7 @@ def _level_widths(model):
 def timeline_figure(audio, path, *, model=None, sr=None, title=None):
     """One file's features over time, under its log-mel spectrogram.
 
-    The top panel is the log-mel spectrogram (:func:`msk.melspectrogram`,
+    The top panel is the log-mel spectrogram (:func:`msk.log_melspectrogram`,
     hop 512 samples) with the pooling windows' boundaries dotted; the bottom
     panel the pooled features (:func:`msk.extract`) of every window, one
     column per window and one row per feature, the levels separated by white
@@ -621,9 +621,9 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
     path : str
     """
     from .audio import load_audio
-    from .extract import default_model, extract
-    from .learn import MultiscaleFeatures
-    from .spectral import melspectrogram
+    from .batch import default_model, extract
+    from .multiscale import MultiscaleFeatures
+    from .spectral import log_melspectrogram
 
     if model is None:
         model = default_model()
@@ -641,12 +641,12 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
         name, sr = "waveform", check_int("sr", sr, low=1)
         y = as_float_array("audio", audio, ndim=1, dtype=np.float32)
     F = extract(y, model=model, sr=sr)
-    hop = 512
+    hop = model.hop_length
     with warnings.catch_warnings():  # a clip shorter than one FFT is drawn all the same
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
-        S = melspectrogram(y, sr=sr, hop_length=hop, log_offset=model.log_offset)
+        S = log_melspectrogram(y, sr=sr, hop_length=hop, log_offset=model.log_offset)
     duration = len(y) / sr
-    window = model.pool * 512 / model.sr  # pooling windows of `pool` frames of the model's front end
+    window = model.pool_size * model.hop_length / model.sr  # pooling windows of the model's front end
     bounds = np.arange(len(F) + 1) * window
     if len(F) == 1 and duration < window:  # one window pooled over what there is
         bounds = np.array([0.0, duration])

@@ -23,16 +23,15 @@ nothing there.
 training, validation and test clips drawn by group.
 """
 
-import contextlib
 import hashlib
 import json
 import os
-import uuid
 import zipfile
 
 import numpy as np
 from scipy.special import expit
 
+from ._persist import msk_version
 from ._validation import as_float_array, check_float, check_int
 from .datasets import Labels, load_labels
 
@@ -42,12 +41,6 @@ _FORMAT = "msk.Tagger"
 _FORMAT_VERSION = 1
 _ARRAYS = ("mean", "scale", "coef0", "intercept0", "coef1", "intercept1")
 _MAX_SEED = 2**31 - 1
-
-
-def _msk_version():
-    from . import __version__
-
-    return __version__
 
 
 def _checksum(arrays):
@@ -194,8 +187,8 @@ class Tagger:
             If ``model`` is not the tagger's model, or None is given and
             neither the recorded file nor a shipped model is it.
         """
-        from .extract import default_model
-        from .learn import MultiscaleFeatures
+        from .batch import default_model
+        from .multiscale import MultiscaleFeatures
         from .store import model_fingerprint
 
         def load(m):
@@ -260,7 +253,7 @@ class Tagger:
         tags : list of (str, float)
             Every tag with its probability, in decreasing probability.
         """
-        from .extract import extract
+        from .batch import extract
 
         m = self.feature_model(model)
         P = self.predict_proba(extract(audio, model=m, sr=sr)).mean(axis=0)
@@ -287,25 +280,17 @@ class Tagger:
         ----------
         path : str or os.PathLike
         """
-        from .learn import _write_npz  # noqa: PLC2701 - the byte-reproducible npz writer
+        from ._persist import atomic_write, write_npz
 
         arrays = self._arrays()
         header = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": msk_version(),
             "kind": self.kind, "tag_names": list(self.tag_names), "model": self.model_info,
             "model_path": self.model_path, "training": self.training, "sha256": _checksum(arrays),
         }
         blob = np.frombuffer(json.dumps(header, sort_keys=True, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-        path = os.fspath(path)
-        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                _write_npz(f, {"header": blob, **arrays})
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            write_npz(f, {"header": blob, **arrays})
 
     @classmethod
     def load(cls, path):
@@ -338,7 +323,7 @@ class Tagger:
         if header.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"{path!r} has tagger format version {header.get('format_version')!r}; this msk "
-                f"({_msk_version()}) reads version {_FORMAT_VERSION}. Retrain it with this msk."
+                f"({msk_version()}) reads version {_FORMAT_VERSION}. Retrain it with this msk."
             )
         if sorted(arrays) != sorted(_ARRAYS):
             raise ValueError(f"{path!r} is a corrupt msk tagger file: arrays {sorted(arrays)}.")
@@ -521,7 +506,7 @@ def train_tagger(store, labels, *, valid_fraction=0.2, random_state=0, n_hidden=
     MLPTagger(n_hidden, **mlp_params)._check_params()
     X, clip_index, rows, keys, model_info, store_path = _labelled_windows(store, labels)
     if model_path is not None:
-        from .learn import MultiscaleFeatures
+        from .multiscale import MultiscaleFeatures
 
         model_path = os.path.abspath(os.fspath(model_path))
         given = model_fingerprint(MultiscaleFeatures.load(model_path))
