@@ -23,8 +23,8 @@ import zlib
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from ._baselines import BaselineFeatures
 from ._validation import check_int
+from .baselines import BaselineFeatures
 from .datasets import load_magnatagatune
 from .evaluation import DEFAULT_SEARCH, Architecture, parse_architecture, per_tag_auc
 from .heads import MLPTagger, _jsonable, clip_means, evaluate_similarity

@@ -23,8 +23,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from . import _nca
-from ._baselines import BaselineFeatures, logmel_stats, mfcc_stats
 from ._validation import as_float_array, label_codes
+from .baselines import BaselineFeatures, logmel_stats, mfcc_stats
 
 __all__ = [
     "Architecture",
