@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 import msk
-from msk.evaluation import (
+from msk.experiment import (
     BASELINE_ARCHITECTURES,
     DEFAULT_SEARCH,
     PAPER_ARCHITECTURES,
@@ -286,7 +286,7 @@ def _children(pid):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
 def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
-    code = (f"from msk.evaluation import run_experiment\n"
+    code = (f"from msk.experiment import run_experiment\n"
             f"run_experiment({tiny_corpus!r}, architectures=['laplacian-w1-k8', 'gaussian-w1-k8'], "
             f"out={str(tmp_path / 'out')!r}, n_workers=2, progress=False, figures=False, "
             f"features={{'levels': 3, 'pool': 32, 'n_samples': 3000, 'max_iter': 5}}, "

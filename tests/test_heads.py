@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import assert_close
 from msk import _nca
-from msk.evaluation import mean_tag_auc, per_tag_auc
+from msk.metrics import mean_tag_auc, per_tag_auc
 from msk.heads import (NCA, MLPTagger, clip_means, evaluate_similarity, evaluate_tagging,
                        search_mlp)
 

@@ -5,11 +5,16 @@ audio feature learning" (ISMIR 2013) with a compiled core: audio -> log-mel
 spectrogram -> multiscale representation (multiresolution spectrograms,
 Gaussian or Laplacian pyramid) -> PCA whitening -> spherical K-means ->
 max-pooled features.
+
+The submodules that pull in heavy dependencies (scikit-learn's networks,
+scipy.stats, zarr, matplotlib) are imported on first use: ``msk.heads``,
+``msk.experiment`` and the others listed in ``_LAZY_SUBMODULES`` are
+attributes of the package like the rest, loaded when first touched.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads, plot, store
 from .audio import example_audio, load_audio
 from .extract import extract, extract_many
 from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
@@ -21,14 +26,20 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
+#: Public submodules imported on first attribute access (PEP 562), so that
+#: ``import msk`` costs only what the front end and the estimators need.
+_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "metrics", "plot", "store")
+
 __all__ = [
     "__version__",
     "MultiscaleFeatures",
     "PCAWhitening",
     "SphericalKMeans",
+    "baselines",
     "datasets",
-    "evaluation",
+    "experiment",
     "heads",
+    "metrics",
     "plot",
     "store",
     "example_audio",
@@ -42,3 +53,15 @@ __all__ = [
     "multiresolution",
     "reconstruct_laplacian",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module  # later lookups skip this function
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
