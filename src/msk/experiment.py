@@ -760,8 +760,8 @@ def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=Non
     >>> clip_index = np.repeat(np.arange(120), 2)
     >>> X = 3 * code[clip_index] + rng.standard_normal((240, 3)).astype(np.float32)
     >>> tagging, similarity = evaluate_features(
-    ...     X, clip_index, data, n_runs=1, n_trials=1, random_state=0,
-    ...     mlp={"n_hidden": 8, "max_iter": 20}, nca={"n_components": 2, "learning_rate": 0.05})
+    ...     X, clip_index, data, n_runs=1, n_trials=1, random_state=0, learning_rate_range=(1e-2, 3e-2),
+    ...     mlp={"n_hidden": 8, "batch_size": 16, "max_iter": 50}, nca={"n_components": 2, "learning_rate": 0.05})
     >>> bool(tagging.mean_auc > 0.9), bool(similarity.nn_accuracy > 0.9)
     (True, True)
     """
