@@ -37,7 +37,7 @@ from ._json import jsonable
 from ._validation import check_int, check_log_range
 from .baselines import BaselineFeatures
 from .datasets import load_magnatagatune
-from .heads import MLPTagger, NCA, SearchResult, clip_means, evaluate_similarity, evaluate_tagging
+from .heads import NCA, MLPTagger, SearchResult, evaluate_similarity, evaluate_tagging
 from .learn import MultiscaleFeatures
 
 __all__ = [
@@ -891,6 +891,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
     if result is None:
         X, idx, _ = _load_features(cache, data, matched)
         n_windows, n_features = X.shape
+        heads_seed = _arch_seed(cfg["random_state"], arch.name)
         t0 = time.perf_counter()
         times = {}
         with _bar(total=cfg["n_trials"] + 2 * cfg["n_runs"], progress=progress, desc=arch.name, unit="model",
@@ -905,7 +906,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
                 bar.set_postfix_str(f"{arch.name}: heads")
             tagging, similarity = evaluate_features(
                 X, idx, data.subset(rows), n_runs=cfg["n_runs"], n_trials=cfg["n_trials"],
-                random_state=_arch_seed(cfg["random_state"], arch.name), mlp=cfg["mlp"], nca=cfg["nca"],
+                random_state=heads_seed, mlp=cfg["mlp"], nca=cfg["nca"],
                 learning_rate_range=cfg["ranges"][0], alpha_range=cfg["ranges"][1],
                 search_cache=_JsonSearchCache(os.path.join(d, "tagging_search.json"), head_settings),
                 progress=step)
@@ -918,7 +919,7 @@ def _evaluate(ctx, arch, overrides=None, *, bar=None):
             "architecture": arch.name, "kind": arch.kind, "representation": arch.representation,
             "frames": arch.frames, "n_means": arch.n_means,
             "levels": getattr(extractor, "levels", None) if arch.kind == "multiscale" else None,
-            "n_features": int(n_features), "overrides": overrides or {},
+            "n_features": int(n_features), "overrides": overrides or {}, "heads_seed": heads_seed,
             "valid_tag_auc": search.best_score, **search.best_params,
             "tag_auc_mean": tagging.mean_auc, "tag_auc_std": tagging.std_auc, "tag_auc_runs": tagging.run_aucs,
             "valid_auc_runs": tagging.valid_aucs, "epochs": tagging.n_iter,

@@ -19,6 +19,12 @@ matrix ``Y`` of shape (n_clips, n_tags), artist labels, split masks). Every
 clip must own at least one window. :func:`clip_means` averages windows per
 clip.
 
+:func:`evaluate_tagging` and :func:`evaluate_similarity` are msk's one
+implementation of the two protocols: ``msk evaluate``, ``msk experiment``
+(:mod:`msk.experiment`) and ``scripts/musicnn_peer.py`` all call them, with
+progress callbacks and a cache for searched hyperparameters as arguments.
+Scores come from :mod:`msk.metrics`; this module imports nothing above it.
+
 References
 ----------
 .. [1] S. Dieleman and B. Schrauwen, "Multiscale approaches to music audio
