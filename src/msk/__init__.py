@@ -6,10 +6,12 @@ spectrogram -> multiscale representation (multiresolution spectrograms,
 Gaussian or Laplacian pyramid) -> PCA whitening -> spherical K-means ->
 max-pooled features.
 
-The submodules that pull in heavy dependencies (scikit-learn's networks,
-scipy.stats, zarr, matplotlib) are imported on first use: ``msk.heads``,
-``msk.experiment`` and the others listed in ``_LAZY_SUBMODULES`` are
-attributes of the package like the rest, loaded when first touched.
+The submodules of the evaluation and of storage (``msk.baselines``,
+``msk.datasets``, ``msk.experiment``, ``msk.heads``, ``msk.metrics``,
+``msk.plot``, ``msk.store``), which pull in scikit-learn's networks, zarr or
+matplotlib, are attributes of the package like the rest but are imported
+when first touched, so that ``import msk`` costs about what its front end and
+estimators need.
 """
 
 import importlib

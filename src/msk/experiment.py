@@ -352,7 +352,8 @@ def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_AR
     -------
     results : dict
         The content of ``results.json``: ``"architectures"`` (one dict per
-        architecture, the rows of ``results.csv``), ``"per_level"``,
+        architecture, the rows of ``results.csv``; ``"heads_seed"`` is the
+        ``random_state`` its :func:`evaluate_features` call received), ``"per_level"``,
         ``"search"``, ``"dataset"`` (sizes, tags and counts), ``"settings"``
         and ``"timings"``.
 
