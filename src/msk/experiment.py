@@ -729,7 +729,8 @@ def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=Non
         The tagger's ``learning_rate_init`` and ``alpha``, instead of the
         search.
     random_state : int, RandomState instance or None, default=None
-        Seeds both heads (one seed drawn for each).
+        Seeds both heads: the tagging seeds are drawn first, then the
+        similarity seeds.
     mlp, nca : dict, default=None
         :class:`msk.heads.MLPTagger` and :class:`msk.heads.NCA` parameters.
     learning_rate_range, alpha_range : (float, float)
@@ -771,19 +772,18 @@ def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=Non
     if progress is not None and not callable(progress):
         raise TypeError(f"`progress` must be a callable or None; got {type(progress).__name__}.")
     mlp, nca = _check_dict("mlp", mlp), _check_dict("nca", nca)
-    rng = check_random_state(random_state)
-    tag_seed, nca_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+    rng = check_random_state(random_state)  # shared: tagging draws 1 + n_runs seeds, then similarity
     masks = {s: data.splits == s for s in ("train", "valid", "test")}
     for s, m in masks.items():
         if not m.any():
             raise ValueError(f"the dataset has no usable clip in the {s!r} split.")
     tagging = evaluate_tagging(
         X, data.tags, clip_index, **masks, n_runs=n_runs, n_trials=n_trials, params=params,
-        learning_rate_range=learning_rate_range, alpha_range=alpha_range, random_state=tag_seed,
+        learning_rate_range=learning_rate_range, alpha_range=alpha_range, random_state=rng,
         search_cache=search_cache, progress=None if progress is None else (lambda *a: progress("tagging", *a)),
         **mlp)
     similarity = evaluate_similarity(
-        X, data.artists, clip_index, **masks, groups=data.tracks, n_runs=n_runs, random_state=nca_seed,
+        X, data.artists, clip_index, **masks, groups=data.tracks, n_runs=n_runs, random_state=rng,
         progress=None if progress is None else (lambda *a: progress("similarity", *a)), **nca)
     return tagging, similarity
 
