@@ -797,7 +797,10 @@ class _JsonSearchCache:
 
     def load(self):
         value = _cached(self.path, self.settings)
-        return None if value is None else SearchResult(**value)
+        try:
+            return None if value is None else SearchResult(**value)
+        except TypeError:  # an entry of another layout is recomputed, like a corrupt one
+            return None
 
     def save(self, result):
         _store(self.path, self.settings, result.to_dict())
