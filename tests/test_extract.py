@@ -225,12 +225,14 @@ def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
     monkeypatch.setattr(extract_module, "_PIECE_FRAMES", 97)
     segmented = msk.extract(long_y, sr=SR, model=m)
     assert segmented.shape == whole.shape
-    # Equal up to float32 rounding (bit for bit on this machine's BLAS).
-    assert_close(segmented, whole, rtol=1e-5, atol=1e-5)
+    # Equal up to float32 rounding of the encoder's GEMMs, whose tiles differ (the rounding
+    # is relative to the size of the codes, hence atol scaled by the largest one).
+    assert_close(segmented, whole, rtol=1e-5, atol=1e-6 * float(np.abs(whole).max()))
     # As 8 kHz audio, resampled block by block, and as a file decoded block by block.
     y8 = soxr.resample(long_y, SR, 8000).astype(np.float32)
-    np.testing.assert_array_equal(msk.extract(y8, sr=8000, model=m),
-                                  _unsegmented(monkeypatch, m, y8, 8000))
+    whole8 = _unsegmented(monkeypatch, m, y8, 8000)
+    assert_close(msk.extract(y8, sr=8000, model=m), whole8, rtol=1e-5,
+                 atol=1e-6 * float(np.abs(whole8).max()))
 
 
 def _unsegmented(monkeypatch, m, y, sr):

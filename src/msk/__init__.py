@@ -8,7 +8,7 @@ max-pooled features.
 
 The submodules of the evaluation and of storage (``msk.baselines``,
 ``msk.datasets``, ``msk.experiment``, ``msk.heads``, ``msk.metrics``,
-``msk.plot``, ``msk.store``), which pull in scikit-learn's networks, zarr or
+``msk.plot``, ``msk.store``, ``msk.tagger``), which pull in scikit-learn's networks, zarr or
 matplotlib, are attributes of the package like the rest but are imported
 when first touched, so that ``import msk`` costs about what its front end and
 estimators need.
@@ -30,7 +30,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 #: Public submodules imported on first attribute access (PEP 562), so that
 #: ``import msk`` costs only what the front end and the estimators need.
-_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "metrics", "plot", "store")
+_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "metrics", "plot", "store", "tagger")
 
 __all__ = [
     "__version__",
@@ -44,6 +44,7 @@ __all__ = [
     "metrics",
     "plot",
     "store",
+    "tagger",
     "example_audio",
     "extract",
     "extract_many",

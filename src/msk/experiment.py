@@ -996,8 +996,13 @@ def _evaluate_all(ctx, archs, n_workers, bar, t_start):
                        partial=True)
 
     if n_workers == 1 or len(archs) == 1:
-        for i, arch in enumerate(archs):
-            done(i, _evaluate(ctx, arch, bar=bar))
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread, as in the workers: OpenBLAS rounds differently when a GEMM is
+        # split across threads, and a row must not depend on how it was computed.
+        with threadpool_limits(1):
+            for i, arch in enumerate(archs):
+                done(i, _evaluate(ctx, arch, bar=bar))
         return rows
     import concurrent.futures
     import multiprocessing

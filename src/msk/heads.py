@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _nca
 from ._json import jsonable
+from ._random import draw_seed
 from ._validation import (as_float_array, check_float, check_int, check_log_range, check_option, label_codes,
                           one_per_row)
 from .metrics import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
@@ -63,8 +64,6 @@ __all__ = [
     "search_mlp",
 ]
 
-#: Seeds drawn for the networks and NCA maps lie in [0, _MAX_SEED).
-_MAX_SEED = 2**31 - 1
 
 
 # --------------------------------------------------------------------------- checks
@@ -382,7 +381,7 @@ class MLPTagger(BaseEstimator):
             learning_rate_init=self.learning_rate_init, shuffle=True,
             # one RandomState object shared by every partial_fit call, so the
             # shuffles differ from epoch to epoch (an int would repeat them)
-            random_state=check_random_state(_draw_seed(self.random_state)),
+            random_state=check_random_state(draw_seed(self.random_state)),
         )
         self.validation_scores_ = []
         best = (-np.inf, None, None, 0)
@@ -447,11 +446,6 @@ class MLPTagger(BaseEstimator):
         P = self.predict_proba(X, clip_index)
         Y = _check_tags("Y", Y, len(P))
         return mean_tag_auc(Y, P)
-
-
-def _draw_seed(random_state):
-    """An int seed in [0, _MAX_SEED) drawn from ``random_state`` (so a RandomState is never shared)."""
-    return int(check_random_state(random_state).randint(_MAX_SEED))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -556,7 +550,7 @@ def _search(X, Y, idx, Xv, Yv, idx_v, n_trials, lr_range, alpha_range, rng, para
         lr = float(math.exp(rng.uniform(math.log(lr_range[0]), math.log(lr_range[1]))))
         a = float(math.exp(rng.uniform(math.log(alpha_range[0]), math.log(alpha_range[1]))))
         tagger = MLPTagger(**params, learning_rate_init=lr, alpha=a, standardize=False,
-                           random_state=int(rng.randint(_MAX_SEED)))
+                           random_state=draw_seed(rng))
         tagger.fit(X, Y, idx, X_valid=Xv, Y_valid=Yv, clip_index_valid=idx_v)
         trials.append({"learning_rate_init": lr, "alpha": a, "score": tagger.best_score_,
                        "n_iter": tagger.n_iter_})
@@ -720,7 +714,7 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     Xte, Yte, ite = splits["test"]
 
     rng = check_random_state(random_state)
-    search_seed = int(rng.randint(_MAX_SEED))
+    search_seed = draw_seed(rng)
     search = None
     if not params:
         search = None if search_cache is None else search_cache.load()
@@ -733,7 +727,7 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     counts_te = np.bincount(ite, minlength=len(Yte))
     aucs, n_iter, valid_aucs = [], [], []
     for i in range(n_runs):
-        tagger = MLPTagger(**mlp_params, **params, standardize=False, random_state=int(rng.randint(_MAX_SEED)))
+        tagger = MLPTagger(**mlp_params, **params, standardize=False, random_state=draw_seed(rng))
         tagger.fit(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva)
         aucs.append(per_tag_auc(Yte, _clip_means(tagger._proba(Xte), ite, counts_te)))
         n_iter.append(tagger.n_iter_)
@@ -1149,7 +1143,7 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     rng = check_random_state(random_state)
     runs = []
     for i in range(n_runs):
-        nca = NCA(**params, random_state=int(rng.randint(_MAX_SEED)))
+        nca = NCA(**params, random_state=draw_seed(rng))
         tr, va, te = sub["train"], sub["valid"], sub["test"]
         nca.fit(tr[0], tr[1], tr[2] if exclude_groups else None, X_valid=va[0], y_valid=va[1],
                 groups_valid=va[2] if exclude_groups else None)

@@ -483,7 +483,7 @@ class _KernelRunner:
     def __enter__(self):
         blas_threads = _blas_threads()
         self.n_threads = min(blas_threads, self._n_chunks)
-        self._blas = _SingleThreadedBlas().__enter__() if blas_threads > 1 else None
+        self._blas = _SingleThreadedBlas().__enter__()
         self._executor = None
         self._workspace = _Workspace()
         if self.n_threads > 1:
@@ -497,8 +497,7 @@ class _KernelRunner:
     def __exit__(self, *exc):
         if self._executor is not None:
             self._executor.shutdown()
-        if self._blas is not None:
-            self._blas.__exit__(*exc)
+        self._blas.__exit__(*exc)
         return False
 
 
