@@ -38,7 +38,7 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 import msk
-from msk._blas_threads import _SingleThreadedBlas
+from msk._blas_threads import SingleThreadedBlas
 
 SR = 16000
 KERNEL = (np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0).astype(np.float32)
@@ -231,7 +231,7 @@ def test_batch(record_threads, mp3s, laplacian, tmp_path, n_jobs):
         cpu.append(time.process_time() - start)
         return summary
 
-    with _SingleThreadedBlas():
+    with SingleThreadedBlas():
         summary = record_threads.pedantic(run, setup=new_store, rounds=3, warmup_rounds=1)
     _rates(record_threads, n_clips=N_BATCH, n_cores=n_jobs)
     # CPU seconds of the process per clip: equal for 1 and 2 workers when nothing is lost to

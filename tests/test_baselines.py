@@ -8,7 +8,7 @@ import pytest
 
 import msk
 from conftest import assert_close
-from msk.evaluation import BaselineFeatures, logmel_stats, mfcc_stats
+from msk.baselines import BaselineFeatures, logmel_stats, mfcc_stats
 
 
 def _pooled_stats(C, pool):

@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 import msk
-from msk.evaluation import (
+from msk.experiment import (
     BASELINE_ARCHITECTURES,
     DEFAULT_SEARCH,
     PAPER_ARCHITECTURES,
@@ -286,7 +286,7 @@ def _children(pid):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
 def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
-    code = (f"from msk.evaluation import run_experiment\n"
+    code = (f"from msk.experiment import run_experiment\n"
             f"run_experiment({tiny_corpus!r}, architectures=['laplacian-w1-k8', 'gaussian-w1-k8'], "
             f"out={str(tmp_path / 'out')!r}, n_workers=2, progress=False, figures=False, "
             f"features={{'levels': 3, 'pool_size': 32, 'n_samples': 3000, 'max_iter': 5}}, "
@@ -309,6 +309,24 @@ def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
     for p in alive:
         os.kill(p, signal.SIGKILL)
     assert not alive, "worker processes outlived their killed parent"
+
+
+def test_msk_evaluate_scores_an_experiment_store_as_the_experiment_does(tiny_corpus, tmp_path, capsys):
+    # one evaluation: `msk evaluate` with the row's seed and the same head settings gives the row's figures
+    from msk.cli import main
+
+    out = str(tmp_path / "res")
+    res = run_experiment(tiny_corpus, architectures=["mfcc"], out=out, n_runs=1, n_trials=2, random_state=3,
+                         progress=False, per_level=False, figures=False, features={"pool_size": 32},
+                         mlp={"n_hidden": 16})
+    row = res["architectures"][0]
+    assert res["settings"]["mlp"]["max_iter"] == msk.heads.MLPTagger().max_iter  # the heads' defaults
+    code = main(["evaluate", os.path.join(out, "mfcc", "features.zarr"), "--dataset", tiny_corpus, "--runs", "1",
+                 "--trials", "2", "--hidden", "16", "--seed", str(row["heads_seed"])])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in ("tag_auc_mean", "nca_probability", "nn_accuracy_other_tracks"):
+        assert summary[key] == row[key], key
 
 
 def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):

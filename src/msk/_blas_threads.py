@@ -3,7 +3,7 @@
 On small GEMMs BLAS's own threads cost more than they give, and on a busy machine
 they can make a call 10-100x slower (threads spin while waiting for a core). msk
 parallelises over clips and row chunks itself, so every kernel that calls BLAS
-runs inside :class:`_SingleThreadedBlas`.
+runs inside :class:`SingleThreadedBlas`.
 
 Single-threaded BLAS is also what makes results independent of the thread count:
 OpenBLAS's GEMM kernels round differently when a call is split across threads.
@@ -51,20 +51,20 @@ def _setters():
     return _setter_cache
 
 
-def _blas_threads():
+def caller_blas_threads():
     """The number of threads the caller allows BLAS (1 if unknown).
 
-    Inside :class:`_SingleThreadedBlas` this is the setting it replaced, so that
+    Inside :class:`SingleThreadedBlas` this is the setting it replaced, so that
     msk's own thread pools follow the caller's limit, not msk's own.
     """
-    saved = _SingleThreadedBlas._saved
+    saved = SingleThreadedBlas._saved
     if saved:
         return max(1, min(n for _, n in saved))
     libs = _blas_libraries()
     return max(1, min((lib.num_threads for lib in libs), default=1))
 
 
-class _SingleThreadedBlas:
+class SingleThreadedBlas:
     """Context manager: BLAS limited to one thread while msk's kernels run.
 
     The kernels call BLAS on small tiles, where BLAS's own threads cost more than they

@@ -15,7 +15,7 @@ every clip.
 import numpy as np
 
 from ._core._encode import whiten_encode_pool as _whiten_encode_pool
-from ._blas_threads import _SingleThreadedBlas
+from ._blas_threads import SingleThreadedBlas
 from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
 __all__ = ["WindowEncoder", "encode_pool", "pooled_positions"]
@@ -50,7 +50,7 @@ def pooled_positions(n_frames, width, pool):
     return n_pools, n_pools * pool
 
 
-def _check_pooling(pooling):
+def check_pooling(pooling):
     if isinstance(pooling, str):
         pooling = (pooling,)
     try:
@@ -152,7 +152,7 @@ class WindowEncoder:
                  encoding="linear", threshold=0.25, factorization="auto"):
         self.width = check_int("width", width, low=1)
         self.pool = check_int("pool", pool, low=1)
-        self.pooling = _check_pooling(pooling)
+        self.pooling = check_pooling(pooling)
         self.encoding = check_option("encoding", encoding, ("linear", "threshold"))
         self.threshold = check_float("threshold", threshold)
         factorization = check_option("factorization", factorization, ("auto", "fused", "staged"))
@@ -291,7 +291,7 @@ class WindowEncoder:
         n_work = (6 + tile) * self.n_codes_ + (tile * first.shape[1] if second.shape[0] else 0)
         work = np.empty(n_work, dtype=frames.dtype)
         out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
-        with _SingleThreadedBlas():
+        with SingleThreadedBlas():
             _whiten_encode_pool(
                 frames, self.width, first, second, bias, self._rectify,
                 self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,

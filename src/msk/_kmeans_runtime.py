@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._blas_threads import _SingleThreadedBlas, _blas_threads
+from ._blas_threads import SingleThreadedBlas, caller_blas_threads
 from ._core import _kmeans
 
 __all__ = ["KernelRunner"]
@@ -128,9 +128,9 @@ class KernelRunner:
         self._n_chunks = len(_row_chunks(n_rows, _tile_rows(n_clusters, itemsize)))
 
     def __enter__(self):
-        blas_threads = _blas_threads()
+        blas_threads = caller_blas_threads()
         self.n_threads = min(blas_threads, self._n_chunks)
-        self._blas = _SingleThreadedBlas().__enter__()
+        self._blas = SingleThreadedBlas().__enter__()
         self._executor = None
         self._workspace = _Workspace()
         if self.n_threads > 1:

@@ -40,10 +40,13 @@ _KMEANS_ARRAYS = ("cluster_centers_",)
 
 
 def msk_version():
-    """The installed msk version (recorded in every file msk writes)."""
-    from . import __version__
+    """The installed msk version (recorded in every file msk writes; ``msk.__version__``)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("msk")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
 
 
 @contextlib.contextmanager

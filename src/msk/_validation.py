@@ -52,6 +52,15 @@ def check_float(name, value, *, low=None, high=None, low_inclusive=True, high_in
     return value
 
 
+def check_log_range(name, value):
+    """A (low, high) pair of positive numbers with low <= high (a log-uniform search range), as floats."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+            or value[0] > value[1]):
+        raise ValueError(f"`{name}` must be a (low, high) pair of positive numbers with low <= high; got {value!r}.")
+    return float(value[0]), float(value[1])
+
+
 def float_dtype(x):
     """float32 and float64 are kept, everything else becomes float64 (STYLE.md rule 21)."""
     if np.issubdtype(x.dtype, np.complexfloating):

@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from ._blas_threads import _SingleThreadedBlas
+from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option
 from .multiscale import REPRESENTATIONS, MultiscaleFeatures
 
@@ -352,7 +352,7 @@ def _worker_model(fingerprint, payload):
 def _dask_task(path, fingerprint, payload):
     """Run on a Dask worker: the features of one file, or the reason it failed."""
     model = _worker_model(fingerprint, payload)
-    with _SingleThreadedBlas():
+    with SingleThreadedBlas():
         return _extract_one(model, path)
 
 
@@ -567,7 +567,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     )
     # Writes (with their fsyncs) run on their own threads so that computing never waits on the disk.
     n_writers = 4
-    with _SingleThreadedBlas(), ThreadPoolExecutor(n_writers, thread_name_prefix="msk-store") as writer:
+    with SingleThreadedBlas(), ThreadPoolExecutor(n_writers, thread_name_prefix="msk-store") as writer:
         writes = set()
         try:
             for item in results:

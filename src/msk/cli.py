@@ -77,6 +77,19 @@ def expand_inputs(inputs):
     return sorted(dict.fromkeys(paths))
 
 
+def name_equals_path(text):
+    """argparse type of ``--external NAME=STORE``: the text, checked for its form."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"must look like NAME=FEATURE_STORE; got {text!r}")
+    return text
+
+
+def parse_external(items):
+    """``NAME=STORE`` arguments (checked by :func:`name_equals_path`) as a dict."""
+    return dict(item.split("=", 1) for item in items or ())
+
+
 def _print_json(obj):
     json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
@@ -154,35 +167,14 @@ def cmd_extract(args):
     return 0
 
 
-def _architectures(names):
-    from .evaluation import BASELINE_ARCHITECTURES, PAPER_ARCHITECTURES, SUBSET_ARCHITECTURES
-
-    groups = {"paper": PAPER_ARCHITECTURES, "baselines": BASELINE_ARCHITECTURES,
-              "all": PAPER_ARCHITECTURES + BASELINE_ARCHITECTURES, "subset": SUBSET_ARCHITECTURES}
-    return list(dict.fromkeys(a for name in names for a in groups.get(name, (name,))))
-
-
-def _external(items):
-    """``NAME=STORE`` arguments as a dict (argparse has checked the form)."""
-    return dict(item.split("=", 1) for item in items or ())
-
-
-def _name_equals_path(text):
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"must look like NAME=FEATURE_STORE; got {text!r}")
-    return text
-
-
 def cmd_experiment(args):
-    from .evaluation import SMALL_SEARCH, run_experiment
+    from .experiment import expand_architectures, run_experiment, search_configurations
 
-    search = {"none": False, "small": [dict(c) for c in SMALL_SEARCH], "default": True}[args.search]
     res = run_experiment(
-        args.root, architectures=_architectures(args.architectures), out=args.output,
-        n_runs=args.runs, n_trials=args.trials, random_state=args.seed, search=search,
-        n_jobs=args.n_jobs, progress=not args.quiet, mlp={"n_hidden": args.hidden},
-        external=_external(args.external), n_workers=args.workers,
+        args.root, architectures=expand_architectures(args.architectures), out=args.output,
+        n_runs=args.runs, n_trials=args.trials, random_state=args.seed,
+        search=search_configurations(args.search), n_jobs=args.n_jobs, progress=not args.quiet,
+        mlp={"n_hidden": args.hidden}, external=parse_external(args.external), n_workers=args.workers,
     )
     _print_json({
         "out": os.path.abspath(args.output),
@@ -208,7 +200,7 @@ def cmd_plot(args):
 
 def cmd_evaluate(args):
     import msk
-    from msk._experiment import match_keys
+    from msk.experiment import evaluate_features, match_keys
 
     if (args.dataset is None) == (args.labels is None):
         raise _UsageError("give --dataset ROOT (MagnaTagATune layout) or --labels CSV, one of them")
@@ -223,14 +215,9 @@ def cmd_evaluate(args):
     if missing:
         _log(f"msk evaluate: {len(missing)} clip(s) of the dataset are not in the store; left out")
     X, clip_index = st.concatenated(keys)
-    splits = data.splits[rows]
-    masks = {name: splits == name for name in ("train", "valid", "test")}
-    tagging = msk.heads.evaluate_tagging(
-        X, data.tags[rows], clip_index, n_runs=args.runs, n_trials=args.trials,
-        random_state=args.seed, n_hidden=args.hidden, **masks)
-    similarity = msk.heads.evaluate_similarity(
-        X, data.artists[rows], clip_index, groups=None if data.tracks is None else data.tracks[rows],
-        random_state=args.seed, n_components=min(args.nca_components, X.shape[1]), **masks)
+    tagging, similarity = evaluate_features(
+        X, clip_index, data.subset(rows), n_runs=args.runs, n_trials=args.trials, random_state=args.seed,
+        mlp={"n_hidden": args.hidden}, nca={"n_components": args.nca_components})
     result = {"store": os.path.abspath(args.store), "dataset": os.path.abspath(args.dataset),
               "clips": len(keys), "missing": missing, "tag_names": list(data.tag_names),
               "tagging": tagging.to_dict(), "similarity": similarity.to_dict()}
@@ -279,14 +266,14 @@ class _UsageError(Exception):
 
 
 def build_parser():
-    from . import __version__
+    from ._persist import msk_version
 
     parser = argparse.ArgumentParser(
         prog="msk",
         description="Multiscale music audio features (Dieleman & Schrauwen, ISMIR 2013).",
         epilog="Run `msk COMMAND --help` for a command's options and examples.",
     )
-    parser.add_argument("--version", action="version", version=f"msk {__version__}")
+    parser.add_argument("--version", action="version", version=f"msk {msk_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -338,11 +325,11 @@ def build_parser():
     p.add_argument("--group-column", help="with --labels: a column whose groups no split divides")
     p.add_argument("--label-column", help="with --labels: the column of class names (single-label)")
     p.add_argument("-o", "--output", help="write the full results here (JSON)")
-    p.add_argument("--runs", type=int, default=10, help="seeds per head (paper: 10)")
+    p.add_argument("--runs", type=int, default=10, help="seeds per head, tagger and NCA alike (paper: 10)")
     p.add_argument("--trials", type=int, default=10, help="random-search trials for the MLP")
     p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units")
     p.add_argument("--nca-components", type=int, default=50,
-                   help="dimensions of the NCA map (at most the number of features)")
+                   help="dimensions of the NCA map (capped at the number of features and of training clips)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
@@ -361,7 +348,7 @@ def build_parser():
     p.add_argument("--n-jobs", type=int, default=1, help="threads extracting features")
     p.add_argument("--workers", type=int, default=1,
                    help="architectures evaluated side by side, one process each (results do not depend on it)")
-    p.add_argument("--external", nargs="+", type=_name_equals_path, metavar="NAME=STORE",
+    p.add_argument("--external", nargs="+", type=name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (a feature store keyed by clip id), "
                         "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
     p.add_argument("--seed", type=int, default=0)

@@ -21,8 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _persist
-from ._blas_threads import _SingleThreadedBlas
-from ._encoding import WindowEncoder, _check_pooling, pooled_positions
+from ._blas_threads import SingleThreadedBlas
+from ._encoding import WindowEncoder, check_pooling, pooled_positions
 from ._validation import as_float_array, check_float, check_int, check_option
 from ._windows import WindowReservoir
 from .audio import load_audio, stream
@@ -188,6 +188,8 @@ class MultiscaleFeatures(BaseEstimator):
         Mel bands of the training spectrograms.
     n_features_out_ : int
         Columns of :meth:`transform`'s result.
+    n_features_per_level_ : list of int
+        Columns of each level in :meth:`transform`'s result (level 0's first).
     n_clips_ : int
         Clips used for fitting.
     skipped_ : list of tuple (str, str)
@@ -290,7 +292,7 @@ class MultiscaleFeatures(BaseEstimator):
         check_int("n_mels", self.n_mels, low=1)
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
         # the encoder validates encoding, threshold and pooling; fail before the slow part
-        _check_pooling(self.pooling)
+        check_pooling(self.pooling)
         check_option("encoding", self.encoding, ("linear", "threshold"))
         check_float("threshold", self.threshold)
 
@@ -524,7 +526,8 @@ class MultiscaleFeatures(BaseEstimator):
             )
             for lev, pca in enumerate(self.pca_)
         ]
-        self.n_features_out_ = sum(enc.n_features_out_ for enc in self._encoders)
+        self.n_features_per_level_ = [int(enc.n_features_out_) for enc in self._encoders]
+        self.n_features_out_ = sum(self.n_features_per_level_)
 
     # -- features ----------------------------------------------------------------------------
 
@@ -688,7 +691,7 @@ class MultiscaleFeatures(BaseEstimator):
     def _transform(self, levels):
         # The levels come from msk's own kernels (C-contiguous, finite, float32): the
         # encoders' unchecked path, under one BLAS thread limit for all levels.
-        with _SingleThreadedBlas():
+        with SingleThreadedBlas():
             pooled = [enc._encode(self._padded(frames).astype(np.float32, copy=False))
                       for enc, frames in zip(self._encoders, levels)]
         n = min(p.shape[0] for p in pooled)

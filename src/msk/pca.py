@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._blas_threads import _SingleThreadedBlas
+from ._blas_threads import SingleThreadedBlas
 from ._validation import FLOAT_DTYPES, check_2d, check_fitted_features, check_float
 
 __all__ = ["PCAWhitening"]
@@ -182,7 +182,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         cov = _centred_covariance(X, mean)
         # A (d, d) eigenproblem with d <= a few thousand: BLAS threads only add contention
         # (measured: 5 s instead of 0.05 s for d = 400 on a busy 2-core machine).
-        with _SingleThreadedBlas():
+        with SingleThreadedBlas():
             evals, evecs = scipy.linalg.eigh(cov, lower=True)
         evals = np.maximum(evals[::-1], 0.0)
         evecs = evecs[:, ::-1]

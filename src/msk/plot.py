@@ -368,7 +368,7 @@ def figures(results_dir):
     Parameters
     ----------
     results_dir : str or os.PathLike
-        The ``out`` folder of :func:`msk.evaluation.run_experiment`.
+        The ``out`` folder of :func:`msk.experiment.run_experiment`.
 
     Returns
     -------

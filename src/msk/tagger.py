@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import expit
 
 from ._persist import msk_version
+from ._random import draw_seed
 from ._validation import as_float_array, check_float, check_int
 from .datasets import Labels, load_labels
 
@@ -40,7 +41,6 @@ __all__ = ["Tagger", "evaluate_labels", "split_groups", "train_tagger"]
 _FORMAT = "msk.Tagger"
 _FORMAT_VERSION = 1
 _ARRAYS = ("mean", "scale", "coef0", "intercept0", "coef1", "intercept1")
-_MAX_SEED = 2**31 - 1
 
 
 def _checksum(arrays):
@@ -529,10 +529,10 @@ def train_tagger(store, labels, *, valid_fraction=0.2, random_state=0, n_hidden=
     search = None
     if n_trials:
         res = search_mlp(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva, n_trials=n_trials,
-                         random_state=int(rng.randint(_MAX_SEED)), n_hidden=n_hidden, **mlp_params)
+                         random_state=draw_seed(rng), n_hidden=n_hidden, **mlp_params)
         params.update(res.best_params)
         search = res.to_dict()
-    mlp = MLPTagger(n_hidden, **params, random_state=int(rng.randint(_MAX_SEED)))
+    mlp = MLPTagger(n_hidden, **params, random_state=draw_seed(rng))
     if (Yva.any(axis=0) & ~Yva.all(axis=0)).any():
         mlp.fit(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva)
     else:  # no tag can be scored on these validation clips: no early stopping
@@ -547,7 +547,7 @@ def train_tagger(store, labels, *, valid_fraction=0.2, random_state=0, n_hidden=
         tag_names=labels.tag_names, kind=labels.kind, mean=mlp.scaler_.mean_, scale=mlp.scaler_.scale_,
         coefs=mlp.mlp_.coefs_, intercepts=mlp.mlp_.intercepts_, model_info=model_info, model_path=model_path,
     )
-    from .evaluation import per_tag_auc
+    from .metrics import per_tag_auc
 
     auc = per_tag_auc(Yva, tagger.predict_proba(Xva, iva))
     scored = auc[np.isfinite(auc)]

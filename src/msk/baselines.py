@@ -91,7 +91,7 @@ def mfcc_stats(S, *, n_mfcc=20, pool_size=128):
     Examples
     --------
     >>> import msk
-    >>> from msk.evaluation import mfcc_stats
+    >>> from msk.baselines import mfcc_stats
     >>> S = msk.log_melspectrogram(msk.load_audio(msk.example_audio()))
     >>> mfcc_stats(S).shape
     (7, 40)
@@ -120,7 +120,7 @@ def logmel_stats(S, *, pool_size=128):
     Examples
     --------
     >>> import msk
-    >>> from msk.evaluation import logmel_stats
+    >>> from msk.baselines import logmel_stats
     >>> S = msk.log_melspectrogram(msk.load_audio(msk.example_audio()))
     >>> logmel_stats(S).shape
     (7, 400)
@@ -162,7 +162,7 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import msk
-    >>> from msk.evaluation import BaselineFeatures
+    >>> from msk.baselines import BaselineFeatures
     >>> base = BaselineFeatures("mfcc").fit([msk.example_audio()])
     >>> base.transform(msk.example_audio()).shape
     (7, 40)
