@@ -32,11 +32,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(MSK_NO_CLONES)
-#define MSK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MSK_CLONES
-#endif
+#include "_simd.h"
 
 #define MSK_AHEAD 2 /* the scatter-add prefetches (into L2) the rows this many samples ahead */
 #define MSK_VECS 8  /* vectors of samples whose running best stays in registers */
@@ -48,11 +44,11 @@ typedef int64_t msk_vdi __attribute__((vector_size(64)));
 
 #define MSK_DEFINE_ROWS(NAME, T, TMAX, FABS, VT, VI, IT, VN, ABSMASK)                         \
 MSK_CLONES                                                                                    \
-static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,      \
-                       const T *restrict X, Py_ssize_t p, Py_ssize_t ldx,                     \
-                       int32_t *restrict label, T *restrict value,                           \
-                       T *restrict accum, Py_ssize_t ldacc,                                   \
-                       int32_t *restrict order, int32_t *restrict start, double *energy)      \
+static Py_ssize_t NAME(const T *MSK_RESTRICT PT, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,      \
+                       const T *MSK_RESTRICT X, Py_ssize_t p, Py_ssize_t ldx,                     \
+                       int32_t *MSK_RESTRICT label, T *MSK_RESTRICT value,                           \
+                       T *MSK_RESTRICT accum, Py_ssize_t ldacc,                                   \
+                       int32_t *MSK_RESTRICT order, int32_t *MSK_RESTRICT start, double *energy)      \
 {                                                                                             \
     Py_ssize_t bad = 0;                                                                       \
     double e = 0.0;                                                                           \
@@ -122,8 +118,8 @@ static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssiz
                 }                                                                             \
             }                                                                                 \
             const Py_ssize_t i = order[q];                                                    \
-            T *restrict acc = accum + label[i] * ldacc;                                       \
-            const T *restrict x = X + i * ldx;                                                \
+            T *MSK_RESTRICT acc = accum + label[i] * ldacc;                                       \
+            const T *MSK_RESTRICT x = X + i * ldx;                                                \
             const T s = value[i];                                                             \
             for (Py_ssize_t c = 0; c < p; ++c) acc[c] += s * x[c];                            \
         }                                                                                     \
