@@ -118,3 +118,30 @@ def label_codes(name, labels, n, *, n_name="X"):
     if arr.dtype == object:
         arr = arr.astype(str)
     return np.unique(arr, return_inverse=True)[1]
+
+
+def check_kmeans_range(name, X, sum_squares):
+    """Refuse ``X`` if spherical K-means on it could overflow, whatever K.
+
+    ``sum_squares`` is the sum of the squared entries of ``X`` (float64, as
+    computed by the caller: inf when a row's sum overflows). Every quantity the
+    K-means pass computes is bounded by it: a projection by a row's norm, each
+    row of the update ``S^T X`` (a sum of ``s_i x_i`` with ``|s_i| <= ||x_i||``)
+    in norm by ``sum_squares``, the energy likewise, and the float64 norms of the
+    updated centroids by its square. Below a quarter of the dtype's largest value
+    (and of the square root of float64's, for float64 ``X``) none of them can
+    overflow, for any number of clusters; above it, some assignment of the
+    samples could, so ``X`` is refused whatever K and the draw of the centroids.
+    """
+    limit = min(float(np.finfo(X.dtype).max), float(np.sqrt(np.finfo(np.float64).max))) / 4
+    if np.isfinite(sum_squares) and sum_squares <= limit:
+        return
+    if not all_finite(X):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    exact = sum(float(np.square(row, dtype=np.float64).sum()) for row in X)  # error path only
+    raise ValueError(
+        f"`{name}` is too large for spherical K-means in {X.dtype}: the sum of its squared entries "
+        f"is {exact:.3g} (largest magnitude {float(np.abs(X).max()):.3g}), and it must be at most "
+        f"{limit:.3g} so that the centroid updates cannot overflow. Rescale `{name}` (e.g. divide it "
+        "by its largest magnitude)."
+    )
