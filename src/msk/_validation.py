@@ -1,7 +1,8 @@
 """Private input checks shared by the public functions and estimators.
 
-Every message names the argument, the constraint and the value received
-(STYLE.md rule 27). Kernels in ``msk._core`` trust what these return.
+Every message names the argument, the constraint and the value received,
+so that a user can fix the call from the message alone. Kernels in ``msk._core``
+trust the values these return and check only the shapes they index with.
 """
 
 import numbers
@@ -53,7 +54,7 @@ def check_float(name, value, *, low=None, high=None, low_inclusive=True, high_in
 
 
 def float_dtype(x):
-    """float32 and float64 are kept, everything else becomes float64 (STYLE.md rule 21)."""
+    """float32 and float64 are kept, everything else becomes float64 (the kernels' two dtypes)."""
     if np.issubdtype(x.dtype, np.complexfloating):
         raise TypeError(f"complex input is not supported; got dtype {x.dtype}.")
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)

@@ -16,12 +16,13 @@
  * auto-vectoriser handles. GCC function multiversioning compiles both for AVX-512, AVX2 and
  * the x86-64 baseline and picks one at load time, so the extension needs no -march flag.
  *
- * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids, perf): the argmax costs ~2-3 %
- * of the GEMM time and the scatter-add ~4-5 %, both bound by L2/L3 traffic (the tile of PT,
- * the rows of X and of the accumulator). Tried and dropped: a row-major tile with a horizontal
- * argmax (BLAS copies ~ the same, argmax 2x dearer), software prefetch of X during the argmax
- * or of the next tile during the scatter (slower), tiles small enough for L2 (BLAS repacks D
- * once per tile: 512 rows cost ~3 % more than 2048). The caller puts the tile on huge pages.
+ * Design: the argmax and the scatter-add are a small fraction of the GEMM's time and are bound
+ * by L2/L3 traffic (the tile of PT, the rows of X and of the accumulator), so the loops are
+ * shaped for memory, not arithmetic. A row-major tile would need a horizontal argmax, which
+ * costs more than the vertical one here while BLAS writes either layout at the same cost.
+ * Tiles are not shrunk to fit L2, because BLAS repacks D once per tile and small tiles repack
+ * it more often (bench/bench_kmeans.py measures the trade-off). The caller puts the tile on
+ * huge pages, so walking it row by row costs no TLB misses.
  */
 #ifndef MSK_KMEANS_ROWS_H
 #define MSK_KMEANS_ROWS_H

@@ -7,7 +7,7 @@
 // Every output row is a weighted sum of a few whole input rows, so the inner
 // loops run over the contiguous band axis and vectorise.
 //
-// Entry points (validation is done in Python, msk/pyramid.py):
+// Entry points (input is validated in Python, msk/pyramid.py; the entries check shapes):
 //   blur_decimate(src, out)           Gaussian pyramid: out[0] is src, out[l+1] = (smooth out[l])[::2]
 //   blur_decimate_subtract(src, out)  Laplacian pyramid: out[l] = G_l - expand(G_{l+1}), out[-1] = G_top
 //   expand_add(lap, out)              reconstruction: out[l] = G_l = lap[l] + expand(G_{l+1})

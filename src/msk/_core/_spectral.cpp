@@ -7,7 +7,9 @@
 // parts) followed by the usual split step; the bit-reversal permutation is folded into the
 // framing, so the FFT runs in place with radix-4 passes (and one radix-2 pass when log2 is odd).
 //
-// Python validates everything (src/msk/spectral.py); these entry points trust their inputs.
+// Python validates the user's input (src/msk/spectral.py). The entry point checks once per
+// call that its arrays' shapes and band table let it index only inside them (ValueError),
+// and takes arrays without conversion (TypeError on a wrong dtype or layout); values are trusted.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
