@@ -188,7 +188,7 @@ def fuzz_whiten_encode_pool(data):
     rectify = data.draw(st.booleans())
     a = arrays
     try:
-        _encode.whiten_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], rectify, pool,
+        n_bad = _encode.whiten_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], rectify, pool,
                                    n_positions, tile, *do, a["work"], a["out"])
     except CLEAN:
         return
@@ -205,6 +205,7 @@ def fuzz_whiten_encode_pool(data):
     assert s["second"] == (0, 0) or s["second"][0] == nf, s
     assert s["bias"] == (Kk,) and s["out"] == (-(-n_positions // pool), Kk * sum(do)), (s, n_positions, pool)
     assert s["work"][0] >= (tile + 6) * Kk + (tile * nf if s["second"][0] else 0), (s, tile)
+    assert n_bad == np.count_nonzero(~np.isfinite(a["out"]))
     if n_positions:
         ref = ref_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], rectify, pool,
                               n_positions, stats)

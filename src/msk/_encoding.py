@@ -290,11 +290,11 @@ class WindowEncoder:
         so a wrong array raises ValueError instead of being read out of bounds.
 
         Raises ValueError if the pooled features are not finite (model values, or
-        frames, too large for the dtype): they are tested after pooling, which costs
-        a pass over the small output only.
+        frames, too large for the dtype): the kernel tests each pooled row as it
+        writes it, which costs nothing next to the encoding.
         """
         # Shapes are checked here and again by the kernel (which refuses anything it cannot
-        # index safely); values are trusted, except that the small output is tested below.
+        # index safely); values are trusted, and the kernel counts non-finite features.
         if frames.ndim != 2 or frames.shape[0] < self.width or frames.shape[1] != self.n_mels_:
             raise ValueError(
                 f"`frames` must have shape (n_frames >= width = {self.width}, n_mels = {self.n_mels_}); "
@@ -307,11 +307,11 @@ class WindowEncoder:
         work = np.empty(n_work, dtype=frames.dtype)
         out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
         with _SingleThreadedBlas():
-            _whiten_encode_pool(
+            n_bad = _whiten_encode_pool(
                 frames, self.width, first, second, bias, self._rectify,
                 self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
             )
-        if not all_finite(out):
+        if n_bad:
             raise ValueError(self._nonfinite_reason(frames))
         return out
 

@@ -22,7 +22,7 @@ def whiten_encode_pool(
     do_std: bool,
     work: NDArray[_F],
     out: NDArray[_F],
-) -> None:
+) -> int:
     """Encode every window position of one level and pool the codes, tile by tile.
 
     IN   frames (T, n_mels) C-contiguous float32/float64; window t is frames[t : t + width]
@@ -36,6 +36,7 @@ def whiten_encode_pool(
     IN   do_max, do_mean, do_std: statistics written, in this order (at least one)
     WORK work (>= (tile + 6) * K + (tile * n_first if staged else 0),)
     OUT  out (ceil(n_positions / pool), K * (do_max + do_mean + do_std))
+    Returns the number of values of out that are NaN or infinite.
     All arrays share one dtype and are C-contiguous (TypeError/ValueError otherwise); the
     shapes are checked (ValueError naming them), values are not. Releases the GIL.
     """

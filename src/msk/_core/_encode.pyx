@@ -97,7 +97,7 @@ cdef inline void _merge(Py_ssize_t n_codes, Py_ssize_t n_acc, Py_ssize_t n_seg,
             acc_mean[k] += (seg_mean[k] - acc_mean[k]) * wb
 
 
-cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
+cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
                const floating[:, ::1] first, const floating[:, ::1] second,
                const floating[::1] bias, bint rectify,
                Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
@@ -119,6 +119,8 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
     cdef floating v
     cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
     cdef Py_ssize_t n_acc = 0
+    cdef Py_ssize_t n_bad = 0
+    cdef Py_ssize_t col_end = n_codes * (do_max + do_mean + do_std)
     cdef floating* acc_max = stats
     cdef floating* acc_mean = stats + n_codes
     cdef floating* acc_m2 = stats + 2 * n_codes
@@ -173,9 +175,16 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
                 if do_std:
                     for k in range(n_codes):
                         out[p, col + k] = sqrt(acc_m2[k] / n_acc)
+                # a NaN or infinity in the pooled row (v - v is NaN exactly then):
+                # tested here, on the small output, instead of by a pass in Python
+                for k in range(col_end):
+                    v = out[p, k]
+                    if not (v - v == 0):
+                        n_bad += 1
                 n_acc = 0
             s0 = s1
         t0 = t1
+    return n_bad
 
 
 cdef Py_ssize_t _INT_MAX = 2147483647  # BLAS dimensions and strides are C ints
@@ -254,12 +263,16 @@ def whiten_encode_pool(const floating[:, ::1] frames not None, Py_ssize_t width,
     IN  do_max, do_mean, do_std: statistics written, in this order
     WORK work: (tile * K + (tile * n_first if staged else 0) + 6 * K,)
     OUT out: (n_pools, K * (do_max + do_mean + do_std)); std is the population std
-    All arrays share one dtype. The shapes are checked here, once per call, so that no
-    call can read or write out of bounds (ValueError naming the shapes); values are not.
+    Returns the number of values of out that are NaN or infinite (tested as each pooled
+    row is written). All arrays share one dtype. The shapes are checked here, once per call,
+    so that no call can read or write out of bounds (ValueError naming the shapes); values
+    are not.
     """
+    cdef Py_ssize_t n_bad
     _check_shapes(frames.shape[0], frames.shape[1], width, first.shape[0], first.shape[1],
                   second.shape[0], second.shape[1], bias.shape[0], pool, n_positions, tile,
                   do_max + do_mean + do_std, work.shape[0], out.shape[0], out.shape[1])
     with nogil:
-        _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
-             do_max, do_mean, do_std, work, out)
+        n_bad = _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
+                     do_max, do_mean, do_std, work, out)
+    return n_bad
