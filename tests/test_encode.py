@@ -1,6 +1,7 @@
 """The fused whiten -> encode -> pool kernel against the plain NumPy pipeline."""
 
 import tracemalloc
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -311,3 +312,42 @@ def test_bad_frames(rng):
         enc(frames)
     with pytest.raises(TypeError, match=r"`frames` must be real"):
         enc(np.zeros((10, 4), dtype=complex))
+
+
+# ----- non-finite features from a model out of range ---------------------------------------
+
+@pytest.mark.parametrize("factorization", ["fused", "staged"])
+def test_encoder_refuses_to_return_non_finite_features(factorization):
+    rng = np.random.default_rng(3)
+    enc = WindowEncoder(rng.standard_normal(40), rng.standard_normal((20, 40)) * 1e200,
+                        rng.standard_normal((16, 20)), pool=8, factorization=factorization)
+    frames = rng.standard_normal((64, 40)).astype(np.float32)
+    for call in (enc, enc._encode):
+        with pytest.raises(ValueError, match=r"features are not finite: the model's values are too large for "
+                                             r"float32 \(largest magnitude .*e\+20\d"):
+            call(frames)
+
+
+def test_unchecked_encode_refuses_frames_of_the_wrong_shape():
+    rng = np.random.default_rng(4)
+    enc = WindowEncoder(np.zeros(2 * 40), rng.standard_normal((10, 80)), width=2, pool=8)
+    for frames in (np.zeros((64, 20), np.float32), np.zeros((1, 40), np.float32), np.zeros(40, np.float32)):
+        with pytest.raises(ValueError, match=r"`frames` must have shape \(n_frames >= width = 2, n_mels = 40\)"):
+            enc._encode(frames)
+
+
+def test_extract_with_a_model_scaled_out_of_range_raises_instead_of_writing_nan(tmp_path):
+    import msk
+
+    shipped = Path(msk.__file__).parent / "models" / "laplacian.npz"
+    with np.load(shipped) as z:
+        arrays = dict(z)
+    arrays["level0.pca.components_"] = arrays["level0.pca.components_"].astype(np.float64) * 1e200
+    np.savez(tmp_path / "scaled.npz", **arrays)
+    y = np.random.default_rng(5).standard_normal(16000 * 10).astype(np.float32)
+    try:
+        model = msk.MultiscaleFeatures.load(tmp_path / "scaled.npz")
+    except ValueError:
+        return  # refused when loading: also a clear error
+    with pytest.raises(ValueError, match="features are not finite: the model's values are too large"):
+        msk.extract(y, sr=16000, model=model)

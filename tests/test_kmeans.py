@@ -467,3 +467,30 @@ def test_methods_need_fit(rng):
     for method in (km.predict, km.transform, km.score):
         with pytest.raises(NotFittedError):
             method(rng.standard_normal((3, 2)))
+
+
+# ----- magnitudes that could overflow the update -------------------------------------------
+
+@pytest.mark.parametrize("n_clusters", [1, 20, 437])
+def test_fit_refuses_data_whose_update_could_overflow_whatever_k(n_clusters):
+    X = np.random.default_rng(0).standard_normal((2992, 57)).astype(np.float32) * 1e21
+    with pytest.raises(ValueError, match=r"`X` is too large for spherical K-means in float32: .* 1\.7\de\+47"):
+        msk.SphericalKMeans(n_clusters=n_clusters, max_iter=10, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="`X` is too large for spherical K-means"):
+        msk.SphericalKMeans(n_clusters=n_clusters, random_state=0).partial_fit(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_on_large_but_safe_data_gives_finite_unit_centres(dtype):
+    X = np.random.default_rng(1).standard_normal((3000, 57)).astype(dtype)
+    X *= np.sqrt(np.finfo(dtype).max if dtype == np.float32 else np.sqrt(np.finfo(np.float64).max)) / 4e3
+    km = msk.SphericalKMeans(n_clusters=437, max_iter=5, random_state=0).fit(X)
+    assert np.isfinite(km.cluster_centers_).all() and np.isfinite(km.inertia_)
+    assert_close(np.linalg.norm(km.cluster_centers_.astype(np.float64), axis=1), np.ones(437), rtol=1e-5)
+
+
+def test_fit_still_reports_nan_as_nan():
+    X = np.random.default_rng(2).standard_normal((100, 4))
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match="`X` contains NaN or infinite values"):
+        msk.SphericalKMeans(n_clusters=3, random_state=0).fit(X)

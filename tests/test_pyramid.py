@@ -397,3 +397,35 @@ def test_property_gaussian_is_a_convex_smoothing(S):
     # Non-negative weights summing to one: every level stays within the input's range.
     for g in msk.gaussian_pyramid(S, levels=8):
         assert g.min() >= S.min() - 1e-9 and g.max() <= S.max() + 1e-9
+
+
+# ----- magnitudes near the dtype's range -----------------------------------------------------
+
+@pytest.mark.parametrize("fn", [msk.gaussian_pyramid, msk.laplacian_pyramid])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pyramids_refuse_magnitudes_that_would_overflow(fn, dtype):
+    big = np.finfo(dtype).max * 0.9
+    S = np.full((50, 4), big, dtype)
+    with pytest.raises(ValueError, match=r"`S` has values of magnitude up to .* needs magnitudes below"):
+        fn(S)
+    # just below the bound every level is finite and right
+    S = np.full((50, 4), 2.0 ** (np.finfo(dtype).maxexp - 2) * 0.999, dtype)
+    S[::3] *= -1
+    levels = fn(S)
+    assert all(np.isfinite(x).all() for x in levels)
+    assert_close(msk.reconstruct_laplacian(msk.laplacian_pyramid(S)), S, atol=0)
+
+
+def test_pyramid_nan_message_is_kept_for_nan_input():
+    S = np.ones((20, 3), np.float32)
+    S[7, 1] = np.nan
+    with pytest.raises(ValueError, match="`S` contains NaN or infinite values"):
+        msk.laplacian_pyramid(S)
+
+
+def test_reconstruction_refuses_levels_whose_sum_overflows():
+    L = msk.laplacian_pyramid(np.ones((40, 2)), levels=3)
+    L[1][:] = 1e308
+    L[2][:] = 1e308
+    with pytest.raises(ValueError, match="too large for float64: their reconstruction overflows"):
+        msk.reconstruct_laplacian(L)

@@ -25,11 +25,11 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Rows of one GEMM tile: at most as many positions as fit their codes (and the
 # hidden PCA codes when staged) in _TILE_BYTES, clamped to [_MIN_TILE, _MAX_TILE],
-# balanced over the clip and rounded to whole pooling windows. On this machine sgemm
-# reaches its full rate from about 384 rows (256 rows lose ~6 %), and 768 rows
-# split even a 29 s clip's level 0 into two tiles; see bench/bench_encode.py::test_tile_rows.
-# Each tile re-packs the weights inside sgemm: with large, cache-cold weights (w=4,
-# K=1000: 2.9 MB per level) two tiles instead of one cost ~5 % at level 0.
+# balanced over the clip and rounded to whole pooling windows. sgemm needs a few
+# hundred rows to reach its full rate (bench/bench_encode.py::test_tile_rows measures
+# where), and 768 rows split even a 29 s clip's level 0 into two tiles. Each tile
+# re-packs the weights inside sgemm, so with large, cache-cold weights (w=4, K=1000:
+# 2.9 MB per level) fewer, larger tiles are cheaper.
 _TILE_BYTES = 3 << 20
 _MIN_TILE = 128
 _MAX_TILE = 768
@@ -219,7 +219,10 @@ class WindowEncoder:
     def _operands_for(self, dtype):
         ops = self._operands.get(dtype)
         if ops is None:
-            ops = tuple(a.astype(dtype) for a in self._operands[np.dtype(np.float64)])
+            # Values beyond the dtype's range become inf here; the test of the pooled
+            # output then reports them (see _nonfinite_reason).
+            with np.errstate(over="ignore"):
+                ops = tuple(a.astype(dtype) for a in self._operands[np.dtype(np.float64)])
             self._operands[dtype] = ops  # benign race: every thread computes the same
         return ops
 
@@ -280,11 +283,23 @@ class WindowEncoder:
         """:meth:`__call__` without the checks, for frames msk computed itself.
 
         ``frames`` must be a C-contiguous, finite float32 or float64 array of shape
-        ``(n_frames, n_mels_)`` with ``n_frames >= width``. Skipping the finite check
-        saves a pass over the frames (about 16 us for a 910 x 200 level, 1-4 % of
-        the encoding): ``MultiscaleFeatures.transform`` validates a clip once and
-        derives every level from it.
+        ``(n_frames, n_mels_)`` with ``n_frames >= width``; its values are not tested
+        (a pass over the frames costs a few percent of the encoding, and
+        ``MultiscaleFeatures.transform`` validates a clip once and derives every level
+        from it). Its shape is checked, and the kernel checks every shape it is given,
+        so a wrong array raises ValueError instead of being read out of bounds.
+
+        Raises ValueError if the pooled features are not finite (model values, or
+        frames, too large for the dtype): the kernel tests each pooled row as it
+        writes it, which costs nothing next to the encoding.
         """
+        # Shapes are checked here and again by the kernel (which refuses anything it cannot
+        # index safely); values are trusted, and the kernel counts non-finite features.
+        if frames.ndim != 2 or frames.shape[0] < self.width or frames.shape[1] != self.n_mels_:
+            raise ValueError(
+                f"`frames` must have shape (n_frames >= width = {self.width}, n_mels = {self.n_mels_}); "
+                f"got frames of shape {frames.shape}."
+            )
         first, second, bias = self._operands_for(frames.dtype)
         n_pools, n_positions = pooled_positions(frames.shape[0], self.width, self.pool)
         tile = self.tile_rows(n_positions)
@@ -292,11 +307,25 @@ class WindowEncoder:
         work = np.empty(n_work, dtype=frames.dtype)
         out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
         with SingleThreadedBlas():
-            _whiten_encode_pool(
+            n_bad = _whiten_encode_pool(
                 frames, self.width, first, second, bias, self._rectify,
                 self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
             )
+        if n_bad:
+            raise ValueError(self._nonfinite_reason(frames))
         return out
+
+    def _nonfinite_reason(self, frames):
+        """The message for pooled features that are not finite although ``frames`` is."""
+        dtype = frames.dtype
+        big = max(float(np.abs(a).max(initial=0.0)) for a in self._operands[np.dtype(np.float64)])
+        scale = float(np.abs(frames).max(initial=0.0))
+        return (
+            f"The encoded features are not finite: the model's values are too large for {dtype} "
+            f"(largest magnitude of the encoder's matrices and bias {big:.3g}, of the frames "
+            f"{scale:.3g}; the largest {dtype} is {float(np.finfo(dtype).max):.3g}). The model's "
+            "whitening or dictionary is corrupt or was not fitted on data of this scale."
+        )
 
 
 def _check_matrix(name, value, rows):

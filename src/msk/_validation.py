@@ -1,7 +1,8 @@
 """Private input checks shared by the public functions and estimators.
 
-Every message names the argument, the constraint and the value received
-(STYLE.md rule 27). Kernels in ``msk._core`` trust what these return.
+Every message names the argument, the constraint and the value received,
+so that a user can fix the call from the message alone. Kernels in ``msk._core``
+trust the values these return and check only the shapes they index with.
 """
 
 import numbers
@@ -62,7 +63,7 @@ def check_log_range(name, value):
 
 
 def float_dtype(x):
-    """float32 and float64 are kept, everything else becomes float64 (STYLE.md rule 21)."""
+    """float32 and float64 are kept, everything else becomes float64 (the kernels' two dtypes)."""
     if np.issubdtype(x.dtype, np.complexfloating):
         raise TypeError(f"complex input is not supported; got dtype {x.dtype}.")
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -162,4 +163,32 @@ def check_fitted_features(estimator, X, *, ensure_all_finite=True):
     check_2d(X)
     return validate_data(
         estimator, X, reset=False, dtype=FLOAT_DTYPES, order="C", ensure_all_finite=ensure_all_finite
+    )
+
+
+def check_kmeans_range(name, X, sum_squares):
+    """Refuse ``X`` if spherical K-means on it could overflow, whatever K.
+
+    ``sum_squares`` is the sum of the squared entries of ``X`` (float64, as
+    computed by the caller: inf when a row's sum overflows). Every quantity the
+    K-means pass computes is bounded by it: a projection by a row's norm, each
+    row of the update ``S^T X`` (a sum of ``s_i x_i`` with ``|s_i| <= ||x_i||``)
+    in norm by ``sum_squares``, the energy likewise, and the float64 norms of the
+    updated centroids by its square. Below a quarter of the dtype's largest value
+    (and of the square root of float64's, for float64 ``X``) none of them can
+    overflow, for any number of clusters; above it, some assignment of the
+    samples could, so ``X`` is refused whatever K and the draw of the centroids.
+    """
+    limit = min(float(np.finfo(X.dtype).max), float(np.sqrt(np.finfo(np.float64).max))) / 4
+    if np.isfinite(sum_squares) and sum_squares <= limit:
+        return
+    if not all_finite(X):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    with np.errstate(over="ignore"):  # error path only; inf is a fine answer here
+        exact = sum(float(np.square(row, dtype=np.float64).sum()) for row in X)
+    raise ValueError(
+        f"`{name}` is too large for spherical K-means in {X.dtype}: the sum of its squared entries "
+        f"is {exact:.3g} (largest magnitude {float(np.abs(X).max()):.3g}), and it must be at most "
+        f"{limit:.3g} so that the centroid updates cannot overflow. Rescale `{name}` (e.g. divide it "
+        "by its largest magnitude)."
     )

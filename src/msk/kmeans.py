@@ -11,7 +11,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import validate_data
 
 from ._kmeans_runtime import KernelRunner
-from ._validation import FLOAT_DTYPES, check_2d, check_fitted_features, check_float, check_int
+from ._validation import FLOAT_DTYPES, check_2d, check_fitted_features, check_float, check_int, check_kmeans_range
 
 __all__ = ["SphericalKMeans"]
 
@@ -205,7 +205,10 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         ------
         ValueError
             If a hyperparameter is out of range, ``X`` is not 2-D, has fewer
-            samples than ``n_clusters``, or contains NaN or infinity.
+            samples than ``n_clusters``, contains NaN or infinity, or is so
+            large that the centroid updates could overflow (the sum of its
+            squared entries above a quarter of the dtype's largest value),
+            whatever ``n_clusters``.
         """
         self._check_params()
         X = self._validate_X(X, reset=True)
@@ -214,6 +217,8 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             raise ValueError(
                 f"`X` must have at least n_clusters={self.n_clusters} samples; got n_samples={n}."
             )
+        sum_squares = _sum_squares(X)
+        check_kmeans_range("X", X, sum_squares)
         centers = self._initial_centers(p, X.dtype)
         tol_count = self.tol * n
         prev = None
@@ -231,7 +236,7 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
                 n_iter += 1
         self.cluster_centers_ = centers
         self.labels_ = labels
-        self.inertia_ = max(0.0, _sum_squares(X) - energy)
+        self.inertia_ = max(0.0, sum_squares - energy)
         self.n_iter_ = n_iter
         self.n_steps_ = 0
         return self
@@ -261,6 +266,7 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
         if first:
             self._check_params()
         X = self._validate_X(X, reset=first)
+        check_kmeans_range("X", X, _sum_squares(X))
         if first:
             self.cluster_centers_ = self._initial_centers(X.shape[1], X.dtype)
             self.n_steps_ = 0

@@ -27,7 +27,7 @@ Gaussian pyramid); the error raised is the same.
 import numpy as np
 
 from ._core import _pyramid
-from ._validation import as_float_array, check_int
+from ._validation import all_finite, as_float_array, check_int
 
 __all__ = ["gaussian_pyramid", "laplacian_pyramid", "reconstruct_laplacian"]
 
@@ -38,6 +38,23 @@ MAX_LEVELS = 8
 # the pass that reads the input anyway (a separate np.isfinite pass would cost as
 # much as the whole Gaussian pyramid) and the wrappers raise it.
 _NONFINITE = "`{}` contains NaN or infinite values."
+
+
+def _refuse(name, X):
+    """Raise the ValueError for an input the forward kernels refused.
+
+    They refuse NaN, infinities and magnitudes of at least ``2**(emax - 1)`` (a
+    quarter of the dtype's largest value), above which the smoothing's sums of
+    two values could overflow; this tells the cases apart.
+    """
+    if not all_finite(X):
+        raise ValueError(_NONFINITE.format(name))
+    bound = 2.0 ** (np.finfo(X.dtype).maxexp - 2)
+    raise ValueError(
+        f"`{name}` has values of magnitude up to {float(np.abs(X).max()):.3g}; the pyramid of a "
+        f"{X.dtype} array needs magnitudes below {bound:.3g} (2**{np.finfo(X.dtype).maxexp - 2}, a "
+        f"quarter of the largest {X.dtype}) so that no sum overflows. Rescale `{name}`."
+    )
 
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -109,8 +126,10 @@ def gaussian_pyramid(S, *, levels=6):
     TypeError
         If ``S`` is not a real numeric array or ``levels`` not an integer.
     ValueError
-        If ``S`` is not 2-D, is empty or has non-finite values, or ``levels``
-        is outside 1..8.
+        If ``S`` is not 2-D, is empty, has non-finite values or values of
+        magnitude at least ``2**(emax - 1)`` (a quarter of the dtype's largest
+        value, 8.5e37 for float32; with ``levels > 1``), or ``levels`` is
+        outside 1..8.
 
     See Also
     --------
@@ -145,7 +164,7 @@ def gaussian_pyramid(S, *, levels=6):
     X = _as_2d("S", S, finite=levels == 1)
     G = _empty_levels(X, levels, first=X)
     if levels > 1 and not _pyramid.blur_decimate(X, G):
-        raise ValueError(_NONFINITE.format("S"))
+        _refuse("S", X)
     return G
 
 
@@ -180,8 +199,10 @@ def laplacian_pyramid(S, *, levels=6):
     TypeError
         If ``S`` is not a real numeric array or ``levels`` not an integer.
     ValueError
-        If ``S`` is not 2-D, is empty or has non-finite values, or ``levels``
-        is outside 1..8.
+        If ``S`` is not 2-D, is empty, has non-finite values or values of
+        magnitude at least ``2**(emax - 1)`` (a quarter of the dtype's largest
+        value, 8.5e37 for float32; with ``levels > 1``), or ``levels`` is
+        outside 1..8.
 
     See Also
     --------
@@ -225,7 +246,7 @@ def laplacian_pyramid(S, *, levels=6):
         return [_owned(X, S)]
     L = _empty_levels(X, levels)
     if not _pyramid.blur_decimate_subtract(X, L):
-        raise ValueError(_NONFINITE.format("S"))
+        _refuse("S", X)
     return L
 
 
@@ -255,7 +276,8 @@ def reconstruct_laplacian(L):
         If ``L`` is not a sequence of real numeric arrays.
     ValueError
         If ``L`` holds no level or more than 8, a level is not 2-D or has
-        non-finite values, or the levels' shapes do not chain as above.
+        non-finite values, the levels' shapes do not chain as above, or the
+        reconstruction overflows the dtype.
 
     See Also
     --------
@@ -299,4 +321,12 @@ def reconstruct_laplacian(L):
     bad = _pyramid.expand_add(levels, out)
     if bad >= 0:
         raise ValueError(_NONFINITE.format(f"L[{bad}]"))
+    # Finite levels whose sum exceeds the dtype's range overflow; a non-finite
+    # intermediate level propagates into out[0], so testing the result suffices.
+    if not all_finite(out[0]):
+        raise ValueError(
+            f"The levels of `L` are too large for {out[0].dtype}: their reconstruction overflows "
+            f"(largest magnitude per level: "
+            f"{', '.join(f'{float(np.abs(x).max()):.3g}' for x in levels)}). Rescale the levels."
+        )
     return out[0]

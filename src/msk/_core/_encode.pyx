@@ -97,7 +97,7 @@ cdef inline void _merge(Py_ssize_t n_codes, Py_ssize_t n_acc, Py_ssize_t n_seg,
             acc_mean[k] += (seg_mean[k] - acc_mean[k]) * wb
 
 
-cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
+cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
                const floating[:, ::1] first, const floating[:, ::1] second,
                const floating[::1] bias, bint rectify,
                Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
@@ -119,6 +119,8 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
     cdef floating v
     cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
     cdef Py_ssize_t n_acc = 0
+    cdef Py_ssize_t n_bad = 0
+    cdef Py_ssize_t col_end = n_codes * (do_max + do_mean + do_std)
     cdef floating* acc_max = stats
     cdef floating* acc_mean = stats + n_codes
     cdef floating* acc_m2 = stats + 2 * n_codes
@@ -173,17 +175,81 @@ cdef void _run(const floating[:, ::1] frames, Py_ssize_t width,
                 if do_std:
                     for k in range(n_codes):
                         out[p, col + k] = sqrt(acc_m2[k] / n_acc)
+                # a NaN or infinity in the pooled row (v - v is NaN exactly then):
+                # tested here, on the small output, instead of by a pass in Python
+                for k in range(col_end):
+                    v = out[p, k]
+                    if not (v - v == 0):
+                        n_bad += 1
                 n_acc = 0
             s0 = s1
         t0 = t1
+    return n_bad
 
 
-def whiten_encode_pool(const floating[:, ::1] frames, Py_ssize_t width,
-                       const floating[:, ::1] first, const floating[:, ::1] second,
-                       const floating[::1] bias, bint rectify,
+cdef Py_ssize_t _INT_MAX = 2147483647  # BLAS dimensions and strides are C ints
+
+
+cdef void _check_shapes(Py_ssize_t n_frames, Py_ssize_t n_mels, Py_ssize_t width,
+                        Py_ssize_t first_rows, Py_ssize_t n_first,
+                        Py_ssize_t second_rows, Py_ssize_t second_cols, Py_ssize_t n_bias,
+                        Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile, int n_stats,
+                        Py_ssize_t n_work, Py_ssize_t out_rows, Py_ssize_t out_cols) except *:
+    """Raise ValueError unless the shapes given to whiten_encode_pool are consistent."""
+    cdef bint staged = second_rows > 0
+    cdef Py_ssize_t n_codes = second_cols if staged else n_first
+    cdef Py_ssize_t n_pools, need
+    if width < 1 or pool < 1 or tile < 1 or n_positions < 0 or n_stats < 1:
+        raise ValueError(
+            f"whiten_encode_pool: width, pool, tile must be >= 1, n_positions >= 0 and at least one "
+            f"statistic requested; got width={width}, pool={pool}, tile={tile}, "
+            f"n_positions={n_positions}, statistics={n_stats}.")
+    if n_mels < 1 or n_first < 1 or n_codes < 1:
+        raise ValueError(
+            f"whiten_encode_pool: frames, first and the codes must have at least one column; got "
+            f"frames of shape ({n_frames}, {n_mels}), first of shape ({first_rows}, {n_first}), "
+            f"second of shape ({second_rows}, {second_cols}).")
+    if n_mels > _INT_MAX or n_first > _INT_MAX or n_codes > _INT_MAX or tile > _INT_MAX:
+        raise ValueError(
+            f"whiten_encode_pool: dimensions must fit a C int for BLAS; got frames of shape "
+            f"({n_frames}, {n_mels}), first of shape ({first_rows}, {n_first}), second of shape "
+            f"({second_rows}, {second_cols}), tile={tile}.")
+    if first_rows % n_mels or first_rows // n_mels != width:
+        raise ValueError(
+            f"whiten_encode_pool: first must have width * n_mels = {width} * {n_mels} rows; got "
+            f"first of shape ({first_rows}, {n_first}) and frames of shape ({n_frames}, {n_mels}).")
+    if staged and second_rows != n_first:
+        raise ValueError(
+            f"whiten_encode_pool: second must have first.shape[1] = {n_first} rows; got second of "
+            f"shape ({second_rows}, {second_cols}) and first of shape ({first_rows}, {n_first}).")
+    if n_bias != n_codes:
+        raise ValueError(
+            f"whiten_encode_pool: bias must have {n_codes} entries (one per code); got bias of "
+            f"shape ({n_bias},), first of shape ({first_rows}, {n_first}) and second of shape "
+            f"({second_rows}, {second_cols}).")
+    if n_positions > 0 and n_positions > n_frames - width + 1:
+        raise ValueError(
+            f"whiten_encode_pool: n_positions={n_positions} windows of width={width} need at least "
+            f"{n_positions + width - 1} frames; got frames of shape ({n_frames}, {n_mels}).")
+    n_pools = (n_positions + pool - 1) // pool
+    if out_rows != n_pools or out_cols != n_codes * n_stats:
+        raise ValueError(
+            f"whiten_encode_pool: out must have shape ({n_pools}, {n_codes * n_stats}) "
+            f"(ceil(n_positions / pool) pools, {n_stats} statistics of {n_codes} codes); got out "
+            f"of shape ({out_rows}, {out_cols}).")
+    need = (tile + 6) * n_codes + (tile * n_first if staged else 0)
+    if n_work < need:
+        raise ValueError(
+            f"whiten_encode_pool: work must have at least (tile + 6) * n_codes"
+            f"{' + tile * n_first' if staged else ''} = {need} entries; got work of shape ({n_work},).")
+
+
+def whiten_encode_pool(const floating[:, ::1] frames not None, Py_ssize_t width,
+                       const floating[:, ::1] first not None, const floating[:, ::1] second not None,
+                       const floating[::1] bias not None, bint rectify,
                        Py_ssize_t pool, Py_ssize_t n_positions, Py_ssize_t tile,
                        bint do_max, bint do_mean, bint do_std,
-                       floating[::1] work, floating[:, ::1] out):
+                       floating[::1] work not None, floating[:, ::1] out not None):
     """Encode every window position of one level and pool the codes, tile by tile.
 
     IN  frames: (T, n_mels); window t is frames[t : t + width] flattened
@@ -197,8 +263,16 @@ def whiten_encode_pool(const floating[:, ::1] frames, Py_ssize_t width,
     IN  do_max, do_mean, do_std: statistics written, in this order
     WORK work: (tile * K + (tile * n_first if staged else 0) + 6 * K,)
     OUT out: (n_pools, K * (do_max + do_mean + do_std)); std is the population std
-    All arrays share one dtype; the caller has validated every shape.
+    Returns the number of values of out that are NaN or infinite (tested as each pooled
+    row is written). All arrays share one dtype. The shapes are checked here, once per call,
+    so that no call can read or write out of bounds (ValueError naming the shapes); values
+    are not.
     """
+    cdef Py_ssize_t n_bad
+    _check_shapes(frames.shape[0], frames.shape[1], width, first.shape[0], first.shape[1],
+                  second.shape[0], second.shape[1], bias.shape[0], pool, n_positions, tile,
+                  do_max + do_mean + do_std, work.shape[0], out.shape[0], out.shape[1])
     with nogil:
-        _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
-             do_max, do_mean, do_std, work, out)
+        n_bad = _run(frames, width, first, second, bias, rectify, pool, n_positions, tile,
+                     do_max, do_mean, do_std, work, out)
+    return n_bad

@@ -18,23 +18,19 @@
 
 #include <stddef.h>
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define MSK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MSK_CLONES
-#endif
+#include "_simd.h"
 
 #define MSK_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #define MSK_DEFINE_POOL(T, S)                                                               \
-MSK_CLONES static void seg_max_##S(const T *restrict codes, ptrdiff_t n_rows,              \
-                                   ptrdiff_t n_codes, T *restrict mx)                      \
+MSK_CLONES static void seg_max_##S(const T *MSK_RESTRICT codes, ptrdiff_t n_rows,              \
+                                   ptrdiff_t n_codes, T *MSK_RESTRICT mx)                      \
 {                                                                                          \
     ptrdiff_t i = 0, k;                                                                    \
     for (k = 0; k < n_codes; ++k) mx[k] = codes[k];                                        \
     for (i = 1; i + 4 <= n_rows; i += 4) {                                                 \
-        const T *restrict r0 = codes + i * n_codes, *restrict r1 = r0 + n_codes;           \
-        const T *restrict r2 = r1 + n_codes, *restrict r3 = r2 + n_codes;                  \
+        const T *MSK_RESTRICT r0 = codes + i * n_codes, *MSK_RESTRICT r1 = r0 + n_codes;           \
+        const T *MSK_RESTRICT r2 = r1 + n_codes, *MSK_RESTRICT r3 = r2 + n_codes;                  \
         for (k = 0; k < n_codes; ++k) {                                                    \
             T a = MSK_MAX(r0[k], r1[k]), b = MSK_MAX(r2[k], r3[k]);                        \
             a = MSK_MAX(a, b);                                                             \
@@ -42,19 +38,19 @@ MSK_CLONES static void seg_max_##S(const T *restrict codes, ptrdiff_t n_rows,   
         }                                                                                  \
     }                                                                                      \
     for (; i < n_rows; ++i) {                                                              \
-        const T *restrict r = codes + i * n_codes;                                         \
+        const T *MSK_RESTRICT r = codes + i * n_codes;                                         \
         for (k = 0; k < n_codes; ++k) mx[k] = MSK_MAX(mx[k], r[k]);                        \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-MSK_CLONES static void seg_max_sum_##S(const T *restrict codes, ptrdiff_t n_rows,          \
-                                       ptrdiff_t n_codes, T *restrict mx, T *restrict sum) \
+MSK_CLONES static void seg_max_sum_##S(const T *MSK_RESTRICT codes, ptrdiff_t n_rows,          \
+                                       ptrdiff_t n_codes, T *MSK_RESTRICT mx, T *MSK_RESTRICT sum) \
 {                                                                                          \
     ptrdiff_t i = 0, k;                                                                    \
     for (k = 0; k < n_codes; ++k) { mx[k] = codes[k]; sum[k] = codes[k]; }                 \
     for (i = 1; i + 4 <= n_rows; i += 4) {                                                 \
-        const T *restrict r0 = codes + i * n_codes, *restrict r1 = r0 + n_codes;           \
-        const T *restrict r2 = r1 + n_codes, *restrict r3 = r2 + n_codes;                  \
+        const T *MSK_RESTRICT r0 = codes + i * n_codes, *MSK_RESTRICT r1 = r0 + n_codes;           \
+        const T *MSK_RESTRICT r2 = r1 + n_codes, *MSK_RESTRICT r3 = r2 + n_codes;                  \
         for (k = 0; k < n_codes; ++k) {                                                    \
             T a = MSK_MAX(r0[k], r1[k]), b = MSK_MAX(r2[k], r3[k]);                        \
             a = MSK_MAX(a, b);                                                             \
@@ -63,19 +59,19 @@ MSK_CLONES static void seg_max_sum_##S(const T *restrict codes, ptrdiff_t n_rows
         }                                                                                  \
     }                                                                                      \
     for (; i < n_rows; ++i) {                                                              \
-        const T *restrict r = codes + i * n_codes;                                         \
+        const T *MSK_RESTRICT r = codes + i * n_codes;                                         \
         for (k = 0; k < n_codes; ++k) { mx[k] = MSK_MAX(mx[k], r[k]); sum[k] += r[k]; }    \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-MSK_CLONES static void seg_rectify_##S(T *restrict codes, ptrdiff_t n_rows,                \
-                                       ptrdiff_t n_codes, const T *restrict bias,          \
-                                       T *restrict mx, T *restrict sum)                    \
+MSK_CLONES static void seg_rectify_##S(T *MSK_RESTRICT codes, ptrdiff_t n_rows,                \
+                                       ptrdiff_t n_codes, const T *MSK_RESTRICT bias,          \
+                                       T *MSK_RESTRICT mx, T *MSK_RESTRICT sum)                    \
 {                                                                                          \
     ptrdiff_t i, k;                                                                        \
     for (k = 0; k < n_codes; ++k) { mx[k] = 0; sum[k] = 0; }                               \
     for (i = 0; i < n_rows; ++i) {                                                         \
-        T *restrict r = codes + i * n_codes;                                               \
+        T *MSK_RESTRICT r = codes + i * n_codes;                                               \
         for (k = 0; k < n_codes; ++k) {                                                    \
             T v = r[k] + bias[k];                                                          \
             v = MSK_MAX(v, (T) 0);                                                         \
@@ -86,14 +82,14 @@ MSK_CLONES static void seg_rectify_##S(T *restrict codes, ptrdiff_t n_rows,     
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-MSK_CLONES static void seg_m2_##S(const T *restrict codes, ptrdiff_t n_rows,               \
-                                  ptrdiff_t n_codes, const T *restrict mean,               \
-                                  T *restrict m2)                                          \
+MSK_CLONES static void seg_m2_##S(const T *MSK_RESTRICT codes, ptrdiff_t n_rows,               \
+                                  ptrdiff_t n_codes, const T *MSK_RESTRICT mean,               \
+                                  T *MSK_RESTRICT m2)                                          \
 {                                                                                          \
     ptrdiff_t i, k;                                                                        \
     for (k = 0; k < n_codes; ++k) m2[k] = 0;                                               \
     for (i = 0; i < n_rows; ++i) {                                                         \
-        const T *restrict r = codes + i * n_codes;                                         \
+        const T *MSK_RESTRICT r = codes + i * n_codes;                                         \
         for (k = 0; k < n_codes; ++k) { T d = r[k] - mean[k]; m2[k] += d * d; }            \
     }                                                                                      \
 }

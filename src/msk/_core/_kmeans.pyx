@@ -19,9 +19,13 @@ cdef extern from "_kmeans_rows.h" nogil:
                           int32_t* order, int32_t* start, double* energy)
 
 
-def assign_update(const floating[:, ::1] X, const floating[:, ::1] D, Py_ssize_t tile,
-                  int32_t[::1] labels, floating[::1] values, floating[:, ::1] accum,
-                  double[::1] energy, floating[::1] work, int32_t[::1] order):
+cdef Py_ssize_t _INT_MAX = 2147483647  # BLAS dimensions and int32 labels
+
+
+def assign_update(const floating[:, ::1] X not None, const floating[:, ::1] D not None,
+                  Py_ssize_t tile, int32_t[::1] labels not None, floating[::1] values not None,
+                  floating[:, ::1] accum, double[::1] energy not None, floating[::1] work not None,
+                  int32_t[::1] order not None):
     """Assign every row of X to its largest-|projection| centroid; optionally accumulate S^T X.
 
     IN     X       (n, p) C-contiguous float32/float64, samples as rows
@@ -35,18 +39,43 @@ def assign_update(const floating[:, ::1] X, const floating[:, ::1] D, Py_ssize_t
     WORK   work    (>= min(tile, n) * K,) same dtype: one tile of projections, transposed
     WORK   order   (>= min(tile, n) + K + 1,) int32: counting sort of a tile's labels
     Returns the number of rows of X whose projections are not finite (NaN/inf in X).
-    Releases the GIL.
+    Releases the GIL. The shapes are checked here, once per call, so that no call can read
+    or write out of bounds (ValueError naming the shapes); values are not.
     """
     cdef Py_ssize_t n = X.shape[0], p = X.shape[1], K = D.shape[0]
     cdef Py_ssize_t start = 0, m, bad = 0
     cdef double e = 0.0
     cdef floating* acc = NULL
+    if tile < 1:
+        raise ValueError(f"assign_update: tile must be >= 1; got {tile}.")
+    if energy.shape[0] < 1:
+        raise ValueError(f"assign_update: energy must have 1 entry; got energy of shape ({energy.shape[0]},).")
+    if D.shape[1] != p or K < 1 or p < 1 or K > _INT_MAX or p > _INT_MAX:
+        raise ValueError(
+            f"assign_update: D must have shape (K, p) with 1 <= K, p <= {_INT_MAX} and p = X.shape[1]; "
+            f"got X of shape ({n}, {p}) and D of shape ({K}, {D.shape[1]}).")
+    if labels.shape[0] != n or values.shape[0] != n:
+        raise ValueError(
+            f"assign_update: labels and values must have X.shape[0] = {n} entries; got labels of "
+            f"shape ({labels.shape[0]},) and values of shape ({values.shape[0]},).")
     if accum is not None:
+        if accum.shape[0] != K or accum.shape[1] != p:
+            raise ValueError(
+                f"assign_update: accum must have the shape of D, ({K}, {p}); got accum of shape "
+                f"({accum.shape[0]}, {accum.shape[1]}).")
         acc = &accum[0, 0]
     if n == 0:
         energy[0] = 0.0
         return 0
-    tile = min(tile, n)
+    tile = min(tile, n, _INT_MAX)
+    if work.shape[0] // K < tile:
+        raise ValueError(
+            f"assign_update: work must have at least min(tile, n) * K = {tile} * {K} entries; got "
+            f"work of shape ({work.shape[0]},).")
+    if order.shape[0] - K - 1 < tile:
+        raise ValueError(
+            f"assign_update: order must have at least min(tile, n) + K + 1 = {tile + K + 1} entries; "
+            f"got order of shape ({order.shape[0]},).")
     with nogil:
         while start < n:
             m = min(tile, n - start)

@@ -16,12 +16,13 @@
  * auto-vectoriser handles. GCC function multiversioning compiles both for AVX-512, AVX2 and
  * the x86-64 baseline and picks one at load time, so the extension needs no -march flag.
  *
- * Tuning (X (100 000, 400) float32, K = 500, Sapphire Rapids, perf): the argmax costs ~2-3 %
- * of the GEMM time and the scatter-add ~4-5 %, both bound by L2/L3 traffic (the tile of PT,
- * the rows of X and of the accumulator). Tried and dropped: a row-major tile with a horizontal
- * argmax (BLAS copies ~ the same, argmax 2x dearer), software prefetch of X during the argmax
- * or of the next tile during the scatter (slower), tiles small enough for L2 (BLAS repacks D
- * once per tile: 512 rows cost ~3 % more than 2048). The caller puts the tile on huge pages.
+ * Design: the argmax and the scatter-add are a small fraction of the GEMM's time and are bound
+ * by L2/L3 traffic (the tile of PT, the rows of X and of the accumulator), so the loops are
+ * shaped for memory, not arithmetic. A row-major tile would need a horizontal argmax, which
+ * costs more than the vertical one here while BLAS writes either layout at the same cost.
+ * Tiles are not shrunk to fit L2, because BLAS repacks D once per tile and small tiles repack
+ * it more often (bench/bench_kmeans.py measures the trade-off). The caller puts the tile on
+ * huge pages, so walking it row by row costs no TLB misses.
  */
 #ifndef MSK_KMEANS_ROWS_H
 #define MSK_KMEANS_ROWS_H
@@ -32,11 +33,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(MSK_NO_CLONES)
-#define MSK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MSK_CLONES
-#endif
+#include "_simd.h"
 
 #define MSK_AHEAD 2 /* the scatter-add prefetches (into L2) the rows this many samples ahead */
 #define MSK_VECS 8  /* vectors of samples whose running best stays in registers */
@@ -48,11 +45,11 @@ typedef int64_t msk_vdi __attribute__((vector_size(64)));
 
 #define MSK_DEFINE_ROWS(NAME, T, TMAX, FABS, VT, VI, IT, VN, ABSMASK)                         \
 MSK_CLONES                                                                                    \
-static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,      \
-                       const T *restrict X, Py_ssize_t p, Py_ssize_t ldx,                     \
-                       int32_t *restrict label, T *restrict value,                           \
-                       T *restrict accum, Py_ssize_t ldacc,                                   \
-                       int32_t *restrict order, int32_t *restrict start, double *energy)      \
+static Py_ssize_t NAME(const T *MSK_RESTRICT PT, Py_ssize_t m, Py_ssize_t K, Py_ssize_t ldp,      \
+                       const T *MSK_RESTRICT X, Py_ssize_t p, Py_ssize_t ldx,                     \
+                       int32_t *MSK_RESTRICT label, T *MSK_RESTRICT value,                           \
+                       T *MSK_RESTRICT accum, Py_ssize_t ldacc,                                   \
+                       int32_t *MSK_RESTRICT order, int32_t *MSK_RESTRICT start, double *energy)      \
 {                                                                                             \
     Py_ssize_t bad = 0;                                                                       \
     double e = 0.0;                                                                           \
@@ -122,8 +119,8 @@ static Py_ssize_t NAME(const T *restrict PT, Py_ssize_t m, Py_ssize_t K, Py_ssiz
                 }                                                                             \
             }                                                                                 \
             const Py_ssize_t i = order[q];                                                    \
-            T *restrict acc = accum + label[i] * ldacc;                                       \
-            const T *restrict x = X + i * ldx;                                                \
+            T *MSK_RESTRICT acc = accum + label[i] * ldacc;                                       \
+            const T *MSK_RESTRICT x = X + i * ldx;                                                \
             const T s = value[i];                                                             \
             for (Py_ssize_t c = 0; c < p; ++c) acc[c] += s * x[c];                            \
         }                                                                                     \

@@ -7,14 +7,16 @@
 // Every output row is a weighted sum of a few whole input rows, so the inner
 // loops run over the contiguous band axis and vectorise.
 //
-// Entry points (validation is done in Python, msk/pyramid.py):
+// Entry points (input is validated in Python, msk/pyramid.py; the entries check shapes):
 //   blur_decimate(src, out)           Gaussian pyramid: out[0] is src, out[l+1] = (smooth out[l])[::2]
 //   blur_decimate_subtract(src, out)  Laplacian pyramid: out[l] = G_l - expand(G_{l+1}), out[-1] = G_top
 //   expand_add(lap, out)              reconstruction: out[l] = G_l = lap[l] + expand(G_{l+1})
-// Each reports whether its input holds a NaN or infinity: the test
-// rides along the pass that reads those rows anyway, and the Python wrapper turns the
-// status into the ValueError (the only check not done before the call, because a
-// separate pass over the input would cost as much as the whole Gaussian pyramid).
+// blur_decimate and blur_decimate_subtract report whether their input holds a value that is
+// NaN, infinite or of magnitude >= 2^(emax - 1) (below that bound no intermediate can
+// overflow); expand_add reports the first level holding a NaN or infinity. The test rides
+// along the pass that reads those rows anyway, and the Python wrapper turns the status into
+// the ValueError (the only check not done before the call, because a separate pass over the
+// input would cost as much as the whole Gaussian pyramid). The shapes are checked on entry.
 // expand(c) for a fine length n inserts zeros between the frames of c, smooths
 // with 2 * kernel (mirror borders on the zero-filled signal of length n) and
 // keeps n frames; a single fine frame expands to the single coarse frame.
@@ -26,29 +28,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cassert>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 
+#include "_simd.h"
+
 namespace py = pybind11;
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MSK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MSK_CLONES
-#endif
-
-#if defined(__GNUC__)
-#define MSK_INLINE inline __attribute__((always_inline))
-#define MSK_RESTRICT __restrict__
-#else
-#define MSK_INLINE inline
-#define MSK_RESTRICT
-#endif
 
 namespace {
 
@@ -166,8 +156,8 @@ struct Stage {
     index_t n, m;   // rows of G_l and G_{l+1}
     index_t k;      // next coarse row to compute
     index_t avail;  // rows of G_l available so far
-    bool check;     // test the rows of src for NaN/inf as they are read (stage 0)
-    bool nonfinite; // a NaN/inf was seen
+    bool check;     // test the rows of src with out_of_range_bit as they are read (stage 0)
+    bool nonfinite; // a NaN, infinity or value of magnitude >= 2^(emax - 1) was seen
 };
 
 // Whether any of count values is NaN or infinite (exponent bits all set). Integer
@@ -198,35 +188,55 @@ MSK_INLINE auto nonfinite_bit(T x) {
     return U((u & exp_mask) == exp_mask);
 }
 
-// Gaussian stage 0: blur plus the NaN/inf test of rows c and d (src rows 2k, 2k+1).
+// Whether |x| >= 2^(emax - 1) (2^126 for float32, 2^1022 for float64), NaN and infinities
+// included: the forward pyramids refuse such input. Below that bound every intermediate
+// (sums of two values, |L| <= 2 max|S|) stays finite, so a finite S gives finite levels.
+template <typename T>
+MSK_INLINE auto out_of_range_bit(T x) {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr U exp_mask = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+    constexpr U big = sizeof(T) == 4 ? U(253u) << 23 : U(2045u) << 52;
+    U u;
+    std::memcpy(&u, &x, sizeof(T));
+    return U((u & exp_mask) >= big);
+}
+
+template <typename T>
+MSK_INLINE bool any_out_of_range(const T* p, index_t count) {
+    decltype(out_of_range_bit(T(0))) bad = 0;
+    for (index_t j = 0; j < count; ++j) bad |= out_of_range_bit(p[j]);
+    return bad != 0;
+}
+
+// Gaussian stage 0: blur plus the range test of rows c and d (src rows 2k, 2k+1).
 template <typename T>
 MSK_INLINE bool blur_row_check(T* MSK_RESTRICT out, const T* MSK_RESTRICT a, const T* MSK_RESTRICT b,
                                const T* MSK_RESTRICT c, const T* MSK_RESTRICT d, const T* MSK_RESTRICT e,
                                index_t nb) {
     const T w1 = T(0.0625), w4 = T(0.25), w6 = T(0.375);
-    decltype(nonfinite_bit(T(0))) bad = 0;
+    decltype(out_of_range_bit(T(0))) bad = 0;
     for (index_t j = 0; j < nb; ++j) {
         out[j] = w1 * (a[j] + e[j]) + w4 * (b[j] + d[j]) + w6 * c[j];
-        bad |= nonfinite_bit(c[j]) | nonfinite_bit(d[j]);
+        bad |= out_of_range_bit(c[j]) | out_of_range_bit(d[j]);
     }
     return bad != 0;
 }
 
-// Laplacian stage 0 (fine rows fa, fb distinct from src), with the NaN/inf test of c, d.
+// Laplacian stage 0 (fine rows fa, fb distinct from src), with the range test of c, d.
 template <typename T>
 MSK_INLINE bool laplacian_row(const T* MSK_RESTRICT a, const T* MSK_RESTRICT b, const T* MSK_RESTRICT c,
                               const T* MSK_RESTRICT d, const T* MSK_RESTRICT e, const T* MSK_RESTRICT p,
                               const T* MSK_RESTRICT q, T* MSK_RESTRICT g, T* MSK_RESTRICT fa,
                               T* MSK_RESTRICT fb, index_t nb) {
     const T w1 = T(0.0625), w4 = T(0.25), w6 = T(0.375);
-    decltype(nonfinite_bit(T(0))) bad = 0;
+    decltype(out_of_range_bit(T(0))) bad = 0;
     for (index_t j = 0; j < nb; ++j) {
         const T x = a[j], y = b[j], z = q[j];
         const T r = w1 * (x + e[j]) + w4 * (y + d[j]) + w6 * c[j];
         g[j] = r;
         fa[j] = x - expand_even(p[j], z, r);
         fb[j] = y - expand_odd(z, r);
-        bad |= nonfinite_bit(c[j]) | nonfinite_bit(d[j]);
+        bad |= out_of_range_bit(c[j]) | out_of_range_bit(d[j]);
     }
     return bad != 0;
 }
@@ -280,7 +290,7 @@ MSK_INLINE bool step(Stage<T>& s, index_t nb) {
             if (k >= 1) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k - 1);
             if (k + 1 == s.m) expand_rows<T, true>(s.src, s.coarse, s.fine, s.n, s.m, nb, k);
         }
-        if (s.check) s.nonfinite |= any_nonfinite(s.src + 2 * k * nb, (2 * k + 1 < s.n ? 2 : 1) * nb);
+        if (s.check) s.nonfinite |= any_out_of_range(s.src + 2 * k * nb, (2 * k + 1 < s.n ? 2 : 1) * nb);
     }
     s.k = k + 1;
     return true;
@@ -303,7 +313,7 @@ MSK_INLINE void run(Stage<T>* st, int n_stages, index_t nb) {
 }
 
 // out[0 .. n_levels-1] are the level buffers; out[l] has ceil(n / 2^l) rows; out[0] is
-// src itself for the Gaussian pyramid. Returns false if src holds a NaN or infinity
+// src itself for the Gaussian pyramid. Returns false if src holds a value out_of_range_bit flags
 // (every row of src is tested once, in stage 0).
 template <typename T, bool Laplacian>
 MSK_INLINE bool pyramid_impl(const T* src, T* const* out, int n_levels, index_t n, index_t nb) {
@@ -439,17 +449,43 @@ inline int expand_add_hot(const double* const* lap, double* const* o, int nl, in
 template <typename T>
 using carray = py::array_t<T, py::array::c_style>;
 
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// The level shapes are checked once per call (not per element), so no call can read or write
+// out of bounds; a wrong list raises ValueError naming the shapes.
+template <typename T>
+void check_levels(const char* fn, const char* name, const std::vector<carray<T>>& levels, int count,
+                  index_t n, index_t nb) {
+    index_t rows = n;
+    for (int l = 0; l < count; ++l) {
+        const auto& a = levels[l];
+        if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != nb) {
+            throw py::value_error(std::string(fn) + ": " + name + "[" + std::to_string(l) + "] must have shape (" +
+                                  std::to_string(rows) + ", " + std::to_string(nb) + "); got shape " +
+                                  shape_str(a) + ".");
+        }
+        rows = (rows + 1) / 2;
+    }
+}
+
 template <typename T, bool Laplacian>
 bool pyramid(const carray<T>& src, std::vector<carray<T>>& out) {
+    const char* fn = Laplacian ? "blur_decimate_subtract" : "blur_decimate";
+    if (src.ndim() != 2) throw py::value_error(std::string(fn) + ": src must be 2-D; got shape " + shape_str(src) + ".");
     const index_t n = src.shape(0), nb = src.shape(1);
+    if (out.size() < 2 || out.size() > 8) {
+        throw py::value_error(std::string(fn) + ": out must hold 2 to 8 levels; got " + std::to_string(out.size()) + ".");
+    }
     const int n_levels = static_cast<int>(out.size());
-    assert(n_levels >= 2 && n_levels <= 8);
+    check_levels(fn, "out", out, n_levels, n, nb);
     T* ptr[8];
-    index_t rows = n;
     for (int l = 0; l < n_levels; ++l) {
-        assert(out[l].shape(0) == rows && out[l].shape(1) == nb);
-        ptr[l] = out[l].mutable_data();
-        rows = (rows + 1) / 2;
+        // out[0] of the Gaussian pyramid is src itself and is never written
+        ptr[l] = (!Laplacian && l == 0) ? const_cast<T*>(out[l].data()) : out[l].mutable_data();
     }
     const T* s = src.data();
     py::gil_scoped_release release;
@@ -458,20 +494,20 @@ bool pyramid(const carray<T>& src, std::vector<carray<T>>& out) {
 
 template <typename T>
 int expand_add(const std::vector<carray<T>>& lap, std::vector<carray<T>>& out) {
+    if (lap.size() < 2 || lap.size() > 8 || out.size() + 1 != lap.size()) {
+        throw py::value_error("expand_add: lap must hold 2 to 8 levels and out one fewer; got " +
+                              std::to_string(lap.size()) + " and " + std::to_string(out.size()) + ".");
+    }
     const int n_levels = static_cast<int>(lap.size());
-    assert(n_levels >= 2 && n_levels <= 8 && static_cast<int>(out.size()) == n_levels - 1);
+    if (lap[0].ndim() != 2) throw py::value_error("expand_add: lap[0] must be 2-D; got shape " + shape_str(lap[0]) + ".");
     const index_t n = lap[0].shape(0), nb = lap[0].shape(1);
+    check_levels("expand_add", "lap", lap, n_levels, n, nb);
+    check_levels("expand_add", "out", out, n_levels - 1, n, nb);
     const T* lp[8];
     T* op[8];
-    index_t rows = n;
     for (int l = 0; l < n_levels; ++l) {
-        assert(lap[l].shape(0) == rows && lap[l].shape(1) == nb);
         lp[l] = lap[l].data();
-        if (l < n_levels - 1) {
-            assert(out[l].shape(0) == rows && out[l].shape(1) == nb);
-            op[l] = out[l].mutable_data();
-        }
-        rows = (rows + 1) / 2;
+        if (l < n_levels - 1) op[l] = out[l].mutable_data();
     }
     py::gil_scoped_release release;
     return expand_add_hot(lp, op, n_levels, n, nb);
@@ -484,12 +520,14 @@ void define(py::module_& m) {
           "src : IN (n, b) C-contiguous float32/float64\n"
           "out : OUT list of 2..8 arrays, out[l] of shape (ceil(n/2^l), b), same dtype;\n"
           "      out[0] is src itself and is not written\n"
-          "returns : False if src holds a NaN or infinity (outputs are then garbage)");
+          "returns : False if src holds a NaN, an infinity or a value of magnitude >= 2**(emax - 1)\n"
+          "          (outputs are then garbage)");
     m.def("blur_decimate_subtract", &pyramid<T, true>, py::arg("src").noconvert(), py::arg("out").noconvert(),
           "Laplacian pyramid: out[l] = G_l - expand(G_{l+1}), out[-1] = G_top, G_0 = src.\n\n"
           "src : IN (n, b) C-contiguous float32/float64\n"
           "out : OUT list of 2..8 arrays, out[l] of shape (ceil(n/2^l), b), same dtype, distinct from src\n"
-          "returns : False if src holds a NaN or infinity (outputs are then garbage)");
+          "returns : False if src holds a NaN, an infinity or a value of magnitude >= 2**(emax - 1)\n"
+          "          (outputs are then garbage)");
     m.def("expand_add", &expand_add<T>, py::arg("lap").noconvert(), py::arg("out").noconvert(),
           "Reconstruction: out[l] = lap[l] + expand(G_{l+1}), G_top = lap[-1], all levels in one cascade.\n\n"
           "lap : IN list of 2..8 arrays, lap[l] of shape (ceil(n/2^l), b), C-contiguous float32/float64\n"

@@ -7,7 +7,9 @@
 // parts) followed by the usual split step; the bit-reversal permutation is folded into the
 // framing, so the FFT runs in place with radix-4 passes (and one radix-2 pass when log2 is odd).
 //
-// Python validates everything (src/msk/spectral.py); these entry points trust their inputs.
+// Python validates the user's input (src/msk/spectral.py). The entry point checks once per
+// call that its arrays' shapes and band table let it index only inside them (ValueError),
+// and takes arrays without conversion (TypeError on a wrong dtype or layout); values are trusted.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -23,20 +25,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "_simd.h"
+
 namespace py = pybind11;
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define MSK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-#else
-#define MSK_CLONES
-#endif
-
-#define MSK_INLINE inline __attribute__((always_inline))
 
 namespace {
 
@@ -205,12 +202,12 @@ template <typename T> MSK_INLINE void transpose(typename Vec<T>::type* v) {
 // sequential streams; lanes-outside order would sweep the whole 64 KiB buffer LANES times.
 template <typename T>
 MSK_INLINE int load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::int64_t f0, int nl,
-                           T* __restrict re, T* __restrict im) {
+                           T* MSK_RESTRICT re, T* MSK_RESTRICT im) {
     constexpr int L = Lanes<T>::value;
     const int half = P.half;
     const std::int64_t hop = P.hop;
-    const T* __restrict win = P.window.data();
-    const int* __restrict br = P.bitrev.data();
+    const T* MSK_RESTRICT win = P.window.data();
+    const int* MSK_RESTRICT br = P.bitrev.data();
     const std::int64_t s0 = f0 * hop - P.pad;  // first sample of lane 0
     if (nl == L && s0 >= 0 && s0 + (L - 1) * hop + P.n_fft <= n) {
         // Interior block: read L samples of each of the L frames as vectors, transpose the
@@ -264,8 +261,8 @@ MSK_INLINE int load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::in
     }
     for (int m = 0; m < half; ++m) {
         const T w0 = win[2 * m], w1 = win[2 * m + 1];
-        T* __restrict rr = re + std::int64_t(br[m]) * L;
-        T* __restrict ri = im + std::int64_t(br[m]) * L;
+        T* MSK_RESTRICT rr = re + std::int64_t(br[m]) * L;
+        T* MSK_RESTRICT ri = im + std::int64_t(br[m]) * L;
         for (int l = 0; l < L; ++l) {
             const std::int64_t a = s0 + l * hop + 2 * m, b = a + 1;
             rr[l] = (l < nl && a >= 0 && a < n) ? y[a] * w0 : T(0);
@@ -277,7 +274,7 @@ MSK_INLINE int load_frames(const Plan<T>& P, const T* y, std::int64_t n, std::in
 
 // In-place complex FFT of `half` points on bit-reversed input, LANES transforms at once.
 template <typename T>
-MSK_INLINE void fft_lanes(const Plan<T>& P, T* __restrict re, T* __restrict im, int h) {
+MSK_INLINE void fft_lanes(const Plan<T>& P, T* MSK_RESTRICT re, T* MSK_RESTRICT im, int h) {
     constexpr int L = Lanes<T>::value;
     const int half = P.half;
     if (h == 1 && (P.log2_half & 1)) {  // one radix-2 pass so that the rest are radix-4
@@ -301,10 +298,10 @@ MSK_INLINE void fft_lanes(const Plan<T>& P, T* __restrict re, T* __restrict im, 
                 const T w1r = P.tw_re[k1], w1i = P.tw_im[k1];
                 const T w2r = P.tw_re[k2], w2i = P.tw_im[k2];
                 const T w3r = P.tw_re[k3], w3i = P.tw_im[k3];
-                T* __restrict r0 = re + (g + j) * L;         T* __restrict i0 = im + (g + j) * L;
-                T* __restrict r1 = re + (g + j + h) * L;     T* __restrict i1 = im + (g + j + h) * L;
-                T* __restrict r2 = re + (g + j + 2 * h) * L; T* __restrict i2 = im + (g + j + 2 * h) * L;
-                T* __restrict r3 = re + (g + j + 3 * h) * L; T* __restrict i3 = im + (g + j + 3 * h) * L;
+                T* MSK_RESTRICT r0 = re + (g + j) * L;         T* MSK_RESTRICT i0 = im + (g + j) * L;
+                T* MSK_RESTRICT r1 = re + (g + j + h) * L;     T* MSK_RESTRICT i1 = im + (g + j + h) * L;
+                T* MSK_RESTRICT r2 = re + (g + j + 2 * h) * L; T* MSK_RESTRICT i2 = im + (g + j + 2 * h) * L;
+                T* MSK_RESTRICT r3 = re + (g + j + 3 * h) * L; T* MSK_RESTRICT i3 = im + (g + j + 3 * h) * L;
 #pragma GCC ivdep
                 for (int l = 0; l < L; ++l) {
                     // Sub-transform order in bit-reversed DIT: x0 (even-even), x2, x1, x3.
@@ -329,9 +326,9 @@ MSK_INLINE void fft_lanes(const Plan<T>& P, T* __restrict re, T* __restrict im, 
 
 // Split step, power, mel projection, compression, and the transposed store of LANES frames.
 template <typename T>
-MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __restrict weights,
-                              T* __restrict re, T* __restrict im, T* __restrict mel, int power,
-                              bool do_log, T log_scale, T log_offset, T* __restrict out,
+MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* MSK_RESTRICT weights,
+                              T* MSK_RESTRICT re, T* MSK_RESTRICT im, T* MSK_RESTRICT mel, int power,
+                              bool do_log, T log_scale, T log_offset, T* MSK_RESTRICT out,
                               std::int64_t f0, int nl) {
     constexpr int L = Lanes<T>::value;
     const int half = P.half;
@@ -350,8 +347,8 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
     }
     for (int k = 1; k <= half / 2; ++k) {
         const int q = half - k;
-        T* __restrict rk = re + k * L; T* __restrict ik = im + k * L;
-        T* __restrict rq = re + q * L; T* __restrict iq = im + q * L;
+        T* MSK_RESTRICT rk = re + k * L; T* MSK_RESTRICT ik = im + k * L;
+        T* MSK_RESTRICT rq = re + q * L; T* MSK_RESTRICT iq = im + q * L;
         const T wkr = P.split_re[k], wki = P.split_im[k];
         const T wqr = P.split_re[q], wqi = P.split_im[q];
 #pragma GCC ivdep
@@ -369,7 +366,7 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
     }
     if (power == 1) {
         for (int k = 0; k <= half; ++k) {
-            T* __restrict rk = re + k * L;
+            T* MSK_RESTRICT rk = re + k * L;
 #pragma GCC ivdep
             for (int l = 0; l < L; ++l) rk[l] = std::sqrt(rk[l]);
         }
@@ -381,7 +378,7 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
     for (int b = 0; b < mb.n_mels; ++b) {
         V acc0 = {}, acc1 = {};
         const std::int64_t o0 = mb.offset[b], o1 = mb.offset[b + 1];
-        const T* __restrict pk = re + mb.start[b] * L;
+        const T* MSK_RESTRICT pk = re + mb.start[b] * L;
         std::int64_t o = o0;
         for (; o + 1 < o1; o += 2, pk += 2 * L) {
             V p0, p1;
@@ -416,7 +413,7 @@ MSK_INLINE void finish_frames(const Plan<T>& P, const MelBands& mb, const T* __r
         }
     }
     for (int l = 0; l < nl; ++l) {
-        T* __restrict orow = out + (f0 + l) * n_mels;
+        T* MSK_RESTRICT orow = out + (f0 + l) * n_mels;
         for (int b = b0; b < n_mels; ++b) orow[b] = mel[b * L + l];
     }
 }
@@ -451,7 +448,7 @@ MSK_INLINE void mel_blocks(const Plan<T>& P, const MelBands& mb, const T* weight
 }
 
 // One instantiation per dtype, compiled for several instruction sets (picked at load time).
-MSK_CLONES void mel_blocks_f32(const Plan<float>& P, const MelBands& mb, const float* weights,
+MSK_CLONES MSK_FLATTEN void mel_blocks_f32(const Plan<float>& P, const MelBands& mb, const float* weights,
                                const float* y, std::int64_t n, std::int64_t n_frames,
                                std::int64_t block0, std::int64_t block1, int power, bool do_log,
                                float log_scale, float log_offset, float* out) {
@@ -459,7 +456,7 @@ MSK_CLONES void mel_blocks_f32(const Plan<float>& P, const MelBands& mb, const f
                       log_offset, out);
 }
 
-MSK_CLONES void mel_blocks_f64(const Plan<double>& P, const MelBands& mb, const double* weights,
+MSK_CLONES MSK_FLATTEN void mel_blocks_f64(const Plan<double>& P, const MelBands& mb, const double* weights,
                                const double* y, std::int64_t n, std::int64_t n_frames,
                                std::int64_t block0, std::int64_t block1, int power, bool do_log,
                                double log_scale, double log_offset, double* out) {
@@ -478,12 +475,73 @@ inline void run_blocks(const Plan<double>& P, const MelBands& mb, const double* 
     mel_blocks_f64(P, mb, w, y, n, nf, b0, b1, power, do_log, ls, lo, out);
 }
 
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+[[noreturn]] void bad_args(const std::string& what) { throw py::value_error("mel_power: " + what); }
+
+// Checks, once per call and per band (never per sample), everything the kernel's indexing
+// relies on, so that no call can read or write out of bounds: a wrong argument raises
+// ValueError naming the shapes. Values of y and weights are not checked.
+template <typename T>
+void check_mel_args(const py::array_t<T, py::array::c_style>& y, int n_fft, int hop_length, bool center,
+                    const py::array_t<std::int64_t, py::array::c_style>& band_start,
+                    const py::array_t<std::int64_t, py::array::c_style>& band_offset,
+                    const py::array_t<T, py::array::c_style>& weights, int power,
+                    const py::array_t<T, py::array::c_style>& out) {
+    if (y.ndim() != 1 || band_start.ndim() != 1 || band_offset.ndim() != 1 || weights.ndim() != 1 ||
+        out.ndim() != 2) {
+        bad_args("y, band_start, band_offset and weights must be 1-D and out 2-D; got shapes " + shape_str(y) +
+                 ", " + shape_str(band_start) + ", " + shape_str(band_offset) + ", " + shape_str(weights) +
+                 " and " + shape_str(out) + ".");
+    }
+    if (n_fft < 16 || n_fft > (1 << 24) || (n_fft & (n_fft - 1)) != 0) {
+        bad_args("n_fft must be a power of two from 16 to 2**24; got " + std::to_string(n_fft) + ".");
+    }
+    if (hop_length < 1) bad_args("hop_length must be >= 1; got " + std::to_string(hop_length) + ".");
+    if (power != 1 && power != 2) bad_args("power must be 1 or 2; got " + std::to_string(power) + ".");
+    const std::int64_t n = y.shape(0), pad = center ? n_fft / 2 : 0;
+    const std::int64_t frames = n + 2 * pad < n_fft ? 0 : 1 + (n + 2 * pad - n_fft) / hop_length;
+    if (out.shape(0) != frames) {
+        bad_args("out must have 1 + (n_samples + 2 * pad - n_fft) // hop_length = " + std::to_string(frames) +
+                 " rows for y of shape " + shape_str(y) + ", n_fft=" + std::to_string(n_fft) + ", hop_length=" +
+                 std::to_string(hop_length) + "; got out of shape " + shape_str(out) + ".");
+    }
+    const std::int64_t n_mels = out.shape(1);
+    if (n_mels < 1 || n_mels > (1 << 24) || band_start.shape(0) != n_mels || band_offset.shape(0) != n_mels + 1) {
+        bad_args("band_start must have out.shape[1] = n_mels >= 1 entries and band_offset n_mels + 1; got "
+                 "band_start of shape " + shape_str(band_start) + ", band_offset of shape " +
+                 shape_str(band_offset) + " and out of shape " + shape_str(out) + ".");
+    }
+    const std::int64_t* st = band_start.data();
+    const std::int64_t* off = band_offset.data();
+    const std::int64_t nnz = weights.shape(0), bins = n_fft / 2 + 1;
+    if (off[0] < 0 || off[n_mels] > nnz) {
+        bad_args("band_offset must run from >= 0 to at most weights.shape[0] = " + std::to_string(nnz) +
+                 "; got band_offset[0] = " + std::to_string(off[0]) + " and band_offset[-1] = " +
+                 std::to_string(off[n_mels]) + ".");
+    }
+    for (std::int64_t b = 0; b < n_mels; ++b) {
+        const std::int64_t width = off[b + 1] - off[b];
+        if (width < 0 || st[b] < 0 || st[b] > bins - width) {
+            bad_args("band " + std::to_string(b) + " must have non-decreasing offsets and lie within the " +
+                     std::to_string(bins) + " FFT bins of n_fft=" + std::to_string(n_fft) + "; got band_start = " +
+                     std::to_string(st[b]) + ", band_offset = [" + std::to_string(off[b]) + ", " +
+                     std::to_string(off[b + 1]) + "].");
+        }
+    }
+}
+
 template <typename T>
 void mel_power(py::array_t<T, py::array::c_style> y, int n_fft, int hop_length, bool center,
                py::array_t<std::int64_t, py::array::c_style> band_start,
                py::array_t<std::int64_t, py::array::c_style> band_offset,
                py::array_t<T, py::array::c_style> weights, int power, bool log, double log_scale,
                double log_offset, int n_threads, py::array_t<T, py::array::c_style> out) {
+    check_mel_args(y, n_fft, hop_length, center, band_start, band_offset, weights, power, out);
     const std::int64_t n = y.shape(0);
     const std::int64_t n_frames = out.shape(0);
     const T* yp = y.data();
@@ -528,12 +586,12 @@ PYBIND11_MODULE(_spectral, m) {
         "IN  n_threads: frame blocks split across this many threads\n"
         "OUT out (n_frames, n_mels) same dtype as y; n_frames = 1 + (n_samples + 2*pad - n_fft) // hop\n"
         "The GIL is released while computing.";
-    m.def("mel_power", &mel_power<float>, doc, py::arg("y"), py::arg("n_fft"), py::arg("hop_length"),
-          py::arg("center"), py::arg("band_start"), py::arg("band_offset"), py::arg("weights"),
+    m.def("mel_power", &mel_power<float>, doc, py::arg("y").noconvert(), py::arg("n_fft"), py::arg("hop_length"),
+          py::arg("center"), py::arg("band_start").noconvert(), py::arg("band_offset").noconvert(), py::arg("weights").noconvert(),
           py::arg("power"), py::arg("log"), py::arg("log_scale"), py::arg("log_offset"),
-          py::arg("n_threads"), py::arg("out"));
-    m.def("mel_power", &mel_power<double>, doc, py::arg("y"), py::arg("n_fft"),
-          py::arg("hop_length"), py::arg("center"), py::arg("band_start"), py::arg("band_offset"),
-          py::arg("weights"), py::arg("power"), py::arg("log"), py::arg("log_scale"),
-          py::arg("log_offset"), py::arg("n_threads"), py::arg("out"));
+          py::arg("n_threads"), py::arg("out").noconvert());
+    m.def("mel_power", &mel_power<double>, doc, py::arg("y").noconvert(), py::arg("n_fft"),
+          py::arg("hop_length"), py::arg("center"), py::arg("band_start").noconvert(), py::arg("band_offset").noconvert(),
+          py::arg("weights").noconvert(), py::arg("power"), py::arg("log"), py::arg("log_scale"),
+          py::arg("log_offset"), py::arg("n_threads"), py::arg("out").noconvert());
 }
