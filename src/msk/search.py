@@ -83,8 +83,11 @@ _METHODS = ("auto", "exact", "ann")
 MAX_EXACT = 1 << 25  # values (n_items * n_dims) searched exactly by method="auto"
 _CHUNK_ROWS = 8192  # rows per matrix-vector product of the exact search (bounded memory)
 _CONNECTIVITY = 16  # HNSW links per node
-_EXPANSION_ADD = 128  # candidates examined while inserting
-_EXPANSION_SEARCH = 64  # candidates examined while searching (at least 2 k: see _ann_candidates)
+_EXPANSION_ADD = 64  # candidates examined while inserting
+_EXPANSION_SEARCH = 64  # candidates examined while searching (at least the candidates fetched)
+_GRAPH_DTYPE = "i8"  # the graph's copy of the vectors: 8-bit, re-scored exactly afterwards
+_OVERSAMPLE = 4  # candidates fetched from the graph per result wanted, re-scored exactly
+_MIN_CANDIDATES = 40
 
 
 def _msk_version():
@@ -247,14 +250,19 @@ class TrackIndex:
         return scores
 
     def _candidates(self, v, n):
-        """Rows of (at least) the ``n`` best candidates for ``v``, any order."""
+        """Rows of candidates for the ``n`` best matches of ``v`` (at least ``n``, any order).
+
+        Exact: the ``n`` best. Graph: ``4 n`` (at least 40) approximate best, to be
+        re-scored exactly, which makes up for the graph's 8-bit copy of the vectors.
+        """
         if n >= len(self):
             return np.arange(len(self))
         if self._ann is None:
             scores = self._exact_scores(v)
             return np.argpartition(-scores, n - 1)[:n]
-        self._ann.expansion_search = max(_EXPANSION_SEARCH, 2 * n)
-        matches = self._ann.search(v, n, threads=1)
+        m = min(len(self), max(_OVERSAMPLE * n, _MIN_CANDIDATES))
+        self._ann.expansion_search = max(_EXPANSION_SEARCH, m)
+        matches = self._ann.search(v, m, threads=1)
         rows = np.fromiter((self._row_of_label[int(lab)] for lab in matches.keys), dtype=np.int64,
                            count=len(matches.keys))
         return rows
@@ -404,7 +412,7 @@ class TrackIndex:
 
     def _build_ann(self):
         Index = _usearch()
-        ann = Index(ndim=self.n_dims, metric="ip", dtype="f32", connectivity=_CONNECTIVITY,
+        ann = Index(ndim=self.n_dims, metric="ip", dtype=_GRAPH_DTYPE, connectivity=_CONNECTIVITY,
                     expansion_add=_EXPANSION_ADD, expansion_search=_EXPANSION_SEARCH)
         if len(self):
             ann.add(self._labels.astype(np.uint64), self.vectors, threads=1)
@@ -497,7 +505,7 @@ class TrackIndex:
             "max_exact": self.max_exact, "requested_method": self._requested,
             "vectors_sha256": _digest(self.keys, self.vectors),
             "ann": None if ann is None else {
-                "library": "usearch", "version": _usearch_version(), "metric": "ip", "dtype": "f32",
+                "library": "usearch", "version": _usearch_version(), "metric": "ip", "dtype": _GRAPH_DTYPE,
                 "connectivity": _CONNECTIVITY, "expansion_add": _EXPANSION_ADD,
                 "sha256": hashlib.sha256(ann.tobytes()).hexdigest(),
             },
@@ -643,8 +651,8 @@ def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=Non
     >>> index.method, len(index)
     ('exact', 3)
     >>> keys, scores = index.query([1.0, 0.2, 0.0], k=2)
-    >>> keys, np.round(scores, 3).tolist()
-    (['a', 'b'], [0.976, 0.363])
+    >>> keys, [round(float(s), 3) for s in scores]
+    (['a', 'b'], [0.99, 0.283])
     """
     _check_method(method)
     if isinstance(max_exact, bool) or not isinstance(max_exact, numbers.Integral) or max_exact < 0:
