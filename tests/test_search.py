@@ -315,6 +315,14 @@ def test_index_store_means_and_incremental_update(tmp_path, rng):
     assert len(TrackIndex.load(index_path(path))) == 45
 
 
+def test_index_store_errors(tmp_path):
+    FeatureStore(tmp_path / "empty.zarr", mode="w")
+    with pytest.raises(ValueError, match="empty.zarr' holds no tracks yet"):
+        index_store(tmp_path / "empty.zarr")
+    with pytest.raises(FileNotFoundError, match="nothing.zarr"):
+        index_store(tmp_path / "nothing.zarr")
+
+
 # -- the command line ---------------------------------------------------------------------------------
 
 
