@@ -55,7 +55,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -464,7 +463,7 @@ def store_path(out, model, layer):
 def write_store(out, model, layer):
     """Copy one embeddings file into an msk feature store keyed by clip id; return its path.
 
-    ``msk.evaluation.run_experiment(external={name: path})`` (``--external NAME=PATH`` of
+    ``msk.experiment.run_experiment(external={name: path})`` (``--external NAME=PATH`` of
     ``scripts/run_experiment.py``) then evaluates musicnn with exactly the heads, settings and
     splits of msk's own architectures, in the same table. The store's model information names
     the model and layer and carries musicnn's measured ``extract_ms_per_clip``.
@@ -486,30 +485,23 @@ def write_store(out, model, layer):
     return path
 
 
-_SEGMENT = re.compile(r"-\d+-\d+\.mp3$")
-
-
-def track_groups(paths):
-    """Track of every clip: its file name without MTAT's ``-<start>-<end>.mp3`` suffix."""
-    return np.array([_SEGMENT.sub("", os.path.basename(str(p))) for p in paths])
-
-
-def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trials=10, nca_runs=3,
+def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trials=10,
              random_state=0, n_tags=50, mlp_params=None, nca_params=None, log=sys.stderr):
     """Evaluate the embeddings in ``out`` with msk's heads; write results.json and results.csv.
 
-    Every model/layer gets msk's tagging protocol (``evaluate_tagging``: random search on the
-    validation split, ``n_runs`` seeds, test mean per-tag AUC) and its similarity protocol
-    (``evaluate_similarity`` on clip means: NCA probability and nearest-neighbour artist
-    accuracy on the test split, also with same-track neighbours excluded). Entries of an
+    Every model/layer gets msk's one evaluation, ``msk.experiment.evaluate_features`` (the
+    settings of ``msk evaluate`` and ``msk experiment``): the tagging protocol (random search on
+    the validation split, ``n_runs`` seeds, test mean per-tag AUC) and the similarity protocol
+    (``n_runs`` NCA maps on clip means: NCA probability and nearest-neighbour artist accuracy on
+    the test split, also with neighbours of the same track, as the dataset loader defines it,
+    excluded). Entries of an
     earlier results.json with the same dataset and settings are kept, so layers can be added
     run by run.
     """
     import msk
 
     dataset = msk.datasets.load_magnatagatune(root, n_tags=n_tags)
-    groups_all = track_groups(dataset.paths)
-    settings = {"n_runs": n_runs, "n_trials": n_trials, "nca_runs": nca_runs, "random_state": random_state,
+    settings = {"n_runs": n_runs, "n_trials": n_trials, "random_state": random_state,
                 "n_tags": n_tags, "mlp_params": dict(mlp_params or {}), "nca_params": dict(nca_params or {})}
     results = {"dataset": {"root": dataset.root, "n_clips": len(dataset), "tag_names": list(dataset.tag_names),
                            "splits": {s: int(np.sum(dataset.splits == s)) for s in dataset.split_names}},
@@ -526,21 +518,22 @@ def evaluate(root, out, *, models=MODELS, layers=EVAL_LAYERS, n_runs=10, n_trial
             X, clip_index, clip_ids = read_embeddings(path)
             present, index, missing = align_to_dataset(dataset.clip_ids, clip_index, clip_ids)
             sub = dataset.subset(present)
-            masks = {s: sub.splits == s for s in ("train", "valid", "test")}
             name = f"musicnn:{model}:{layer}"
             print(f"{name}: {X.shape[0]} patches x {X.shape[1]} of {len(present)} clips "
-                  f"({len(missing)} missing); tagging ...", file=log, flush=True)
+                  f"({len(missing)} missing); evaluating ...", file=log, flush=True)
+            seconds = {}
             t = time.perf_counter()
-            tagging = msk.heads.evaluate_tagging(X, sub.tags, index, **masks, n_runs=n_runs, n_trials=n_trials,
-                                                 random_state=random_state, **(mlp_params or {}))
-            t_tag = time.perf_counter() - t
-            print(f"{name}: tag AUC {tagging.mean_auc:.4f} ± {tagging.std_auc:.4f} ({t_tag:.0f} s); NCA ...",
+
+            def step(head, stage, done, total, seconds=seconds):
+                seconds[head] = time.perf_counter()  # when the head's latest model finished
+
+            tagging, similarity = msk.experiment.evaluate_features(
+                X, index, sub, n_runs=n_runs, n_trials=n_trials, random_state=random_state, mlp=mlp_params,
+                nca=nca_params, progress=step)
+            t_tag = seconds["tagging"] - t
+            t_nca = seconds["similarity"] - seconds["tagging"]
+            print(f"{name}: tag AUC {tagging.mean_auc:.4f} ± {tagging.std_auc:.4f} ({t_tag:.0f} s)",
                   file=log, flush=True)
-            t = time.perf_counter()
-            similarity = msk.heads.evaluate_similarity(X, sub.artists, index, **masks, groups=groups_all[present],
-                                                       n_runs=nca_runs, random_state=random_state,
-                                                       **(nca_params or {}))
-            t_nca = time.perf_counter() - t
             print(f"{name}: NCA probability {similarity.probability:.4f} ± {similarity.probability_std:.4f}, "
                   f"NN accuracy {similarity.nn_accuracy:.4f} (other tracks {similarity.nn_accuracy_other_groups:.4f})"
                   f" ({t_nca:.0f} s)", file=log, flush=True)
@@ -609,7 +602,7 @@ def time_msk(paths, *, fit_paths, representation="laplacian", n_means=500, rando
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        model = msk.MultiscaleFeatures(representation, n_means=n_means, n_samples=50_000,
+        model = msk.MultiscaleFeatures(representation, n_clusters=n_means, n_samples=50_000,
                                        random_state=random_state).fit(list(fit_paths))
         model.transform(paths[0])  # warm-up: first-call costs (encoder operands, FFT plans)
         seconds, audio, cpu = [], 0.0, 0.0
@@ -703,9 +696,9 @@ def parse_args(argv=None):
             c.add_argument("--force", action="store_true", help="redo existing embeddings")
         if name in ("evaluate", "all"):
             c.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(EVAL_LAYERS))
-            c.add_argument("--n-runs", type=_positive_int, default=10, help="tagger seeds (paper: 10)")
+            c.add_argument("--n-runs", type=_positive_int, default=10,
+                           help="seeds per head, tagger and NCA alike (paper: 10)")
             c.add_argument("--n-trials", type=_positive_int, default=10, help="random-search trials")
-            c.add_argument("--nca-runs", type=_positive_int, default=3, help="NCA seeds")
             c.add_argument("--n-hidden", type=_positive_int, default=1000, help="MLP hidden units (paper: 1000)")
             c.add_argument("--nca-components", type=_positive_int, default=50,
                            help="NCA embedding dimension (paper: 50)")
@@ -748,7 +741,7 @@ def main(argv=None):
                 print(write_store(out, model, layer), file=sys.stderr, flush=True)
     if args.command in ("evaluate", "all"):
         evaluate(args.root, out, models=args.models, layers=args.layers, n_runs=args.n_runs,
-                 n_trials=args.n_trials, nca_runs=args.nca_runs, random_state=args.random_state,
+                 n_trials=args.n_trials, random_state=args.random_state,
                  n_tags=args.n_tags, mlp_params={"n_hidden": args.n_hidden},
                  nca_params={"n_components": args.nca_components})
     if args.command in ("speed", "all"):

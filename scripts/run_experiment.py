@@ -10,7 +10,7 @@ machine, the thread limits and the wall time). A rerun with the same arguments r
 everything already computed (fitted models, features, searched hyperparameters, head
 results); an interrupted run resumes. Progress bars go to stderr, the summary table to stdout.
 
---architectures takes names (see msk.evaluation.parse_architecture) or the groups
+--architectures takes names (see msk.experiment.parse_architecture) or the groups
   paper      the paper's 28 architectures
   baselines  single-w1-k500, mfcc, logmel-stats
   all        paper + baselines
@@ -25,8 +25,8 @@ import platform
 import sys
 import time
 
-from msk.cli import _architectures, _external, _name_equals_path  # shared with `msk experiment`
-from msk.evaluation import SMALL_SEARCH
+from msk.cli import name_equals_path, parse_external  # shared with `msk experiment`
+from msk.experiment import expand_architectures, search_configurations
 
 
 def _git_commit():
@@ -55,7 +55,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-samples", type=int, default=200_000, help="training windows per level (feature learning)")
     p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units (paper: 1000)")
-    p.add_argument("--epochs", type=int, default=100, help="MLP maximum epochs (early stopping on validation)")
+    p.add_argument("--epochs", type=int, default=200,
+                   help="MLP maximum epochs, early-stopped on validation (default: msk.heads.MLPTagger's)")
     p.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
     p.add_argument("--jobs", type=int, default=1, help="threads extracting features")
     p.add_argument("--workers", type=int, default=1,
@@ -64,22 +65,22 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: the heads' matrices are small, and on a shared 2-core "
                         "machine one thread trained the MLP ~7x faster than two; 0 = BLAS's own)")
-    p.add_argument("--external", nargs="+", default=[], type=_name_equals_path, metavar="NAME=STORE",
+    p.add_argument("--external", nargs="+", default=[], type=name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (an msk feature store keyed by clip id, e.g. musicnn's "
                         "from scripts/musicnn_peer.py), evaluated by the same heads in the same table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data is required when MSK_DATA is not set")
-    external = {name: os.path.expanduser(path) for name, path in _external(args.external).items()}
+    external = {name: os.path.expanduser(path) for name, path in parse_external(args.external).items()}
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import msk
-    from msk.evaluation import DEFAULT_SEARCH, run_experiment
+    from msk.experiment import DEFAULT_SEARCH, run_experiment
 
-    search = {"none": False, "small": [dict(c) for c in SMALL_SEARCH], "default": True}[args.search]
-    archs = _architectures(args.architectures)
+    search = search_configurations(args.search)
+    archs = expand_architectures(args.architectures)
     commit = _git_commit()
     t0 = time.perf_counter()
     limits = threadpool_limits(args.threads) if args.threads else None

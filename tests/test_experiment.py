@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 import msk
-from msk.evaluation import (
+from msk.experiment import (
     BASELINE_ARCHITECTURES,
     DEFAULT_SEARCH,
     PAPER_ARCHITECTURES,
@@ -92,7 +92,7 @@ def tiny_corpus(tmp_path_factory):
 
 FAST = dict(
     n_runs=1, n_trials=2, random_state=3, progress=False,
-    features={"levels": 3, "pool": 32, "n_samples": 3000, "max_iter": 5},
+    features={"levels": 3, "pool_size": 32, "n_samples": 3000, "max_iter": 5},
     mlp={"n_hidden": 16, "batch_size": 32, "max_iter": 6, "patience": 3},
     nca={"n_components": 4, "max_iter": 10, "batch_size": 50},
     learning_rate_range=(1e-3, 1e-2),
@@ -124,7 +124,7 @@ def test_architecture_names():
             parse_architecture(bad)
     with pytest.raises(TypeError, match="`name` must be an architecture name"):
         parse_architecture(5)
-    assert all(set(c) <= {"variance", "eps", "encoding", "alpha", "pooling", "log_offset"} for c in DEFAULT_SEARCH)
+    assert all(set(c) <= {"variance", "eps", "encoding", "threshold", "pooling", "log_offset"} for c in DEFAULT_SEARCH)
 
 
 def test_bad_arguments_fail_before_any_work(tiny_corpus, tmp_path):
@@ -143,8 +143,8 @@ def test_bad_arguments_fail_before_any_work(tiny_corpus, tmp_path):
         run_experiment(tiny_corpus, architectures=["mfcc"], out=out, search="yes")
     with pytest.raises(ValueError, match="`per_level` must name one of"):
         run_experiment(tiny_corpus, architectures=["mfcc"], out=out, per_level="laplacian-w1-k8")
-    with pytest.raises(ValueError, match="`representation`|`pool` must be a positive integer"):
-        run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, features={"pool": 0})
+    with pytest.raises(ValueError, match="`representation`|`pool_size` must be a positive integer"):
+        run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, features={"pool_size": 0})
     assert not os.path.exists(out)
 
 
@@ -246,7 +246,7 @@ def test_experiment_end_to_end(tiny_corpus, tmp_path):
     # other feature settings on the same folder are refused
     with pytest.raises(ValueError, match="computed with other settings"):
         run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, figures=False,
-                       **dict(FAST, features={"levels": 3, "pool": 16, "n_samples": 3000, "max_iter": 5}))
+                       **dict(FAST, features={"levels": 3, "pool_size": 16, "n_samples": 3000, "max_iter": 5}))
 
 
 def test_worker_processes_give_the_same_rows(tiny_corpus, tmp_path):
@@ -286,10 +286,10 @@ def _children(pid):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
 def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
-    code = (f"from msk.evaluation import run_experiment\n"
+    code = (f"from msk.experiment import run_experiment\n"
             f"run_experiment({tiny_corpus!r}, architectures=['laplacian-w1-k8', 'gaussian-w1-k8'], "
             f"out={str(tmp_path / 'out')!r}, n_workers=2, progress=False, figures=False, "
-            f"features={{'levels': 3, 'pool': 32, 'n_samples': 3000, 'max_iter': 5}}, "
+            f"features={{'levels': 3, 'pool_size': 32, 'n_samples': 3000, 'max_iter': 5}}, "
             f"mlp={{'n_hidden': 16, 'max_iter': 1000, 'patience': 1000}})\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     try:
@@ -309,6 +309,24 @@ def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
     for p in alive:
         os.kill(p, signal.SIGKILL)
     assert not alive, "worker processes outlived their killed parent"
+
+
+def test_msk_evaluate_scores_an_experiment_store_as_the_experiment_does(tiny_corpus, tmp_path, capsys):
+    # one evaluation: `msk evaluate` with the row's seed and the same head settings gives the row's figures
+    from msk.cli import main
+
+    out = str(tmp_path / "res")
+    res = run_experiment(tiny_corpus, architectures=["mfcc"], out=out, n_runs=1, n_trials=2, random_state=3,
+                         progress=False, per_level=False, figures=False, features={"pool_size": 32},
+                         mlp={"n_hidden": 16})
+    row = res["architectures"][0]
+    assert res["settings"]["mlp"]["max_iter"] == msk.heads.MLPTagger().max_iter  # the heads' defaults
+    code = main(["evaluate", os.path.join(out, "mfcc", "features.zarr"), "--dataset", tiny_corpus, "--runs", "1",
+                 "--trials", "2", "--hidden", "16", "--seed", str(row["heads_seed"])])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in ("tag_auc_mean", "nca_probability", "nn_accuracy_other_tracks"):
+        assert summary[key] == row[key], key
 
 
 def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):

@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import assert_close
 from msk import _nca
-from msk.evaluation import mean_tag_auc, per_tag_auc
+from msk.metrics import mean_tag_auc, per_tag_auc
 from msk.heads import (NCA, MLPTagger, clip_means, evaluate_similarity, evaluate_tagging,
                        search_mlp)
 
@@ -225,6 +225,44 @@ def test_evaluate_tagging_protocol(rng):
     res2 = evaluate_tagging(X, Y, ci, **masks, n_runs=1, n_trials=2, n_hidden=8, batch_size=64,
                             max_iter=3, random_state=0)
     assert res2.params == res2.search.best_params
+
+
+def test_evaluate_tagging_search_cache_and_progress(rng):
+    X, Y, ci = _tag_problem(rng, 300)
+    split = np.arange(300) % 3
+    kw = dict(train=split == 0, valid=split == 1, test=split == 2, n_runs=2, n_trials=2, n_hidden=8,
+              batch_size=64, max_iter=4, random_state=7)
+
+    class Cache:
+        def __init__(self):
+            self.saved, self.loads = None, 0
+
+        def load(self):
+            self.loads += 1
+            return self.saved
+
+        def save(self, result):
+            self.saved = result
+
+    cache, calls = Cache(), []
+    first = evaluate_tagging(X, Y, ci, **kw, search_cache=cache, progress=lambda *a: calls.append(a))
+    assert cache.loads == 1 and cache.saved == first.search
+    assert calls == [("search", 1, 2), ("search", 2, 2), ("runs", 1, 2), ("runs", 2, 2)]
+    calls.clear()
+    again = evaluate_tagging(X, Y, ci, **kw, search_cache=cache, progress=lambda *a: calls.append(a))
+    assert calls == [("runs", 1, 2), ("runs", 2, 2)]  # loaded, not searched again
+    assert again.search == first.search
+    # the runs' seeds do not depend on whether the search ran, was loaded or was skipped
+    np.testing.assert_array_equal(again.run_aucs, first.run_aucs)
+    given = evaluate_tagging(X, Y, ci, **kw, params=first.params)
+    assert given.search is None
+    np.testing.assert_array_equal(given.run_aucs, first.run_aucs)
+    np.testing.assert_array_equal(given.valid_aucs, first.valid_aucs)
+    assert np.all((0 <= first.valid_aucs) & (first.valid_aucs <= 1))
+    with pytest.raises(TypeError, match="`search_cache` must have load"):
+        evaluate_tagging(X, Y, ci, **kw, search_cache={})
+    with pytest.raises(TypeError, match="`progress` must be a callable"):
+        evaluate_tagging(X, Y, ci, **kw, progress="bar")
 
 
 def test_evaluate_tagging_reports_single_class_test_tags(rng):
@@ -488,6 +526,17 @@ def test_evaluate_similarity(rng):
                                     learning_rate=0.05, batch_size=40, max_iter=30, random_state=0)
     assert res_means.probability == pytest.approx(res.probability, rel=1e-5)
     json.dumps(res.to_dict())
+    assert res.n_components == 6
+    assert res.validation_probability == pytest.approx(np.mean([r["validation_score"] for r in res.runs]))
+    # n_components is capped at the features and at the training clips; progress sees every map
+    calls = []
+    few = evaluate_similarity(C[:, :4], artists, train=split == 0, valid=split == 1, test=split == 2,
+                              n_runs=2, max_iter=2, random_state=0, progress=lambda *a: calls.append(a))
+    assert few.n_components == 4 and calls == [("runs", 1, 2), ("runs", 2, 2)]
+    tiny_train = (split == 0) & (np.arange(n_clips) < 12)  # 4 training clips, 12 features
+    capped = evaluate_similarity(C, artists, train=tiny_train, valid=split == 1, test=split == 2, n_runs=1,
+                                 n_components=50, max_iter=2, random_state=0)
+    assert tiny_train.sum() == 4 and capped.n_components == 4
     with pytest.raises(ValueError, match=r"`labels\[test\]` must contain at least two classes"):
         evaluate_similarity(X, np.where(split == 2, 0, artists), ci, train=split == 0, valid=split == 1,
                             test=split == 2)

@@ -32,7 +32,7 @@ def test_shapes_dtypes_and_timestamps(model, rng):
     n = int(2.5 * model.sample_rate)
     audio = (0.1 * rng.standard_normal((3, n))).astype(np.float32)
     emb, ts = hear.get_timestamp_embeddings(audio, model)
-    n_frames = msk.melspectrogram(audio[0], sr=16000).shape[0]
+    n_frames = msk.log_melspectrogram(audio[0], sr=16000).shape[0]
     assert emb.shape == (3, n_frames, model.timestamp_embedding_size) and emb.dtype == np.float32
     assert ts.shape == (3, n_frames) and ts.dtype == np.float32
     assert np.isfinite(emb).all()
@@ -59,7 +59,7 @@ def test_a_batch_equals_its_items(model, rng):
 @pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
 def test_pooling_the_embeddings_gives_the_models_features(clip, representation):
     """Unpooled, the embeddings are the per-window codes: max over each pooling window = transform."""
-    from msk.extract import default_model
+    from msk.batch import default_model
 
     features = default_model(representation)
     model = hear.load_model(pool_frames=1)
@@ -67,7 +67,7 @@ def test_pooling_the_embeddings_gives_the_models_features(clip, representation):
     y = clip[: 16000 * 12]
     emb, _ = hear.get_timestamp_embeddings(y[None], model)
     F = features.transform(y)
-    pool = features.pool
+    pool = features.pool_size
     pooled = np.stack([emb[0, p * pool : (p + 1) * pool].max(axis=0) for p in range(F.shape[0])])
     # codes of one window are the same dot products as in the fused kernel, in another order
     assert_close(pooled, F, atol=1e-4 * np.abs(F).max())
@@ -132,7 +132,7 @@ def test_bad_model_arguments(tmp_path):
 
 
 def test_load_a_saved_model(tmp_path, clip):
-    fitted = msk.MultiscaleFeatures("gaussian", levels=3, frames=2, n_means=16, n_samples=2000,
+    fitted = msk.MultiscaleFeatures("gaussian", levels=3, width=2, n_clusters=16, n_samples=2000,
                                     random_state=0).fit([clip])
     fitted.save(tmp_path / "small.npz")
     model = hear.load_model(str(tmp_path / "small.npz"), pool_frames=1)

@@ -218,13 +218,6 @@ def test_align_to_dataset_matches_the_loader(peer, tmp_path, rng):
     assert sorted(missing.tolist()) == sorted(set(ds.clip_ids.tolist()) - set(keep.tolist()))
 
 
-def test_track_groups(peer):
-    paths = ["/r/0/a-album-01-song-0-29.mp3", "/r/0/a-album-01-song-29-58.mp3", "/r/c/a-album-02-song-0-29.mp3",
-             "/r/d/no-segment.mp3"]
-    np.testing.assert_array_equal(peer.track_groups(paths),
-                                  ["a-album-01-song", "a-album-01-song", "a-album-02-song", "no-segment.mp3"])
-
-
 # --------------------------------------------------------------------------- evaluation with msk's heads
 def test_evaluate_writes_results_with_msk_heads(peer, tmp_path, rng):
     """Fake embeddings where tag 'a' and the artist are written into the features."""
@@ -246,8 +239,8 @@ def test_evaluate_writes_results_with_msk_heads(peer, tmp_path, rng):
     (out / "musicnn_MTT_musicnn_timing.json").write_text(json.dumps(
         {"seconds_per_clip": 0.5, "x_real_time": 58.2, "threads": 1}))
 
-    res = peer.evaluate(root, out, models=["MTT_musicnn"], layers=["penultimate"], n_runs=2, n_trials=1,
-                        nca_runs=1, random_state=0, mlp_params={"n_hidden": 16, "max_iter": 40},
+    res = peer.evaluate(root, out, models=["MTT_musicnn"], layers=["penultimate"], n_runs=2, n_trials=2,
+                        random_state=0, mlp_params={"n_hidden": 16, "max_iter": 100, "batch_size": 32, "patience": 20},
                         nca_params={"n_components": 3, "learning_rate": 0.05, "max_iter": 40},
                         log=io.StringIO())
     on_disk = json.loads((out / "results.json").read_text())
@@ -285,7 +278,7 @@ def test_evaluate_adds_layers_to_results_of_the_same_settings(peer, tmp_path, rn
         X = rng.standard_normal((len(clip_index), 4)).astype(np.float32)
         X[:, :3] += 3 * np.eye(3, dtype=np.float32)[[int(a[-1]) for a in ds.artists[clip_index]]]
         save_embeddings(peer.embeddings_path(out, "MSD_musicnn", layer), X, ds.clip_ids, clip_index)
-    kw = dict(models=["MSD_musicnn"], n_runs=1, n_trials=1, nca_runs=1, mlp_params={"n_hidden": 4, "max_iter": 3},
+    kw = dict(models=["MSD_musicnn"], n_runs=1, n_trials=1, mlp_params={"n_hidden": 4, "max_iter": 3},
               nca_params={"n_components": 2, "max_iter": 3}, log=io.StringIO())
     peer.evaluate(root, out, layers=["taggram"], **kw)
     peer.evaluate(root, out, layers=["max_pool"], **kw)

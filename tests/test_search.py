@@ -399,6 +399,6 @@ def test_cli_similar_errors(library, tmp_path, capsys):
     assert exc.value.code == 2
     capsys.readouterr()
     # a model that is not the store's is refused for a new file
-    other = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=500, random_state=0).fit([paths[0]])
+    other = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=500, random_state=0).fit([paths[0]])
     with pytest.raises(ValueError, match="another model"):
         TrackIndex.load(index_path(store)).query_audio(paths[0], model=other)

@@ -361,8 +361,8 @@ def tiny_models(tmp_path_factory):
 
     clips = [msk.example_audio()]
     with threadpool_limits(1):  # threaded LAPACK eigh crawls on a loaded 2-core machine
-        a = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=400, max_iter=3, random_state=0).fit(clips)
-        b = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=400, max_iter=3, random_state=1).fit(clips)
+        a = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=400, max_iter=3, random_state=0).fit(clips)
+        b = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=400, max_iter=3, random_state=1).fit(clips)
     saved = tmp_path_factory.mktemp("models") / "a.npz"
     a.save(saved)
     return a, b, msk.MultiscaleFeatures.load(saved)

@@ -46,7 +46,7 @@ _LOGIT_FLOOR = {np.dtype(np.float32): -40.0, np.dtype(np.float64): -500.0}
 _P_TINY = {np.dtype(np.float32): 1e-12, np.dtype(np.float64): 1e-30}
 
 
-def _block_rows(n):
+def block_rows(n):
     return int(max(16, min(n, _BLOCK_ELEMENTS // max(n, 1))))
 
 
@@ -125,7 +125,7 @@ def probabilities(E, y, groups=None):
     n = E.shape[0]
     Ea, Eb = _augment(E)
     out = np.empty(n, dtype=np.float64)
-    b = _block_rows(n)
+    b = block_rows(n)
     for start in range(0, n, b):
         T, s = _softmax_block(Ea[start:start + b], Eb, start, groups)
         same = y[start:start + b, None] == y[None, :]
@@ -148,7 +148,7 @@ def objective_grad(A, X, y, groups=None, *, alpha=0.0, compute_grad=True):
     y, groups = _compact(y), _compact(groups)
     E = _embed(A, X)
     Ea, Eb = _augment(E)
-    b = _block_rows(n)
+    b = block_rows(n)
     p_sum = 0.0
     n_valid = 0
     if compute_grad:

@@ -52,6 +52,15 @@ def check_float(name, value, *, low=None, high=None, low_inclusive=True, high_in
     return value
 
 
+def check_log_range(name, value):
+    """A (low, high) pair of positive numbers with low <= high (a log-uniform search range), as floats."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+            or value[0] > value[1]):
+        raise ValueError(f"`{name}` must be a (low, high) pair of positive numbers with low <= high; got {value!r}.")
+    return float(value[0]), float(value[1])
+
+
 def float_dtype(x):
     """float32 and float64 are kept, everything else becomes float64 (STYLE.md rule 21)."""
     if np.issubdtype(x.dtype, np.complexfloating):
@@ -118,3 +127,39 @@ def label_codes(name, labels, n, *, n_name="X"):
     if arr.dtype == object:
         arr = arr.astype(str)
     return np.unique(arr, return_inverse=True)[1]
+
+
+# float32 and float64 are kept, anything else becomes float64 (scikit-learn's dtype rule).
+FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def check_2d(X, name="X"):
+    """Reject anything that is not 2-D with a message naming the argument.
+
+    The message keeps scikit-learn's "Reshape your data" hint, which its API checks expect.
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"`{name}` must be a 2-D array of numbers; got {type(X).__name__}.")
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(np.asarray(X))
+        except Exception:  # let validate_data report what it is
+            return
+    if shape is not None and len(shape) != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array of shape (n_samples, n_features); got shape {tuple(shape)}. "
+            "Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+            "X.reshape(1, -1) if it is a single sample."
+        )
+
+
+def check_fitted_features(estimator, X, *, ensure_all_finite=True):
+    """Validate ``X`` for a fitted estimator (shape, dtype, n_features_in_)."""
+    from sklearn.utils.validation import check_is_fitted, validate_data
+
+    check_is_fitted(estimator)
+    check_2d(X)
+    return validate_data(
+        estimator, X, reset=False, dtype=FLOAT_DTYPES, order="C", ensure_all_finite=ensure_all_finite
+    )

@@ -19,6 +19,12 @@ matrix ``Y`` of shape (n_clips, n_tags), artist labels, split masks). Every
 clip must own at least one window. :func:`clip_means` averages windows per
 clip.
 
+:func:`evaluate_tagging` and :func:`evaluate_similarity` are msk's one
+implementation of the two protocols: ``msk evaluate``, ``msk experiment``
+(:mod:`msk.experiment`) and ``scripts/musicnn_peer.py`` all call them, with
+progress callbacks and a cache for searched hyperparameters as arguments.
+Scores come from :mod:`msk.metrics`; this module imports nothing above it.
+
 References
 ----------
 .. [1] S. Dieleman and B. Schrauwen, "Multiscale approaches to music audio
@@ -40,8 +46,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _nca
-from ._validation import as_float_array, check_float, check_int, check_option, label_codes, one_per_row
-from .evaluation import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
+from ._json import jsonable
+from ._random import draw_seed
+from ._validation import (as_float_array, check_float, check_int, check_log_range, check_option, label_codes,
+                          one_per_row)
+from .metrics import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
 
 __all__ = [
     "MLPTagger",
@@ -55,7 +64,6 @@ __all__ = [
     "search_mlp",
 ]
 
-_MAX_SEED = 2**31 - 1
 
 
 # --------------------------------------------------------------------------- checks
@@ -207,7 +215,7 @@ class MLPTagger(BaseEstimator):
     (``alpha``) one epoch at a time with ``partial_fit``. After every epoch
     the validation split is scored: each clip's tag probabilities are the
     mean over its windows, and the score is the mean per-tag ROC AUC
-    (:func:`msk.evaluation.mean_tag_auc`). Training stops when the score has
+    (:func:`msk.metrics.mean_tag_auc`). Training stops when the score has
     not improved by more than ``tol`` for ``patience`` epochs, and the
     weights of the best epoch are kept. Inputs are standardised with the
     mean and standard deviation of the training windows.
@@ -373,7 +381,7 @@ class MLPTagger(BaseEstimator):
             learning_rate_init=self.learning_rate_init, shuffle=True,
             # one RandomState object shared by every partial_fit call, so the
             # shuffles differ from epoch to epoch (an int would repeat them)
-            random_state=check_random_state(_seed(self.random_state)),
+            random_state=check_random_state(draw_seed(self.random_state)),
         )
         self.validation_scores_ = []
         best = (-np.inf, None, None, 0)
@@ -440,11 +448,6 @@ class MLPTagger(BaseEstimator):
         return mean_tag_auc(Y, P)
 
 
-def _seed(random_state):
-    """An int seed drawn from ``random_state`` (so a RandomState is never shared)."""
-    return int(check_random_state(random_state).randint(_MAX_SEED))
-
-
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
     """Outcome of :func:`search_mlp`.
@@ -469,16 +472,15 @@ class SearchResult:
         return dataclasses.asdict(self)
 
 
-def _log_range(name, value):
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and v > 0 for v in value) or value[0] > value[1]):
-        raise ValueError(f"`{name}` must be a (low, high) pair of positive numbers with low <= high; got {value!r}.")
-    return float(value[0]), float(value[1])
+def _check_progress(progress):
+    if progress is not None and not callable(progress):
+        raise TypeError(f"`progress` must be a callable or None; got {type(progress).__name__}.")
+    return progress if progress is not None else (lambda stage, done, total: None)
 
 
 def search_mlp(X, Y, clip_index=None, *, X_valid, Y_valid, clip_index_valid=None, n_trials=10,
                learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), random_state=None,
-               **params):
+               progress=None, **params):
     """Random search of learning rate and weight decay on the validation split.
 
     Each trial draws ``learning_rate_init`` and ``alpha`` log-uniformly from
@@ -500,9 +502,13 @@ def search_mlp(X, Y, clip_index=None, *, X_valid, Y_valid, clip_index_valid=None
         Range of the weight decay ``alpha`` searched (log-uniform).
     random_state : int, RandomState instance or None, default=None
         Seeds the draws and each trial's network.
+    progress : callable, default=None
+        Called as ``progress("search", done, n_trials)`` after every trial
+        (e.g. to advance a progress bar).
     **params
         Further :class:`MLPTagger` parameters (``n_hidden``, ``max_iter``,
-        ``patience``, ...), fixed across trials.
+        ``patience``, ...), fixed across trials; :class:`MLPTagger`'s
+        defaults otherwise.
 
     Returns
     -------
@@ -522,8 +528,9 @@ def search_mlp(X, Y, clip_index=None, *, X_valid, Y_valid, clip_index_valid=None
     (['alpha', 'learning_rate_init'], 2)
     """
     n_trials = check_int("n_trials", n_trials, low=1)
-    lr_range = _log_range("learning_rate_range", learning_rate_range)
-    alpha_range = _log_range("alpha_range", alpha_range)
+    lr_range = check_log_range("learning_rate_range", learning_rate_range)
+    alpha_range = check_log_range("alpha_range", alpha_range)
+    progress = _check_progress(progress)
     for key in ("learning_rate_init", "alpha", "random_state", "standardize"):
         if key in params:
             raise TypeError(f"`{key}` is set by search_mlp and cannot be passed in **params.")
@@ -534,19 +541,20 @@ def search_mlp(X, Y, clip_index=None, *, X_valid, Y_valid, clip_index_valid=None
     scaler = StandardScaler().fit(X)
     X, Xv = scaler.transform(X), scaler.transform(Xv)
     return _search(X, Y, idx, Xv, Yv, idx_v, n_trials, lr_range, alpha_range,
-                   check_random_state(random_state), params)
+                   check_random_state(random_state), params, progress)
 
 
-def _search(X, Y, idx, Xv, Yv, idx_v, n_trials, lr_range, alpha_range, rng, params):
+def _search(X, Y, idx, Xv, Yv, idx_v, n_trials, lr_range, alpha_range, rng, params, progress):
     trials = []
-    for _ in range(n_trials):
+    for i in range(n_trials):
         lr = float(math.exp(rng.uniform(math.log(lr_range[0]), math.log(lr_range[1]))))
         a = float(math.exp(rng.uniform(math.log(alpha_range[0]), math.log(alpha_range[1]))))
         tagger = MLPTagger(**params, learning_rate_init=lr, alpha=a, standardize=False,
-                           random_state=int(rng.randint(_MAX_SEED)))
+                           random_state=draw_seed(rng))
         tagger.fit(X, Y, idx, X_valid=Xv, Y_valid=Yv, clip_index_valid=idx_v)
         trials.append({"learning_rate_init": lr, "alpha": a, "score": tagger.best_score_,
                        "n_iter": tagger.n_iter_})
+        progress("search", i + 1, n_trials)
     best = max(trials, key=lambda t: t["score"])
     return SearchResult(best_params={"learning_rate_init": best["learning_rate_init"], "alpha": best["alpha"]},
                         best_score=best["score"], trials=trials)
@@ -572,8 +580,10 @@ class TaggingResult:
         Learning rate and weight decay used by every run.
     n_iter : ndarray of shape (n_runs,)
         Epochs run per run.
+    valid_aucs : ndarray of shape (n_runs,)
+        Validation mean AUC of the epoch each run kept.
     search : SearchResult or None
-        The random search, if one was run.
+        The random search, if one was run or loaded from ``search_cache``.
     """
 
     mean_auc: float
@@ -584,33 +594,17 @@ class TaggingResult:
     skipped_tags: np.ndarray
     params: dict
     n_iter: np.ndarray
+    valid_aucs: np.ndarray
     search: "SearchResult | None" = None
 
     def to_dict(self):
         """JSON-ready dict (arrays as lists, NaN as None)."""
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(obj):
-    """JSON-ready copy: arrays as lists, NumPy scalars as Python ones, NaN/inf as None, keys as str."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+        return jsonable(dataclasses.asdict(self))
 
 
 def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=None, n_trials=10,
                      learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), random_state=None,
-                     **mlp_params):
+                     search_cache=None, progress=None, **mlp_params):
     """The paper's tagging protocol: search on validation, train ``n_runs`` taggers, score test.
 
     Windows are split by their clip's mask, standardised once with the
@@ -619,6 +613,12 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     decay on the validation split. Then ``n_runs`` taggers with different
     seeds are trained with early stopping on validation and scored on the
     test split (clip prediction = mean over its windows).
+
+    This function is msk's one tagging evaluation: ``msk evaluate``,
+    :func:`msk.experiment.run_experiment` and :func:`msk.experiment.evaluate_features`
+    call it. Its settings are :class:`MLPTagger`'s defaults (1000 hidden
+    units, minibatches of 200 windows, at most 200 epochs, patience 10,
+    Adam) unless ``mlp_params`` says otherwise.
 
     Parameters
     ----------
@@ -640,7 +640,18 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     learning_rate_range, alpha_range : (float, float)
         Search ranges, as in :func:`search_mlp`.
     random_state : int, RandomState instance or None, default=None
-        Seeds the search and the runs.
+        Seeds the search and the runs. The search's seed is drawn first
+        whether or not the search runs, so the runs' seeds do not depend on
+        ``params`` or on ``search_cache``.
+    search_cache : object, default=None
+        Keeps searched hyperparameters between calls: an object with a
+        ``load()`` method returning a :class:`SearchResult` (or None when it
+        holds none) and a ``save(result)`` method. When ``params`` is None,
+        a loaded result is used instead of searching, and a fresh search is
+        saved. The caller keys the cache by everything the search depends on.
+    progress : callable, default=None
+        Called as ``progress(stage, done, total)`` after every trained
+        tagger, ``stage`` being ``"search"`` or ``"runs"``.
     **mlp_params
         Further :class:`MLPTagger` parameters (``n_hidden``, ``batch_size``,
         ``max_iter``, ``patience``, ...).
@@ -668,8 +679,13 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     """
     n_runs = check_int("n_runs", n_runs, low=1)
     n_trials = check_int("n_trials", n_trials, low=1)
-    lr_range = _log_range("learning_rate_range", learning_rate_range)
-    alpha_range = _log_range("alpha_range", alpha_range)
+    lr_range = check_log_range("learning_rate_range", learning_rate_range)
+    alpha_range = check_log_range("alpha_range", alpha_range)
+    progress = _check_progress(progress)
+    if search_cache is not None and not (callable(getattr(search_cache, "load", None))
+                                         and callable(getattr(search_cache, "save", None))):
+        raise TypeError(f"`search_cache` must have load() and save(result) methods; "
+                        f"got {type(search_cache).__name__}.")
     for key in ("random_state", "standardize"):
         if key in mlp_params:
             raise TypeError(f"`{key}` cannot be passed in **mlp_params.")
@@ -698,24 +714,32 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     Xte, Yte, ite = splits["test"]
 
     rng = check_random_state(random_state)
+    search_seed = draw_seed(rng)
     search = None
     if not params:
-        search = _search(Xtr, Ytr, itr, Xva, Yva, iva, n_trials, lr_range, alpha_range, rng, mlp_params)
+        search = None if search_cache is None else search_cache.load()
+        if search is None:
+            search = _search(Xtr, Ytr, itr, Xva, Yva, iva, n_trials, lr_range, alpha_range,
+                             np.random.RandomState(search_seed), mlp_params, progress)
+            if search_cache is not None:
+                search_cache.save(search)
         params = dict(search.best_params)
     counts_te = np.bincount(ite, minlength=len(Yte))
-    aucs, n_iter = [], []
-    for _ in range(n_runs):
-        tagger = MLPTagger(**mlp_params, **params, standardize=False, random_state=int(rng.randint(_MAX_SEED)))
+    aucs, n_iter, valid_aucs = [], [], []
+    for i in range(n_runs):
+        tagger = MLPTagger(**mlp_params, **params, standardize=False, random_state=draw_seed(rng))
         tagger.fit(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva)
         aucs.append(per_tag_auc(Yte, _clip_means(tagger._proba(Xte), ite, counts_te)))
         n_iter.append(tagger.n_iter_)
+        valid_aucs.append(tagger.best_score_)
+        progress("runs", i + 1, n_runs)
     aucs = np.array(aucs)
     skipped = np.flatnonzero(np.isnan(aucs[0]))
     run_aucs = np.nanmean(aucs, axis=1)
     return TaggingResult(
         mean_auc=float(run_aucs.mean()), std_auc=float(run_aucs.std()), run_aucs=run_aucs,
         per_tag_auc=aucs.mean(axis=0), per_tag_auc_std=aucs.std(axis=0), skipped_tags=skipped,
-        params=params, n_iter=np.array(n_iter), search=search,
+        params=params, n_iter=np.array(n_iter), valid_aucs=np.array(valid_aucs), search=search,
     )
 
 
@@ -793,7 +817,7 @@ class NCA(TransformerMixin, BaseEstimator):
 
     See Also
     --------
-    msk.evaluation.nca_probability : the score on a set.
+    msk.metrics.nca_probability : the score on a set.
     sklearn.neighbors.NeighborhoodComponentsAnalysis : full-batch L-BFGS.
 
     Examples
@@ -989,7 +1013,7 @@ class NCA(TransformerMixin, BaseEstimator):
     def score(self, X, y, groups=None):
         """NCA probability of correct classification on a set (neighbours from that set).
 
-        See :func:`msk.evaluation.nca_probability`.
+        See :func:`msk.metrics.nca_probability`.
         """
         return nca_probability(self.transform(X), y, groups)
 
@@ -1006,9 +1030,14 @@ class SimilarityResult:
         The same with neighbours from the clip's own group (track) excluded.
     nn_accuracy, nn_accuracy_std : float
         Nearest-neighbour artist accuracy.
-    nn_accuracy_other_groups : float
+    nn_accuracy_other_groups, nn_accuracy_other_groups_std : float
         The same with neighbours from the clip's own group excluded (NaN
         without ``groups``).
+    validation_probability : float
+        Mean over runs of the validation probability of the kept map.
+    n_components : int
+        Embedding dimension used (after the cap, see
+        :func:`evaluate_similarity`).
     runs : list of dict
         Per run: the four figures, ``n_iter`` and the validation score.
     """
@@ -1019,16 +1048,30 @@ class SimilarityResult:
     nn_accuracy: float
     nn_accuracy_std: float
     nn_accuracy_other_groups: float
+    nn_accuracy_other_groups_std: float
+    validation_probability: float
+    n_components: int
     runs: list
 
     def to_dict(self):
         """JSON-ready dict (NaN as None)."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
-def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, groups=None, n_runs=1,
-                        exclude_groups=False, random_state=None, **nca_params):
+def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, groups=None, n_runs=10,
+                        exclude_groups=False, random_state=None, progress=None, **nca_params):
     """The paper's similarity protocol: NCA on clip means, scored on test.
+
+    ``n_runs`` NCA maps with different seeds are learned on the training
+    clips' means, early-stopped on the validation clips, and scored on the
+    test clips (neighbours drawn from the test split). This function is
+    msk's one similarity evaluation: ``msk evaluate``,
+    :func:`msk.experiment.run_experiment` and
+    :func:`msk.experiment.evaluate_features` call it. Its settings are
+    :class:`NCA`'s defaults unless ``nca_params`` says otherwise, with one
+    rule: ``n_components`` (the paper's 50 by default) is capped at the
+    number of features and at the number of training clips, the most the
+    PCA initialisation can give.
 
     Parameters
     ----------
@@ -1043,12 +1086,14 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     groups : array-like of shape (n_clips,), default=None
         Track of every clip, for the figures that exclude same-track
         neighbours.
-    n_runs : int, default=1
-        Seeds to train.
+    n_runs : int, default=10
+        Seeds to train (the paper: 10).
     exclude_groups : bool, default=False
         Also exclude same-group pairs from the training objective (the paper
         does not).
     random_state : int, RandomState instance or None, default=None
+    progress : callable, default=None
+        Called as ``progress("runs", done, n_runs)`` after every map.
     **nca_params
         :class:`NCA` parameters.
 
@@ -1065,12 +1110,13 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     >>> X = rng.standard_normal((300, 8)) + 2 * np.eye(8)[labels]
     >>> split = np.arange(300) % 3
     >>> res = evaluate_similarity(X, labels, train=split == 0, valid=split == 1,
-    ...                           test=split == 2, n_components=4, learning_rate=0.05,
+    ...                           test=split == 2, n_runs=1, n_components=4, learning_rate=0.05,
     ...                           max_iter=30, random_state=0)
     >>> bool(res.probability > 0.6), bool(res.nn_accuracy > 0.6)
     (True, True)
     """
     n_runs = check_int("n_runs", n_runs, low=1)
+    progress = _check_progress(progress)
     if "random_state" in nca_params:
         raise TypeError("`random_state` cannot be passed in **nca_params.")
     X = as_float_array("X", X, ndim=2)
@@ -1087,11 +1133,17 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     for name, mask in masks.items():
         if len(np.unique(lab[mask])) < 2:
             raise ValueError(f"`labels[{name}]` must contain at least two classes; got one.")
+    params = dict(nca_params)
+    m = params.get("n_components", NCA().n_components)
+    if m is not None:
+        m = min(check_int("n_components", m, low=1), C.shape[1], int(masks["train"].sum()))
+    params["n_components"] = m
+    NCA(**params)._check_params(C.shape[1])
     sub = {k: (C[m], lab[m], None if grp is None else grp[m]) for k, m in masks.items()}
     rng = check_random_state(random_state)
     runs = []
-    for _ in range(n_runs):
-        nca = NCA(**nca_params, random_state=int(rng.randint(_MAX_SEED)))
+    for i in range(n_runs):
+        nca = NCA(**params, random_state=draw_seed(rng))
         tr, va, te = sub["train"], sub["valid"], sub["test"]
         nca.fit(tr[0], tr[1], tr[2] if exclude_groups else None, X_valid=va[0], y_valid=va[1],
                 groups_valid=va[2] if exclude_groups else None)
@@ -1104,6 +1156,7 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
             run["probability_other_groups"] = nca_probability(E, te[1], te[2])
             run["nn_accuracy_other_groups"] = nearest_neighbor_accuracy(E, te[1], te[2])
         runs.append(run)
+        progress("runs", i + 1, n_runs)
 
     def stat(key, fn):
         return float(fn([r[key] for r in runs]))
@@ -1112,5 +1165,9 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
         probability=stat("probability", np.mean), probability_std=stat("probability", np.std),
         probability_other_groups=stat("probability_other_groups", np.mean),
         nn_accuracy=stat("nn_accuracy", np.mean), nn_accuracy_std=stat("nn_accuracy", np.std),
-        nn_accuracy_other_groups=stat("nn_accuracy_other_groups", np.mean), runs=runs,
+        nn_accuracy_other_groups=stat("nn_accuracy_other_groups", np.mean),
+        nn_accuracy_other_groups_std=stat("nn_accuracy_other_groups", np.std),
+        validation_probability=stat("validation_score", np.mean),
+        n_components=C.shape[1] if m is None else m,
+        runs=runs,
     )

@@ -19,7 +19,7 @@ Timestamp embeddings
 One embedding per frame of the model's finest level (hop ``hop_length /
 sr``: 32 ms at 16 kHz), timestamped at the frame's centre in milliseconds
 (frame ``i`` at ``1000 * i * hop_length / sr``; frames are centred on their
-hop, as in :func:`msk.melspectrogram`). For every level ``l`` of the
+hop, as in :func:`msk.log_melspectrogram`). For every level ``l`` of the
 multiscale representation, each window of the level's frames is encoded as
 the model encodes it before pooling (PCA whitening, then the projections on
 the K-means dictionary, then the soft threshold when the model uses one);
@@ -70,7 +70,6 @@ Examples
 """
 
 import functools
-import inspect
 import numbers
 import os
 
@@ -91,14 +90,7 @@ def _param(model, *names, default=None):
 
 
 def _hop_length(model):
-    default = inspect.signature(_melspectrogram()).parameters["hop_length"].default
-    return int(_param(model, "hop_length", default=default))
-
-
-def _melspectrogram():
-    from . import melspectrogram
-
-    return melspectrogram
+    return int(_param(model, "hop_length"))
 
 
 class HearModel:
@@ -193,7 +185,7 @@ def load_model(model_file_path="", *, pool_frames=5):
         50 ms apart.
     """
     from . import MultiscaleFeatures
-    from .extract import default_model
+    from .batch import default_model
 
     if isinstance(pool_frames, bool) or not isinstance(pool_frames, numbers.Integral) \
             or pool_frames < 1 or pool_frames % 2 == 0:

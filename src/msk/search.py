@@ -361,7 +361,7 @@ class TrackIndex:
         keys : list of str
         scores : ndarray of shape (len(keys),), dtype float32
         """
-        from .extract import extract
+        from .batch import extract
 
         model = self._model(model)
         features = extract(path_or_array, model=model, sr=sr)
@@ -369,7 +369,7 @@ class TrackIndex:
                           groups=groups, group=group)
 
     def _model(self, model):
-        from .extract import default_model
+        from .batch import default_model
         from . import MultiscaleFeatures
         from .store import model_fingerprint
 

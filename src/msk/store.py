@@ -81,6 +81,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _persist
+from ._persist import msk_version
+
 __all__ = ["FeatureStore", "entry_name", "model_fingerprint"]
 
 _FORMAT = "msk.FeatureStore"
@@ -95,12 +98,6 @@ _CUT_NAME = 160
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _MODES = ("r", "a", "w")
-
-
-def _msk_version():
-    from . import __version__
-
-    return __version__
 
 
 # =====================================================================================
@@ -169,19 +166,6 @@ def _unescape(name):
 # =====================================================================================
 
 
-def _jsonable(value):
-    """A JSON-compatible copy of a parameter value (tuples become lists)."""
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return None  # e.g. a RandomState object: not part of what the model computes
-
-
 def model_fingerprint(model):
     """Identify a fitted model: class, parameters, output width and a hash of its arrays.
 
@@ -204,7 +188,7 @@ def model_fingerprint(model):
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=500, random_state=0)
+    >>> model = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=500, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> info = msk.store.model_fingerprint(model)
     >>> info["n_features"], len(info["fingerprint"])
@@ -213,24 +197,7 @@ def model_fingerprint(model):
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model, "pca_")
-    params = {k: _jsonable(v) for k, v in sorted(model.get_params().items())}
-    info = {
-        "class": f"msk.{type(model).__name__}",
-        "params": params,
-        "n_features": int(model.n_features_out_),
-    }
-    h = hashlib.sha256(json.dumps(info, sort_keys=True).encode("utf-8"))
-    arrays = []
-    for pca in model.pca_:
-        arrays += [pca.mean_, pca.whitening_]
-    for km in model.kmeans_ or ():
-        arrays.append(km.cluster_centers_)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode("ascii"))
-        h.update(a.tobytes())
-    info["fingerprint"] = h.hexdigest()
-    return info
+    return _persist.model_fingerprint(model)
 
 
 def _as_model_info(model_info):
@@ -259,7 +226,7 @@ def _describe(info):
     if "fingerprint" in info:
         params = info.get("params", {})
         rep = params.get("representation")
-        k = params.get("n_means")
+        k = params.get("n_clusters", params.get("n_means"))
         what = f"{rep}, K={k}, " if rep is not None else ""
         return f"{info.get('class', 'model')} ({what}{info.get('n_features')} features, fingerprint {info['fingerprint'][:12]})"
     return json.dumps(info, sort_keys=True)[:200]
@@ -470,7 +437,7 @@ class FeatureStore:
         for group in (_ENTRIES, _STATE, _TMP):
             _write_file(os.path.join(self.path, group, "zarr.json"), _group_json({}), durable=self.durable)
         header = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": msk_version(),
             "created": _now(), "model": info,
         }
         self._write_header(header)
@@ -496,7 +463,7 @@ class FeatureStore:
         if header.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"{self.path!r} has feature store format version {header.get('format_version')!r}; "
-                f"this msk ({_msk_version()}) reads version {_FORMAT_VERSION}."
+                f"this msk ({msk_version()}) reads version {_FORMAT_VERSION}."
             )
         if not os.path.isdir(os.path.join(self.path, _ENTRIES)):
             raise ValueError(f"{self.path!r} is an msk feature store without its '{_ENTRIES}' directory.")

@@ -1,11 +1,11 @@
-"""Metrics of msk.evaluation against independent oracles (scikit-learn, plain loops)."""
+"""Metrics of msk.metrics against independent oracles (scikit-learn, plain loops)."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import assert_close
-from msk.evaluation import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
+from msk.metrics import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
 
 
 def _nca_probability_loop(E, labels, groups=None):
