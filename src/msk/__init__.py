@@ -29,7 +29,8 @@ __version__ = msk_version()
 
 #: Public submodules imported on first attribute access (PEP 562), so that
 #: ``import msk`` costs only what the front end and the estimators need.
-_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "metrics", "plot", "store", "tagger")
+_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "hear", "metrics", "plot", "search",
+                    "store", "tagger")
 
 __all__ = [
     "__version__",
@@ -40,8 +41,10 @@ __all__ = [
     "datasets",
     "experiment",
     "heads",
+    "hear",
     "metrics",
     "plot",
+    "search",
     "store",
     "tagger",
     "example_audio",

@@ -55,6 +55,17 @@ column per tag, or one column of class names (single-label; found, or --label-co
     "info": """examples:
   msk info mymodel.npz
   msk info features.zarr""",
+    "index": """examples:
+  msk index features.zarr                 # writes features.zarr.index.npz beside the store
+  msk index features.zarr -o tracks.index.npz --method exact
+Run it again after `msk extract` has added or changed clips: the index is updated, not rebuilt.""",
+    "similar": """examples:
+  msk similar clips/song.mp3 --store features.zarr            # a file in the store, or a new file
+  msk similar some-key --store features.zarr -k 5 --json
+  msk similar song.mp3 --store features.zarr --exclude-same artists.csv
+GROUPS_CSV has a header row, a key column first and a group column second (an artist, an
+album): tracks of the query's group are left out. Scores are cosine similarities (1 = same
+direction).""",
 }
 
 
@@ -265,6 +276,80 @@ class _UsageError(Exception):
     pass
 
 
+def cmd_index(args):
+    from msk.search import index_store
+
+    try:
+        _, summary = index_store(args.store, path=args.output, method=args.method)
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    _print_json(summary)
+    return 0
+
+
+def _read_groups(path):
+    """``{key: group}`` from a CSV with a header row: key column first, group column second."""
+    import csv
+
+    groups = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None or len(header) < 2:
+            raise ValueError(f"{path}: line 1 must be a header with a key column and a group column")
+        for line, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) < 2 or not row[0]:
+                raise ValueError(f"{path}: line {line} needs a key and a group; got {row!r}")
+            if row[0] in groups:
+                raise ValueError(f"{path}: line {line} repeats key {row[0]!r}")
+            groups[row[0]] = row[1]
+    return groups
+
+
+def _query_key(index, query):
+    """The index key a QUERY names (itself, or a file's path as stored), or None."""
+    if query in index:
+        return query
+    if os.path.exists(query):
+        for candidate in (os.path.normpath(query), os.path.abspath(query), os.path.realpath(query)):
+            if candidate in index:
+                return candidate
+    return None
+
+
+def cmd_similar(args):
+    from msk.search import TrackIndex, index_path
+
+    if args.k < 1:
+        raise _UsageError(f"-k must be a positive integer; got {args.k}")
+    path = args.index or index_path(args.store)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path!r}: no index for this store; run `msk index {args.store}` first")
+    try:
+        index = TrackIndex.load(path)
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    groups = _read_groups(args.exclude_same) if args.exclude_same else None
+    key = _query_key(index, args.query)
+    if key is not None:
+        keys, scores = index.query(key, args.k, groups=groups)
+    elif os.path.isfile(args.query):
+        group = None if groups is None else groups.get(args.query)
+        keys, scores = index.query_audio(args.query, args.k, model=args.model, groups=groups, group=group)
+    else:
+        raise FileNotFoundError(f"{args.query!r} is neither a key of the index nor an audio file")
+    if args.json:
+        _print_json({"query": args.query, "key": key, "index": path,
+                     "neighbours": [{"rank": r, "key": k, "score": round(float(s), 6)}
+                                    for r, (k, s) in enumerate(zip(keys, scores), start=1)]})
+    else:
+        for r, (k, s) in enumerate(zip(keys, scores), start=1):
+            print(f"{r:3d}  {s:.4f}  {k}")
+    return 0
+
+
 def build_parser():
     from ._persist import msk_version
 
@@ -371,6 +456,30 @@ def build_parser():
     p.add_argument("path", help="a model (.npz) or a feature store (directory)")
     p.set_defaults(func=cmd_info)
     _add_tagger_commands(sub, fmt)
+
+    p = sub.add_parser("index", help="build or update the similar-track index of a feature store",
+                       epilog=EPILOG["index"], formatter_class=fmt,
+                       description="Index the store's track vectors (the mean of each clip's features) "
+                                   "for `msk similar`.")
+    p.add_argument("store", help="a feature store (from msk extract)")
+    p.add_argument("-o", "--output", help="the index file [STORE.index.npz beside the store]")
+    p.add_argument("--method", choices=("auto", "exact", "ann"), default="auto",
+                   help="exact search, an HNSW graph (needs usearch), or auto by size [auto]")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("similar", help="the tracks most similar to a key or an audio file",
+                       epilog=EPILOG["similar"], formatter_class=fmt,
+                       description="Rank the store's tracks by cosine similarity to the query: a key, "
+                                   "a file in the store, or a new audio file (extracted on the fly).")
+    p.add_argument("query", help="a key of the store or an audio file")
+    p.add_argument("--store", required=True, help="the feature store that was indexed")
+    p.add_argument("--index", help="the index file [STORE.index.npz beside the store]")
+    p.add_argument("-k", type=int, default=10, help="neighbours to print [10]")
+    p.add_argument("--exclude-same", metavar="GROUPS_CSV",
+                   help="CSV of key,group (artist or album): leave out the query's group")
+    p.add_argument("--model", help="the store's model file, for a new audio file [the shipped model]")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_similar)
     return parser
 
 
