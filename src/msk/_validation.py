@@ -35,6 +35,32 @@ def check_int(name, value, *, low=None, high=None):
     return value
 
 
+# Sample rates msk accepts, in Hz, from an argument or a file's header: from 1 Hz (a valid if
+# odd file) to 1 MHz (above every PCM rate in use, 768 kHz included). soxr resamples any ratio
+# within this range in bounded memory; far outside it it allocates without bound or never ends.
+SAMPLE_RATE_RANGE = (1, 1_000_000)
+
+
+def check_sample_rate(name, value, *, path=None):
+    """Return the sample rate ``value`` as an int in :data:`SAMPLE_RATE_RANGE`, else raise.
+
+    ``name`` is the argument; with ``path`` the rate comes from that file's
+    header and the message names the file instead.
+    """
+    low, high = SAMPLE_RATE_RANGE
+    if path is None:
+        value = check_int(name, value)
+        if not low <= value <= high:
+            raise ValueError(
+                f"`{name}` must be a sample rate between {low} Hz and {high:_} Hz; got {value}.")
+        return value
+    if not low <= int(value) <= high:
+        raise ValueError(
+            f"{path!r} declares a sample rate of {int(value)} Hz, outside the {low} Hz to {high:_} Hz "
+            "that msk reads: the header is corrupt or the file is not audio.")
+    return int(value)
+
+
 def check_float(name, value, *, low=None, high=None, low_inclusive=True, high_inclusive=True):
     """Return ``value`` as a finite float within the bounds, else raise TypeError/ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

@@ -8,15 +8,21 @@ concatenation. Resampling is soxr's streaming resampler, whose output equals
 one-shot ``soxr.resample`` sample for sample.
 """
 
+import errno
 import os
 import re
 from importlib import resources
 
 import numpy as np
 
-from ._validation import as_float_array, check_int
+from ._validation import as_float_array, check_int, check_sample_rate
 
-__all__ = ["example_audio", "load_audio", "stream"]
+__all__ = ["MAX_DURATION", "example_audio", "load_audio", "stream"]
+
+#: The longest audio msk decodes, in seconds (24 hours). A longer signal, or a file whose
+#: header claims one (e.g. a small file with an absurdly low sample rate), is refused
+#: before anything is allocated for it: its samples at 16 kHz alone would take over 5 GB.
+MAX_DURATION = 24 * 3600
 
 # libsndfile's log line for a WAV 'data' chunk longer than the file, e.g. "data : 352800 (should
 # be 317515)"; sizes from 0x7ffff000 up are "unknown length" placeholders of streaming writers.
@@ -27,6 +33,7 @@ _OGG_CUT = ("Ogg: Junk after the last page", "Ogg: Last page lacks an end-of-str
 # Frames per read: 56 MP3 frames of 1152 samples (a multiple of every MPEG layer's frame), since
 # libsndfile's MP3 decoding gives slightly different samples when a read ends inside a frame.
 _BLOCK_FRAMES = 1152 * 56
+_MP3_FRAME = 1152
 
 
 def example_audio():
@@ -52,20 +59,40 @@ def example_audio():
     return str(resources.files("msk").joinpath("data", "example.mp3"))
 
 
-class _Resampler:
-    """Streaming soxr resampler (identical output to one-shot ``soxr.resample``)."""
+# soxr emits an upsampled signal in bursts of about 800 input samples times the ratio (50 MB
+# at 1 Hz -> 16 kHz), so larger ratios are taken in steps of at most _MAX_RATIO, and every
+# step is fed at most _STEP_FRAMES samples at a time: no burst exceeds about 64 * 1800 samples.
+_MAX_RATIO = 64
+_STEP_FRAMES = 1024
 
-    def __init__(self, sr_in, sr_out):
-        self._stream = None
-        if sr_out is not None and sr_in != sr_out:
-            import soxr
 
-            self._stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+def _resampled(pairs, sr_in, sr_out):
+    """Resample ``(block, is_last)`` pairs with soxr, lazily, in bursts of bounded size.
 
-    def __call__(self, block, last):
-        if self._stream is None:
-            return block
-        return np.asarray(self._stream.resample_chunk(block, last=last), dtype=np.float32)
+    With one step (ratios up to 64) the concatenated output equals one-shot ``soxr.resample``.
+    """
+    if sr_out is None or sr_in == sr_out:
+        return (block for block, _ in pairs)
+    import soxr
+
+    rates = [sr_in]
+    while sr_out > _MAX_RATIO * rates[-1]:
+        rates.append(_MAX_RATIO * rates[-1])
+    rates.append(sr_out)
+    for a, b in zip(rates, rates[1:]):
+        pairs = _resample_step(pairs, soxr.ResampleStream(a, b, 1, dtype="float32", quality="HQ"),
+                               _STEP_FRAMES if len(rates) > 2 else None)
+    return (block for block, _ in pairs)
+
+
+def _resample_step(pairs, resampler, step):
+    for block, last in pairs:
+        n = block.shape[0]
+        size = step or max(n, 1)
+        for i in range(0, max(n, 1), size):
+            piece_last = last and i + size >= n
+            out = resampler.resample_chunk(block[i : i + size], last=piece_last)
+            yield np.asarray(out, dtype=np.float32), piece_last
 
 
 def _held_back(blocks):
@@ -84,9 +111,18 @@ def _check_path(path):
         raise TypeError(f"`path` must be a str or os.PathLike; got {type(path).__name__}.")
     path = os.fspath(path)
     if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise ValueError(f"{path!r} is a symbolic link loop, not an audio file.") from None
+            raise FileNotFoundError(f"{path!r} is a symbolic link to a missing file.")
         raise FileNotFoundError(f"{path!r}: no such file.")
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not an audio file.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a regular file (a pipe, socket or device), not an audio file.")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path!r} is empty (0 bytes).")
     return path
@@ -98,13 +134,39 @@ def _open(path):
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
+        reason = str(exc)
+        # libsndfile says this of any regular file whose format it does not recognise
+        # (_check_path has made sure that the file exists and is regular).
+        if "not a regular file" in reason or "Format not recognised" in reason:
+            reason = "it is not in an audio format that libsndfile recognises"
+        raise ValueError(f"{path!r} could not be decoded as audio: {reason}.") from None
+
+
+def _too_long(what, n, rate):
+    return ValueError(
+        f"{what} {n} samples at {rate} Hz ({n / rate:.0f} s), longer than the {MAX_DURATION} s "
+        "(msk.audio.MAX_DURATION) that msk decodes."
+    )
+
+
+def _read_frames(block_frames, source_sr, sr, channels):
+    """Source frames per read, so that a read holds at most about ``2 * block_frames`` values
+    (``channels`` per frame) and a block at ``sr`` about ``block_frames`` samples; a multiple
+    of an MP3 frame when it can be."""
+    n = block_frames
+    if sr is not None and sr > source_sr:
+        n = block_frames * source_sr // sr
+    n = min(n, 2 * block_frames // max(1, channels))
+    if n >= _MP3_FRAME:
+        n -= n % _MP3_FRAME
+    return max(1, n)
 
 
 def _file_blocks(f, path, block_frames):
     """Mono float32 blocks of the open audio file ``f`` at its own rate, checked; closes ``f``."""
     import soundfile as sf
 
+    max_frames = MAX_DURATION * f.samplerate
     with f:
         declared = f.frames
         # For WAV, libsndfile trims `frames` to the bytes present and only logs the header's
@@ -127,6 +189,8 @@ def _file_blocks(f, path, block_frames):
             if not np.isfinite(block).all():
                 raise ValueError(f"{path!r} decodes to NaN or infinite samples.")
             n_read += block.shape[0]
+            if n_read > max_frames:
+                raise _too_long(f"{path!r} decodes to more than", max_frames, f.samplerate)
             yield np.ascontiguousarray(block)
         ogg_cut = [msg for msg in _OGG_CUT if msg in f.extra_info]
     if ogg_cut:
@@ -146,8 +210,7 @@ class _Stream:
     """The iterator :func:`stream` returns: blocks, and the expected length as a length hint."""
 
     def __init__(self, blocks, source_sr, sr, n_source):
-        self._resample = _Resampler(source_sr, sr)
-        self._blocks = _held_back(blocks)
+        self._blocks = _resampled(_held_back(blocks), source_sr, sr)
         # Samples expected at the output rate (from a file's header: an estimate).
         self._hint = n_source if sr is None else -(-n_source * sr // source_sr)
 
@@ -155,8 +218,7 @@ class _Stream:
         return self
 
     def __next__(self):
-        block, last = next(self._blocks)
-        return self._resample(block, last)
+        return next(self._blocks)
 
     def __length_hint__(self):
         return self._hint
@@ -219,13 +281,20 @@ def stream(source, *, sr=16000, source_sr=None, block_frames=None):
     True
     """
     if sr is not None:
-        sr = check_int("sr", sr, low=1)
+        sr = check_sample_rate("sr", sr)
     block_frames = _BLOCK_FRAMES if block_frames is None else check_int("block_frames", block_frames, low=1)
     if isinstance(source, (str, os.PathLike)):
         path = _check_path(source)
         f = _open(path)
-        source_sr, n_source = f.samplerate, max(0, f.frames)
-        blocks = _file_blocks(f, path, block_frames)
+        try:
+            source_sr = check_sample_rate("sr", f.samplerate, path=path)
+            n_source = max(0, f.frames)
+            if n_source > MAX_DURATION * source_sr:
+                raise _too_long(f"{path!r} declares", n_source, source_sr)
+        except BaseException:
+            f.close()
+            raise
+        blocks = _file_blocks(f, path, _read_frames(block_frames, source_sr, sr, f.channels))
     else:
         if isinstance(source, (bytes, dict)) or source is None:
             raise TypeError(
@@ -233,14 +302,16 @@ def stream(source, *, sr=16000, source_sr=None, block_frames=None):
             )
         if source_sr is None:
             raise ValueError("`source_sr` must be given with a waveform (its rate in Hz); got None.")
-        source_sr = check_int("source_sr", source_sr, low=1)
+        source_sr = check_sample_rate("source_sr", source_sr)
         y = np.asarray(source)
         if y.ndim != 1:
             raise ValueError(f"`source` must be a mono waveform of shape (n_samples,); got shape {y.shape}.")
         if y.shape[0] == 0:
             raise ValueError("`source` must hold at least one sample; got an empty array.")
         n_source = y.shape[0]
-        blocks = _array_blocks(y, block_frames)
+        if n_source > MAX_DURATION * source_sr:
+            raise _too_long("the waveform holds", n_source, source_sr)
+        blocks = _array_blocks(y, _read_frames(block_frames, source_sr, sr, 1))
     return _Stream(blocks, source_sr, sr, n_source)
 
 
@@ -280,6 +351,6 @@ def load_audio(path, *, sr=16000):
     29.2
     """
     if sr is not None:
-        sr = check_int("sr", sr, low=1)
+        sr = check_sample_rate("sr", sr)
     blocks = list(stream(_check_path(path), sr=sr))
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

@@ -25,7 +25,7 @@ from importlib import resources
 import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
-from ._validation import as_float_array, check_int, check_option
+from ._validation import as_float_array, check_int, check_option, check_sample_rate
 from .multiscale import REPRESENTATIONS, MultiscaleFeatures
 
 __all__ = ["BatchSummary", "default_model", "extract", "extract_many"]
@@ -192,7 +192,7 @@ def extract(path_or_array, *, representation=None, model=None, sr=None):
         raise ValueError(
             "`sr` must be given with a waveform (its sampling rate in Hz); got sr=None."
         )
-    sr = check_int("sr", sr, low=1)
+    sr = check_sample_rate("sr", sr)
     y = np.asarray(path_or_array)
     if y.ndim != 1:
         raise ValueError(

@@ -8,6 +8,7 @@ pooled by one fused kernel (``msk._encoding``). Model files are read and
 written by :mod:`msk._persist`.
 """
 
+import itertools
 import numbers
 import operator
 import os
@@ -23,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _persist
 from ._blas_threads import SingleThreadedBlas
 from ._encoding import WindowEncoder, check_pooling, pooled_positions
-from ._validation import as_float_array, check_float, check_int, check_option
+from ._validation import as_float_array, check_float, check_int, check_option, check_sample_rate
 from ._windows import WindowReservoir
 from .audio import load_audio, stream
 from .kmeans import SphericalKMeans
@@ -279,7 +280,7 @@ class MultiscaleFeatures(BaseEstimator):
         check_int("pool_size", self.pool_size, low=1)
         check_int("n_samples", self.n_samples, low=1)
         check_int("max_iter", self.max_iter, low=1)
-        check_int("sr", self.sr, low=1)
+        check_sample_rate("sr", self.sr)
         n_fft = check_int("n_fft", self.n_fft, low=16, high=65536)
         if n_fft & (n_fft - 1):
             raise ValueError(f"`n_fft` must be a power of two from 16 to 65536; got {n_fft}.")
@@ -579,7 +580,7 @@ class MultiscaleFeatures(BaseEstimator):
         a = np.asarray(clip)
         if a.ndim == 1:
             y = as_float_array("clip", a, ndim=1, dtype=np.float32)
-            sr = self.sr if sr is None else check_int("sr", sr, low=1)
+            sr = self.sr if sr is None else check_sample_rate("sr", sr)
             return self._transform_blocks(stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK))
         levels = self._represent(a)
         self._check_n_mels(levels[0].shape[1])
@@ -593,12 +594,21 @@ class MultiscaleFeatures(BaseEstimator):
 
     def _transform_blocks(self, blocks):
         """Features of a stream of sample blocks: whole when short, else in segments."""
-        if operator.length_hint(blocks) <= _WHOLE_FRAMES * self.hop_length:  # short: in one piece
-            blocks = list(blocks)
-            y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.float32)])
-            levels = self._waveform_levels(y)
-            self._check_n_mels(levels[0].shape[1])
-            return self._transform(levels)
+        whole = _WHOLE_FRAMES * self.hop_length
+        if operator.length_hint(blocks) <= whole:  # short: in one piece
+            # A header's length is a claim: read no more than a short clip's samples at once.
+            head, n = [], 0
+            for block in blocks:
+                head.append(block)
+                n += block.shape[0]
+                if n > whole:
+                    blocks = itertools.chain(head, blocks)
+                    break
+            else:
+                y = head[0] if len(head) == 1 else np.concatenate(head or [np.zeros(0, np.float32)])
+                levels = self._waveform_levels(y)
+                self._check_n_mels(levels[0].shape[1])
+                return self._transform(levels)
         self._check_n_mels(self.n_mels)
         samples = _Samples(blocks)
         frames = _SEGMENT_FRAMES_MULTIRES if self.representation == "multiresolution" else _SEGMENT_FRAMES
