@@ -249,9 +249,12 @@ def stream(source, *, sr=16000, source_sr=None, block_frames=None):
         Rate of a waveform ``source`` (required for arrays; ignored for a
         file, whose header gives it).
     block_frames : int or None, default=None
-        Frames of the source read per block (resampled blocks differ in
-        length). None reads 64512 frames, a multiple of every MP3 frame
-        size, so that an MP3 decodes to the same samples as when read whole.
+        About how many samples a block holds. None means 64512, a multiple
+        of every MP3 frame size, so that an MP3 decodes to the same samples
+        as when read whole. Fewer source frames are read at a time when the
+        signal is resampled up (a 1 Hz file is not read 64512 frames at a
+        time) or has many channels, so that memory is bounded by the
+        blocks, whatever the file's header claims.
 
     Returns
     -------
@@ -268,8 +271,22 @@ def stream(source, *, sr=16000, source_sr=None, block_frames=None):
     TypeError
         If ``source`` is neither a path nor an array.
     ValueError
-        If the file is empty, truncated, not audio or holds no samples, if a
-        sample is NaN or infinite, or if a waveform is not 1-D or lacks ``source_sr``.
+        If the file is empty, truncated (see the Notes), not audio, not a
+        regular file, a symbolic link loop or holds no samples, if a sample
+        is NaN or infinite, if a waveform is not 1-D or lacks ``source_sr``,
+        if a rate (``sr``, ``source_sr`` or the file's) is outside 1 Hz to
+        1 MHz, or if the audio lasts longer than :data:`MAX_DURATION`
+        (24 hours; checked against the header before anything is read, and
+        again while decoding).
+
+    Notes
+    -----
+    Truncation is detected when the file says how long it is: WAV, FLAC and
+    MP3 files with a Xing, Info or VBRI header (as LAME writes) whose
+    decoded length falls short, Ogg streams that end without their last
+    page. An MP3 without such a header (many constant-bitrate encoders)
+    states no length: cut on a frame boundary it cannot be told from a
+    shorter file, and is read as the shorter file.
 
     Examples
     --------
@@ -340,8 +357,11 @@ def load_audio(path, *, sr=16000):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is empty, truncated, not audio, or holds no samples. The
-        message names the file and the reason.
+        If the file is empty, truncated, not audio, or holds no samples, if
+        ``sr`` or the file's rate is outside 1 Hz to 1 MHz, or if it lasts
+        longer than :data:`MAX_DURATION` (24 hours). The message names the
+        file and the reason. An MP3 without a length header cut on a frame
+        boundary is read as the shorter file (see :func:`stream`).
 
     Examples
     --------

@@ -154,8 +154,9 @@ def extract(path_or_array, *, representation=None, model=None, sr=None):
         If ``path_or_array`` or ``model`` is of the wrong kind.
     ValueError
         If the file cannot be decoded (the message names it), the waveform is
-        not 1-D or not finite, ``sr`` is missing for a waveform, or the
-        representation is unknown or contradicts the model.
+        not 1-D or not finite, ``sr`` is missing for a waveform or outside
+        1 Hz to 1 MHz, the audio lasts longer than ``msk.audio.MAX_DURATION``
+        (24 hours), or the representation is unknown or contradicts the model.
 
     See Also
     --------

@@ -487,13 +487,40 @@ def main(argv=None):
     """Run the ``msk`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The one place that turns failures into exit codes: 0 ok, 1 runtime failure (one line on
+    # stderr, never a traceback), 2 usage (argparse), 130 interrupted.
     try:
         return args.func(args)
     except _UsageError as exc:
         parser.error(str(exc))
+    except KeyboardInterrupt:
+        _log(f"msk {args.command}: stopped: interrupted{_resume_hint(args)}")
+        return 130
+    except MemoryError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        _log(f"msk {args.command}: error: out of memory{detail}; use fewer or shorter inputs or "
+             "smaller parameters (e.g. --n-samples).")
+        return 1
+    except RecursionError:
+        _log(f"msk {args.command}: error: an input is nested too deeply to read (a corrupt or "
+             "crafted file).")
+        return 1
+    except ImportError as exc:
+        missing = f" (missing module {exc.name!r})" if exc.name else ""
+        _log(f"msk {args.command}: error: {exc}{missing}")
+        return 1
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         _log(f"msk {args.command}: error: {exc}")
         return 1
+
+
+def _resume_hint(args):
+    """What an interrupted command kept, and how to finish it."""
+    output = getattr(args, "output", None)
+    if args.command == "extract" and output and not str(output).endswith(".npy"):
+        return (f"; the clips finished so far are stored in {output}: rerun the same command "
+                "to resume.")
+    return "."
 
 
 # --------------------------------------------------------------------------- your own tags

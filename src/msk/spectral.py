@@ -308,9 +308,10 @@ def log_melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, f
     if not (all_finite(out) and (covered or all_finite(y))):
         if not all_finite(y):
             raise ValueError("`y` contains NaN or infinite values.")
+        fix = "Scale the signal to [-1, 1]" + (" or pass float64." if y.dtype == np.float32 else ".")
         raise ValueError(
             f"`y` is too loud for {y.dtype}: its spectrum overflows (max |y| = "
-            f"{float(np.abs(y).max()):.3g}). Scale the signal to [-1, 1] or pass float64."
+            f"{float(np.abs(y).max()):.3g}). {fix}"
         )
     return out
 
