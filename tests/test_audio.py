@@ -278,7 +278,8 @@ def test_truncated_mp3(tmp_path, fraction):
     full = write(tmp_path / "full.mp3", tone, NATIVE_SR, "MP3", "MPEG_LAYER_III").read_bytes()
     path = tmp_path / "cut.mp3"
     path.write_bytes(full[: int(len(full) * fraction)])
-    with pytest.raises(ValueError, match=named(path) + ".*truncated: its header declares"):
+    # Found by the frame walk (the cut is inside a frame) before the decoded length is compared.
+    with pytest.raises(ValueError, match=named(path) + ".*truncated: "):
         msk.load_audio(path)
 
 
@@ -311,7 +312,7 @@ def test_non_finite_samples(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(sr=0), ValueError, "`sr` must be a positive integer; got 0"),
+        (dict(sr=0), ValueError, "`sr` must be a sample rate between 1 and 1000000 Hz; got 0"),
         (dict(sr=-16000), ValueError, "`sr`"),
         (dict(sr=16000.0), TypeError, "`sr` must be an integer"),
         (dict(sr="16k"), TypeError, "`sr`"),

@@ -187,7 +187,7 @@ def test_bad_arguments(model, y):
                                   msk.extract(y, sr=SR, model=model))
     with pytest.raises(ValueError, match="`sr` must be given"):
         msk.extract(y, model=model)
-    with pytest.raises(ValueError, match="`sr` must be a positive integer"):
+    with pytest.raises(ValueError, match="`sr` must be a sample rate between 1 and 1000000 Hz"):
         msk.extract(y, sr=0, model=model)
     with pytest.raises(ValueError, match="mono waveform of shape"):
         msk.extract(np.stack([y, y], axis=1), sr=SR, model=model)

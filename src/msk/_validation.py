@@ -52,11 +52,11 @@ def check_sample_rate(name, value, *, path=None):
         value = check_int(name, value)
         if not low <= value <= high:
             raise ValueError(
-                f"`{name}` must be a sample rate between {low} Hz and {high:_} Hz; got {value}.")
+                f"`{name}` must be a sample rate between {low} and {high} Hz; got {value}.")
         return value
     if not low <= int(value) <= high:
         raise ValueError(
-            f"{path!r} declares a sample rate of {int(value)} Hz, outside the {low} Hz to {high:_} Hz "
+            f"{path!r} declares a sample rate of {int(value)} Hz, outside the {low} to {high} Hz "
             "that msk reads: the header is corrupt or the file is not audio.")
     return int(value)
 

@@ -162,12 +162,77 @@ def _read_frames(block_frames, source_sr, sr, channels):
     return max(1, n)
 
 
+# MPEG audio Layer III frame headers (ISO 11172-3, 13818-3): bit rates in kbit/s by MPEG-1 or
+# MPEG-2/2.5 and index, sample rates by version bits (3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5).
+_MP3_KBPS = {
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame_length(key):
+    """Bytes of a Layer III frame from its header's top 23 bits, or 0 if not one msk knows."""
+    version, layer = (key >> 10) & 3, (key >> 8) & 3
+    kbps_index, rate_index, padding = (key >> 3) & 15, (key >> 1) & 3, key & 1
+    if (key >> 12) != 0x7FF or version == 1 or layer != 1 or kbps_index in (0, 15) or rate_index == 3:
+        return 0
+    mpeg1 = version == 3
+    kbps = _MP3_KBPS[mpeg1][kbps_index]
+    return (144 if mpeg1 else 72) * kbps * 1000 // _MP3_RATES[version][rate_index] + padding
+
+
+def _mp3_cut_frame(path):
+    """``(present, needed)`` bytes of an MP3's last frame if the file ends inside it, else None.
+
+    Walks the Layer III frame headers from the first frame to the end (skipping ID3v2 at the
+    start, ID3v1 and APEv2 tags at the end). Returns None as well when the walk meets anything
+    it does not know (free format, other layers, junk): only a clean walk whose last frame
+    runs past the end of the file is evidence of a cut.
+    """
+    import mmap
+
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 4:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            pos, end = 0, size
+            if m[:3] == b"ID3" and size >= 10:
+                tag = m[6] << 21 | m[7] << 14 | m[8] << 7 | m[9]
+                pos = 10 + tag + (10 if m[5] & 0x10 else 0)
+            if end >= 128 and m[end - 128 : end - 125] == b"TAG":
+                end -= 128
+            if end >= 32 and m[end - 32 : end - 24] == b"APETAGEX":
+                ape = int.from_bytes(m[end - 20 : end - 16], "little")
+                end -= ape + (32 if m[end - 9] & 0x80 else 0)
+            n_frames, lengths = 0, {}  # frame length by the header's top 23 bits
+            while pos + 4 <= end:
+                key = int.from_bytes(m[pos : pos + 3], "big") >> 1
+                length = lengths.get(key)
+                if length is None:
+                    length = lengths[key] = _mp3_frame_length(key)
+                if not length:
+                    return None
+                if pos + length > end:
+                    return (end - pos, length) if n_frames else None
+                pos += length
+                n_frames += 1
+            return None
+
+
 def _file_blocks(f, path, block_frames):
     """Mono float32 blocks of the open audio file ``f`` at its own rate, checked; closes ``f``."""
     import soundfile as sf
 
     max_frames = MAX_DURATION * f.samplerate
     with f:
+        cut = _mp3_cut_frame(path) if f.format == "MP3" else None
+        if cut:
+            raise ValueError(
+                f"{path!r} is truncated: the file ends inside an MP3 frame ({cut[0]} of its "
+                f"{cut[1]} bytes present)."
+            )
         declared = f.frames
         # For WAV, libsndfile trims `frames` to the bytes present and only logs the header's
         # declared data size, so compare that (unless it is a streaming placeholder).
@@ -281,12 +346,13 @@ def stream(source, *, sr=16000, source_sr=None, block_frames=None):
 
     Notes
     -----
-    Truncation is detected when the file says how long it is: WAV, FLAC and
-    MP3 files with a Xing, Info or VBRI header (as LAME writes) whose
-    decoded length falls short, Ogg streams that end without their last
-    page. An MP3 without such a header (many constant-bitrate encoders)
-    states no length: cut on a frame boundary it cannot be told from a
-    shorter file, and is read as the shorter file.
+    Truncation is detected when the file says how long it is (WAV, FLAC,
+    and MP3 files with a Xing, Info or VBRI header, as LAME writes, whose
+    decoded length falls short), when an Ogg stream ends without its last
+    page, and when an MP3 ends inside a frame (its Layer III frame headers
+    are walked when it is opened). An MP3 without a length header (many
+    constant-bitrate encoders) cut exactly on a frame boundary cannot be
+    told from a shorter file, and is read as the shorter file.
 
     Examples
     --------
