@@ -320,7 +320,7 @@ def test_iter_audio_resamples_and_validates(mtat):
     assert cid == 11 and 16000 <= len(y) <= 17500
     with pytest.raises(TypeError, match="`dataset` must be a ClipDataset"):
         next(iter_audio([ds.paths[0]]))
-    with pytest.raises(ValueError, match="`sr` must be a positive integer"):
+    with pytest.raises(ValueError, match="`sr` must be a sample rate between 1 and 1000000 Hz"):
         next(iter_audio(ds, sr=0))
     with pytest.raises(TypeError, match="`failures` must be a list"):
         next(iter_audio(ds, failures=()))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, check_sample_rate
 
 __all__ = ["ClipDataset", "Labels", "load_magnatagatune", "load_labels", "iter_audio", "BROKEN_CLIPS",
            "DEFAULT_FOLDERS"]
@@ -504,7 +504,7 @@ def iter_audio(dataset, *, sr=16000, failures=None):
 
     if not isinstance(dataset, ClipDataset):
         raise TypeError(f"`dataset` must be a ClipDataset from load_magnatagatune; got {type(dataset).__name__}.")
-    sr = check_int("sr", sr, low=1)
+    sr = check_sample_rate("sr", sr)
     if failures is not None and not hasattr(failures, "append"):
         raise TypeError(f"`failures` must be a list (or None); got {type(failures).__name__}.")
     report = [] if failures is None else failures
