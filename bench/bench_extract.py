@@ -1,4 +1,4 @@
-"""End-to-end extraction: MP3 in, features out (issue 6, item 6; SPEC.md section 7).
+"""End-to-end extraction: MP3 in, features out.
 
     python -m pytest bench/bench_extract.py --benchmark-only --benchmark-min-rounds=20 \
         --benchmark-columns=median,min,iqr,rounds -s
