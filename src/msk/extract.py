@@ -35,7 +35,7 @@ from .learn import MultiscaleFeatures
 from .pyramid import gaussian_pyramid, laplacian_pyramid
 from .spectral import melspectrogram
 
-__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key"]
+__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key", "window_times"]
 
 _REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 # The analysis parameters MultiscaleFeatures uses (msk.melspectrogram's defaults).
@@ -641,12 +641,33 @@ def library_key(path, root):
     return rel.replace(os.sep, "/")
 
 
-def _window_times(model, n_windows, duration):
-    """Start and end (seconds) of the pooling windows of a clip (level-0 geometry of ``model``).
+def window_times(model, n_windows, duration=None):
+    """Start and end (seconds) of the pooling windows of a clip, from the model's geometry.
 
-    Window i covers level-0 frames [i*pool, (i+1)*pool), i.e. seconds
-    [i*pool*hop/sr, (i+1)*pool*hop/sr); a clip shorter than one window has one
-    window covering what there is.
+    Window i covers level-0 frames ``[i * pool, (i + 1) * pool)`` (frame t is
+    centred at ``t * 512`` samples), i.e. seconds ``[i, i + 1) * pool * 512 / sr``;
+    a clip shorter than one window has one window from 0 to its duration.
+
+    Parameters
+    ----------
+    model : MultiscaleFeatures
+        The model (its ``pool`` and ``sr``).
+    n_windows : int
+        Rows of the clip's features.
+    duration : float or None, default=None
+        The clip's duration in seconds (used for a clip shorter than one window).
+
+    Returns
+    -------
+    start, end : ndarray of shape (n_windows,), dtype float64
+
+    Examples
+    --------
+    >>> import msk
+    >>> from msk.extract import window_times
+    >>> start, end = window_times(msk.MultiscaleFeatures(), 2)
+    >>> start.tolist(), end.tolist()
+    ([0.0, 4.096], [4.096, 8.192])
     """
     step = model.pool * _HOP / model.sr
     start = np.arange(n_windows, dtype=np.float64) * step
@@ -691,7 +712,7 @@ def _extract_one(model, path, with_source=True):
             from .store import file_hash
 
             source.update(hash=file_hash(path), duration=duration)
-        start, end = _window_times(model, X.shape[0], duration)
+        start, end = window_times(model, X.shape[0], duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure
         return None, _failure_reason(exc)

@@ -83,7 +83,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["FeatureStore", "export", "migrate", "model_fingerprint"]
+__all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
 _FORMAT = "msk.FeatureStore"
 _FORMAT_VERSION = 2
@@ -953,7 +953,7 @@ class FeatureStore:
             arr.resize((c0 + n_clips, arr.shape[1]))
             T = np.full((n_clips, arr.shape[1]), np.nan, np.float32)
             for X, _, c in rows:
-                T[c - c0] = _track(X, self.summary)
+                T[c - c0] = track_vector(X, self.summary)
             arr[c0 : c0 + n_clips] = T
 
     def _write_clips(self, records, c0):
@@ -1393,7 +1393,32 @@ class FeatureStore:
         return f"FeatureStore({self.path!r}, mode={self.mode!r}: {n_done} clips, {n_failed} failed{model})"
 
 
-def _track(X, summary):
+def track_vector(features, summary="mean"):
+    """One vector for a whole clip from its window features.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_windows, n_features)
+    summary : {"mean", "mean+max"}, default="mean"
+        The mean of the windows (accumulated in float64), or that mean
+        followed by their maximum.
+
+    Returns
+    -------
+    vector : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msk.store import track_vector
+    >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+max").tolist()
+    [2.0, 1.0, 3.0, 2.0]
+    """
+    if summary not in _SUMMARIES:
+        raise ValueError(f"`summary` must be one of 'mean' or 'mean+max'; got {summary!r}.")
+    X = np.asarray(features, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"`features` must have shape (n_windows, n_features) with n_windows >= 1; got {X.shape}.")
     mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
     if summary == "mean":
         return mean
