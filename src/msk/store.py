@@ -926,8 +926,8 @@ class FeatureStore:
                 (self._live if rec["status"] == "ok" else self._failed)[rec["key"]] = rec
             try:
                 self._write_rows(w0, w, rows, c0, len(records))
-                self._n_clips, self._n_windows = c0 + len(records), w
                 self._write_clips(records, c0)
+                self._n_clips, self._n_windows = c0 + len(records), w
                 self._sync_view(dirty)
                 if self.durable:
                     self._fsync_chunks(w0, w, c0, c0 + len(records))
@@ -1054,8 +1054,12 @@ class FeatureStore:
         return False
 
     def __del__(self):
+        # A store dropped without close(): commit what is buffered (best effort), release the lock.
         lock = getattr(self, "_writer_lock", None)
         if lock is not None:
+            with contextlib.suppress(Exception):
+                if self._pending:
+                    self.flush()
             lock.release()
 
     # -- reading ------------------------------------------------------------------------------
