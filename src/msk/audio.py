@@ -187,7 +187,8 @@ def load_audio(path, *, sr=16000):
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path!r} is empty (0 bytes).")
     try:
-        with sf.SoundFile(path) as f:
+        # bytes: file names that are not valid UTF-8 (lone surrogates) reach libsndfile intact
+        with sf.SoundFile(os.fsencode(path)) as f:
             native_sr = f.samplerate
             declared = f.frames
             short_data = _WAV_SHORT_DATA.search(f.extra_info)

@@ -166,7 +166,7 @@ def cmd_extract(args):
         if kind == ".npy":
             np.save(args.output, F)
         else:
-            start, end = window_times(model, F.shape[0], sf.info(args.inputs[0]).duration)
+            start, end = window_times(model, F.shape[0], sf.info(os.fsencode(args.inputs[0])).duration)
             arrays = {"features": F, "start": start, "end": end}
             if args.summary:
                 arrays["track"] = msk.store.track_vector(F, args.summary)

@@ -512,7 +512,7 @@ def _extract_file(model, path):
     if os.path.isdir(path) or os.path.getsize(path) == 0:
         return _transform_waveform(model, load_audio(path, sr=model.sr))  # its error message
     try:
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(os.fsencode(path))  # bytes: any file name, UTF-8 or not
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
     with f:
@@ -707,7 +707,7 @@ def _extract_one(model, path, with_source=True):
         X = _extract_file(model, path)
         duration = None
         with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
-            duration = float(sf.info(path).duration)
+            duration = float(sf.info(os.fsencode(path)).duration)
         if with_source:
             from .store import file_hash
 

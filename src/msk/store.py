@@ -443,7 +443,7 @@ class FeatureStore:
                     f"{self.path!r} is a non-empty directory that is not an msk feature store; "
                     "give a new or empty directory."
                 )
-            self._create(info, summary or "mean", settings)
+            self._create_atomically(info, summary or "mean", settings)
         self._attrs = self._read_attrs()
         if mode != "r":
             from ._validation import check_float
@@ -488,6 +488,28 @@ class FeatureStore:
             if os.path.exists(os.path.join(self.path, _LOCK)):  # never delete a store being written
                 _Lock(os.path.join(self.path, _LOCK), self.path, 0.0).release()
         shutil.rmtree(self.path)
+
+    def _create_atomically(self, info, summary, settings):
+        """Build the new store beside ``path`` and rename it into place (one creator wins)."""
+        final = self.path
+        tmp = f"{final}.creating-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        parent = os.path.dirname(final)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.path = tmp
+        try:
+            self._create(info, summary, settings)
+        finally:
+            self.path = final
+        try:
+            os.rename(tmp, final)  # fails if another process created a store there meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.exists(os.path.join(final, "zarr.json")):
+                raise
+        if self.durable:
+            _fsync_path(parent or ".", directory=True)
 
     def _create(self, info, summary, settings):
         import zarr
@@ -642,7 +664,7 @@ class FeatureStore:
         except FileNotFoundError:
             data = b""
             self.damage.append(f"{_TABLE} is missing")
-        live, failed, superseded = {}, {}, []
+        live, failed, superseded, by_clip = {}, {}, [], {}
         n_clips = n_windows = 0
         damage = []
         good = bytearray()
@@ -670,12 +692,13 @@ class FeatureStore:
                 superseded.append((old["clip"], "pruned" if rec["status"] == "pruned" else "replaced"))
             if rec["status"] == "pruned":
                 continue
+            by_clip[rec["clip"]] = rec
             n_clips = max(n_clips, rec["clip"] + 1)
             n_windows = max(n_windows, rec["offset"] + rec["n_windows"])
             (live if rec["status"] == "ok" else failed)[key] = rec
         with self._lock:
             self._live, self._failed = live, failed
-            self._superseded = superseded
+            self._superseded, self._by_clip = superseded, by_clip
             self._n_clips, self._n_windows = n_clips, n_windows
             self._good_table = bytes(good)
             self._table_damaged = bool(damage)
@@ -776,10 +799,9 @@ class FeatureStore:
     def _read(self, name, lo, hi):
         """Rows [lo, hi) of an array, with a clear error for damaged chunks."""
         self._check_chunk_files(name, (lo, hi))
+        arr = self._array(name)
         try:
-            return self._array(name)[lo:hi]
-        except ValueError:
-            raise
+            return arr[lo:hi]
         except Exception as exc:  # zarr's checksum and decoding errors
             raise ValueError(
                 f"feature store {self.path!r}: array {name!r} rows {lo}..{hi} cannot be read "
@@ -924,6 +946,7 @@ class FeatureStore:
                         self._superseded.append((old["clip"], "replaced"))
                         dirty.append(old["clip"])
                 (self._live if rec["status"] == "ok" else self._failed)[rec["key"]] = rec
+                self._by_clip[rec["clip"]] = rec
             try:
                 self._write_rows(w0, w, rows, c0, len(records))
                 self._write_clips(records, c0)
@@ -1003,6 +1026,29 @@ class FeatureStore:
         wanted = [truth.get(c, "") for c in range(lo, hi)]
         if [str(v) for v in status[lo:hi].tolist()] != wanted:
             status[lo:hi] = np.array(wanted, dtype=str)
+
+    def _rewrite_clip_view(self, name, lo, hi):
+        """Rewrite rows [lo, hi) of a per-clip array from the table (after its chunk was lost)."""
+        if hi <= lo:
+            return
+        superseded = dict(self._superseded)
+        values = []
+        for c in range(lo, hi):
+            rec = self._by_clip.get(c)
+            if rec is None:
+                values.append(_CLIP_ARRAYS[name][1])
+                continue
+            if name == "status":
+                live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
+                values.append(rec["status"] if live else superseded.get(c, "replaced"))
+            elif name == "clip":
+                values.append(_text(rec["key"]))
+            elif name == "path":
+                values.append(_text(rec.get("path") or ""))
+            else:
+                v = rec.get(name)
+                values.append(_CLIP_ARRAYS[name][1] if v is None else v)
+        self._array(name)[lo:hi] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
 
     def _fsync_chunks(self, w0, w1, c0, c1):
         for name in list(_WINDOW_ARRAYS) + ["windows"]:
@@ -1348,20 +1394,30 @@ class FeatureStore:
                 problems.append(str(exc))
                 continue
             n = self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
-            step = (arr.shards or arr.chunks)[0]
+            step = arr.chunks[0]
             for lo in range(0, n, step):
                 hi = min(n, lo + step)
                 try:
                     self._read(name, lo, hi)
                 except ValueError as exc:
                     problems.append(str(exc))
-                    if name in ("windows", "start", "end", "tracks"):
-                        damaged_clips.append((name, lo, hi))
+                    damaged_clips.append((name, lo, hi))
+        # a damaged chunk is repaired by deleting its file (shard) and what it held: the clips
+        # with rows in it are extracted again; the per-clip view is rewritten from the table
+        files = {}
+        for name, lo, hi in damaged_clips:
+            arr = self._array(name)
+            step = (arr.shards or arr.chunks)[0]
+            f = lo // step
+            files[(name, f)] = (f * step, (f + 1) * step)
         keys_hit = set()
         with self._lock:
-            for name, lo, hi in damaged_clips:
-                for k, r in self._live.items():
-                    a, b = (r["offset"], r["offset"] + r["n_windows"]) if name != "tracks" else (r["clip"], r["clip"] + 1)
+            for (name, _), (lo, hi) in files.items():
+                if name in _CLIP_ARRAYS:
+                    continue  # rebuilt from the table
+                by_row = name in _WINDOW_ARRAYS or name == "windows"
+                for k, r in list(self._live.items()) + list(self._failed.items()):
+                    a, b = (r["offset"], r["offset"] + r["n_windows"]) if by_row else (r["clip"], r["clip"] + 1)
                     if a < hi and b > lo:
                         keys_hit.add(k)
         if repair:
@@ -1376,8 +1432,16 @@ class FeatureStore:
                 repaired.append(f"rewrote {_TABLE} without its {len(self.damage)} damaged line(s)")
                 self.damage = []
                 self._table_damaged = False
+            for (name, f), (lo, hi) in sorted(files.items()):
+                arr = self._array(name)
+                chunk = os.path.join(self.path, name, "c", str(f), *(["0"] * (arr.ndim - 1)))
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(chunk)
+                repaired.append(f"deleted the damaged chunk file {os.path.relpath(chunk, self.path)!r}")
+                if name in _CLIP_ARRAYS:
+                    self._rewrite_clip_view(name, lo, min(hi, self._n_clips))
             for k in sorted(keys_hit):
-                rec = self._live[k]
+                rec = self._live.get(k) or self._failed[k]
                 self.fail(k, "damaged chunk found by `msk store check`: extract it again",
                           source={f: rec.get(f) for f in ("path", "duration")})
             if keys_hit:
@@ -1574,6 +1638,6 @@ def export(store, output):
             w = csv.writer(f)
             w.writerow(["key", "start", "end"] + [f"f{j}" for j in range(X.shape[1])])
             for r in range(X.shape[0]):
-                w.writerow([keys[clip_index[r]], repr(start[r]), repr(end[r])]
+                w.writerow([keys[clip_index[r]], repr(float(start[r])), repr(float(end[r]))]
                            + [repr(float(v)) for v in X[r]])
     return int(X.shape[0])
