@@ -1322,36 +1322,36 @@ class FeatureStore:
             )
         n_features = self.n_features or 0
         spans = [(i, r["offset"], r["n_windows"]) for i, r in enumerate(recs) if r is not None]
-        n_rows = sum(n for _, _, n in spans)
-        X = np.empty((n_rows, n_features), dtype=dtype)
-        clip_index = np.empty(n_rows, dtype=np.int64)
+        counts = np.array([n for _, _, n in spans], dtype=np.int64)
+        n_rows = int(counts.sum())
+        clip_index = np.repeat(np.array([i for i, _, _ in spans], dtype=np.int64), counts)
         if not n_rows:
-            return X, clip_index
+            return np.empty((0, n_features), dtype=dtype), clip_index
+        # the source row of every output row
+        offsets = np.array([off for _, off, _ in spans], dtype=np.int64)
+        starts = np.cumsum(counts) - counts
+        src = np.arange(n_rows, dtype=np.int64) + np.repeat(offsets - starts, counts)
         # read contiguous runs of rows (the whole array when most of it is wanted)
         if n_rows > self._n_windows // 2:
             runs = [(0, self._n_windows)]
         else:
             runs = []
-            for _, off, n in sorted(spans, key=lambda s: s[1]):
+            for off, n in sorted(zip(offsets.tolist(), counts.tolist())):
                 if runs and off <= runs[-1][1] + 64:
                     runs[-1] = (runs[-1][0], max(runs[-1][1], off + n))
                 else:
                     runs.append((off, off + n))
-        row = 0
-        order = sorted(range(len(spans)), key=lambda j: spans[j][1])
-        dest = np.empty(len(spans), np.int64)
-        for j in range(len(spans)):
-            dest[j] = row
-            row += spans[j][2]
-        j = 0
+        if len(runs) == 1:
+            lo, hi = runs[0]
+            block = self._read("windows", lo, hi)
+            if n_rows == hi - lo and src[0] == lo and bool(np.all(np.diff(src) == 1)):
+                return block.astype(dtype, copy=False), clip_index  # storage order: no copy
+            return np.take(block, src - lo, axis=0).astype(dtype, copy=False), clip_index
+        X = np.empty((n_rows, n_features), dtype=dtype)
         for lo, hi in runs:
             block = self._read("windows", lo, hi)
-            while j < len(order) and spans[order[j]][1] < hi:
-                i, off, n = spans[order[j]]
-                d = dest[order[j]]
-                X[d : d + n] = block[off - lo : off - lo + n]
-                clip_index[d : d + n] = i
-                j += 1
+            mask = (src >= lo) & (src < hi)
+            X[mask] = block[src[mask] - lo]
         return X, clip_index
 
     def digest(self):
