@@ -9,6 +9,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
 
 import msk
 from conftest import assert_close
@@ -304,3 +305,22 @@ def test_fit_transform_returns_one_array_per_clip(clips):
     out = small().fit_transform(clips)
     assert isinstance(out, list) and len(out) == 3
     assert all(o.shape[1] == 36 for o in out)
+
+
+def test_set_params_of_a_fitted_model_refuses_fixed_parameters(tmp_path):
+    """Changing pool (or any parameter the fitted arrays depend on) after fitting is refused."""
+    with threadpool_limits(1):
+        model = msk.MultiscaleFeatures(levels=2, n_means=4, n_samples=500, max_iter=2,
+                                       random_state=0).fit([msk.example_audio()])
+    F = model.transform(msk.example_audio())
+    with pytest.raises(ValueError, match="cannot change 'n_means', 'pool' of a fitted"):
+        model.set_params(pool=64, n_means=8)
+    assert model.pool == 128 and model.n_means == 4
+    model.set_params(pool=128, random_state=5, max_iter=7)  # unchanged or fit-only: accepted
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = msk.MultiscaleFeatures.load(path)
+    np.testing.assert_array_equal(loaded.transform(msk.example_audio()), F)
+    with pytest.raises(ValueError, match="'pool'"):
+        loaded.set_params(pool=32)
+    assert clone(model).set_params(pool=64).pool == 64  # an unfitted copy takes anything
