@@ -732,6 +732,13 @@ class FeatureStore:
             data = f.read()
         if data and not data.endswith(b"\n"):  # a line torn by a crash: cut it off
             os.truncate(path, data.rfind(b"\n") + 1)
+        # temporary chunk files of a writer killed mid-write (zarr writes a chunk to
+        # NAME.<uuid>.partial, then renames it)
+        for dirpath, _, files in os.walk(self.path):
+            for name in files:
+                if name.endswith(".partial"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(dirpath, name))
         self._sync_view(range(self._n_clips))
 
     def _array(self, name):
