@@ -9,7 +9,7 @@ Groups (each times one call; medians are what to compare):
   crc32c-checked chunks) beside the msk 0.1 store (one array per clip, read by msk
   0.1's own code, kept in ``tests/_store_v01.py``) holding the same data: 4 000
   clips of 7 windows of 3 000 features (336 MB). ``extra_info["GB_per_s"]`` is the rate.
-- ``store-write``: extraction of 32 MP3 clips (the shipped example, 29.1 s) with the
+- ``store-write``: extraction of 256 MP3 clips (the shipped example, 29.1 s) with the
   shipped Laplacian model on one thread, into a store (``msk.extract_many``: stat,
   SHA-256 of the file, duration, features, times, batched durable writes) beside the
   same extractions kept in memory (``msk.extract`` per file). ``extra_info`` holds ms
@@ -30,7 +30,7 @@ from msk.learn import _SingleThreadedBlas
 N_CLIPS = 4000
 N_WINDOWS = 7
 N_FEATURES = 3000
-N_WRITE = 32
+N_WRITE = 256
 
 
 @pytest.fixture(scope="module")

@@ -49,10 +49,12 @@ any moment loses only its batch in flight. Finally the root ``zarr.json``
 is rewritten (one atomic rename) with the consolidated metadata of the
 committed arrays, which is what xarray and zarr read.
 
-A line that is torn or fails its CRC is skipped with a warning naming the
-line; the store stays readable, the clip it described is re-extracted by
-the next run, and :meth:`FeatureStore.check` (``msk store check --repair``)
-rewrites the table without it. One process writes a store at a time: a
+A line that fails its CRC (or is not a record) is skipped with a warning
+naming it; the store stays readable, the clip it described is extracted
+again by the next run, and :meth:`FeatureStore.check` (``msk store check
+--repair``) rewrites the table without it. An unterminated last line (a
+write in flight, or one a crash cut) is ignored by readers and cut off by
+the next writer. One process writes a store at a time: a
 writer holds an exclusive lock (``flock``) on ``clip/msk-writer.lock``,
 which records its host and pid; a second writer is refused with a message
 naming them (or waits, with ``wait=``). The lock of a process that died is
@@ -103,7 +105,7 @@ _CLIP_CHUNK = 16384
 _ROW_CHUNK = 65536
 _CHUNK_BYTES = 1 << 20
 _CHUNKS_PER_SHARD = 16
-_DEFAULT_BATCH = 128
+_DEFAULT_BATCH = 256
 _BATCH_BYTES = 64 << 20
 
 
@@ -361,7 +363,7 @@ class FeatureStore:
         Flush each batch's chunks and table lines to disk (``fsync``) before
         the commit, so that a power failure, not only a killed process, loses
         at most the batch in flight.
-    batch_size : int, default=128
+    batch_size : int, default=256
         Clips buffered before a batch is written (also written when the
         buffered features reach 64 MB, on :meth:`flush`, on :meth:`close` and
         before any read).
