@@ -104,6 +104,10 @@ def test_layout_opens_with_xarray_dask_and_zarr(store_path, library, model):
     # dask and plain zarr: the same matrix
     np.testing.assert_array_equal(da.from_zarr(str(store_path), component="windows").compute(),
                                   ds.windows.values)
+    # no stray files: listing without the consolidated metadata warns about nothing
+    members = dict(zarr.open_group(str(store_path), mode="r", use_consolidated=False).members())
+    assert {"windows", "tracks", "clip", "clip_index", "start", "end", "status"} <= set(members)
+    assert set(xr.open_datatree(store_path, engine="zarr").to_dataset().data_vars) == set(ds.data_vars)
     group = zarr.open_group(str(store_path), mode="r")
     assert group.attrs["msk"]["format"] == "msk.FeatureStore"
     assert group["windows"].dtype == np.float32
