@@ -444,6 +444,12 @@ def test_tampered_metadata_and_odd_chunk_files_are_refused(tmp_path, library, mo
     st = tamper(shape=[10**9, n])  # rows beyond the commit are never read
     assert st.concatenated()[0].shape[0] == rows
     meta_path.write_text(original)
+    # stray directories (in the store, in an array's folder) do not block opening for writing
+    (out / "stray").mkdir()
+    (out / "clip" / "stray").mkdir()
+    keys = FeatureStore(out, mode="r").keys()
+    with FeatureStore(out, mode="a") as writable:
+        assert writable.keys() == keys
     chunk = out / "windows" / "c" / "0" / "0"
     chunk.unlink()
     chunk.symlink_to("/dev/zero")
