@@ -38,7 +38,7 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 import msk
-from msk.learn import _SingleThreadedBlas
+from msk._blas_threads import _SingleThreadedBlas
 
 SR = 16000
 KERNEL = (np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0).astype(np.float32)
@@ -64,7 +64,7 @@ def _fitted(representation, frames, tmp_path_factory):
         for k in range(24)
     ]
     with threadpool_limits(1):
-        return msk.MultiscaleFeatures(representation, levels=6, frames=frames, n_means=500,
+        return msk.MultiscaleFeatures(representation, levels=6, width=frames, n_clusters=500,
                                       n_samples=200_000, random_state=0).fit(clips)
 
 
@@ -129,10 +129,10 @@ def _peer_logmel(librosa, y, n_fft):
 def peer_from_waveform(librosa, y, model, matrices):
     if model.representation == "multiresolution":
         levels = [_peer_logmel(librosa, y, 1024 << lev) for lev in range(model.levels)]
-        pools = [model.pool] * model.levels
+        pools = [model.pool_size] * model.levels
     else:
         levels = _peer_laplacian(_peer_logmel(librosa, y, 1024), model.levels)
-        pools = [model.pool >> lev for lev in range(model.levels)]
+        pools = [model.pool_size >> lev for lev in range(model.levels)]
     return _peer_encode_pool(levels, matrices, pools)
 
 

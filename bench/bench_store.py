@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 import msk
-from msk.extract import default_model
-from msk.learn import _SingleThreadedBlas
+from msk.batch import default_model
+from msk._blas_threads import _SingleThreadedBlas
 
 N_CLIPS = 4000
 N_WINDOWS = 7

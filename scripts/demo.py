@@ -37,8 +37,8 @@ def main(argv):
     print()
     print("The stages:")
     y = timed("load_audio (16 kHz mono)", msk.load_audio, path)
-    msk.melspectrogram(y)  # first call builds the cached mel filters
-    S = timed("melspectrogram (n_frames, 200)", msk.melspectrogram, y)
+    msk.log_melspectrogram(y)  # first call builds the cached mel filters
+    S = timed("log_melspectrogram (n_frames, 200)", msk.log_melspectrogram, y)
     timed("multiresolution (6 levels)", msk.multiresolution, y)
     timed("gaussian_pyramid (6 levels)", msk.gaussian_pyramid, S)
     L = timed("laplacian_pyramid (6 levels)", msk.laplacian_pyramid, S)
@@ -47,7 +47,7 @@ def main(argv):
 
     # Feature learning on the clip itself (a real model is fitted on many clips): 6-level
     # Laplacian pyramid, windows of 1 frame, 16 means per level, max-pooling over 4.1 s.
-    model = msk.MultiscaleFeatures("laplacian", levels=6, frames=1, n_means=16,
+    model = msk.MultiscaleFeatures("laplacian", levels=6, width=1, n_clusters=16,
                                    n_samples=20_000, random_state=0)
     pieces = [y[i: i + 5 * 16000] for i in range(0, len(y) - 5 * 16000 + 1, 5 * 16000)]
     timed_fit = time.perf_counter()

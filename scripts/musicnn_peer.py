@@ -610,7 +610,7 @@ def time_msk(paths, *, fit_paths, representation="laplacian", n_means=500, rando
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        model = msk.MultiscaleFeatures(representation, n_means=n_means, n_samples=50_000,
+        model = msk.MultiscaleFeatures(representation, n_clusters=n_means, n_samples=50_000,
                                        random_state=random_state).fit(list(fit_paths))
         model.transform(paths[0])  # warm-up: first-call costs (encoder operands, FFT plans)
         seconds, audio, cpu = [], 0.0, 0.0

@@ -27,11 +27,11 @@ import time
 import msk
 
 MODELS = {
-    "laplacian": dict(frames=1),
-    "gaussian": dict(frames=2),
-    "multiresolution": dict(frames=1),
+    "laplacian": dict(width=1),
+    "gaussian": dict(width=2),
+    "multiresolution": dict(width=1),
 }
-COMMON = dict(levels=6, n_means=500, pool=128, n_samples=200_000, variance=0.99, eps=1e-5,
+COMMON = dict(levels=6, n_clusters=500, pool_size=128, n_samples=200_000, variance=0.99, eps=1e-5,
               encoding="linear", pooling="max", max_iter=20, log_offset=1e-10)
 SEED = 20130604  # ISMIR 2013's first day
 

@@ -14,13 +14,13 @@ def windows(frames, width):
     return sliding_window_view(frames, (width, n_mels)).reshape(-1, width * n_mels)
 
 
-def encode(frames, mean, whitening, dictionary=None, *, width=1, encoding="linear", alpha=0.25):
+def encode(frames, mean, whitening, dictionary=None, *, width=1, encoding="linear", threshold=0.25):
     """Codes of every window position, shape (n_positions, K)."""
     codes = (windows(frames, width) - mean) @ whitening.T
     if dictionary is not None:
         codes = codes @ dictionary.T
     if encoding == "threshold":
-        codes = np.maximum(codes - alpha, 0)
+        codes = np.maximum(codes - threshold, 0)
     return codes
 
 
@@ -35,9 +35,9 @@ def pool_codes(codes, pool, pooling=("max",)):
 
 
 def encode_pool(frames, mean, whitening, dictionary=None, *, width=1, pool=128, pooling=("max",),
-                encoding="linear", alpha=0.25):
+                encoding="linear", threshold=0.25):
     """The whole pipeline on one clip, shape (n_pools, K * n_stats)."""
     if isinstance(pooling, str):
         pooling = (pooling,)
-    codes = encode(frames, mean, whitening, dictionary, width=width, encoding=encoding, alpha=alpha)
+    codes = encode(frames, mean, whitening, dictionary, width=width, encoding=encoding, threshold=threshold)
     return pool_codes(codes, pool, pooling)

@@ -5,6 +5,7 @@ the shipped example clip. Oracles: the samples written (lossless formats), the c
 ``soxr.resample`` called directly, and the frequency of a sine (lossy formats).
 """
 
+import operator
 import os
 import re
 import struct
@@ -120,7 +121,7 @@ def test_example_clip_through_every_format(tmp_path, example, ext):
             lag = int(np.argmax(np.correlate(b[16000:20000], a[16000:18000], mode="valid")))
             b = y[lag: lag + n - 2000]
             a = example[: b.shape[0]]
-        Sa, Sb = msk.melspectrogram(a), msk.melspectrogram(b)
+        Sa, Sb = msk.log_melspectrogram(a), msk.log_melspectrogram(b)
         assert np.corrcoef(Sa.ravel(), Sb.ravel())[0, 1] > 0.95
 
 
@@ -326,3 +327,52 @@ def test_bad_sr(tmp_path, kwargs, error, match):
 def test_bad_path_type(path):
     with pytest.raises(TypeError, match="`path` must be a str or os.PathLike"):
         msk.load_audio(path)
+
+
+# -- msk.audio.stream: the one front end ------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_frames", [None, 1000, 4096])
+@pytest.mark.parametrize("sr", [None, 16000, 22050])
+def test_stream_concatenates_to_load_audio(tmp_path, stereo, block_frames, sr):
+    path = write(tmp_path / "x.flac", stereo, NATIVE_SR, "FLAC", "PCM_24")
+    blocks = msk.audio.stream(path, sr=sr, block_frames=block_frames)
+    expected = sr * stereo.shape[0] // NATIVE_SR if sr else stereo.shape[0]
+    assert abs(operator.length_hint(blocks) - expected) <= 1
+    got = np.concatenate(list(blocks))
+    np.testing.assert_array_equal(got, msk.load_audio(path, sr=sr))
+    if block_frames and sr is None:
+        assert got.dtype == np.float32
+
+
+def test_stream_reads_mp3_in_blocks_as_whole():
+    """Blocks of whole MP3 frames: the same samples as one read of the file."""
+    with sf.SoundFile(msk.example_audio()) as f:
+        whole = f.read(dtype="float32")
+    np.testing.assert_array_equal(np.concatenate(list(msk.audio.stream(msk.example_audio()))), whole)
+
+
+def test_stream_of_a_waveform(rng):
+    y = rng.standard_normal(30000).astype(np.float64)
+    got = np.concatenate(list(msk.audio.stream(y, sr=16000, source_sr=44100, block_frames=7000)))
+    np.testing.assert_array_equal(got, soxr.resample(y.astype(np.float32), 44100, 16000, quality="HQ"))
+    with pytest.raises(ValueError, match="source_sr"):
+        msk.audio.stream(y, sr=16000)
+    with pytest.raises(ValueError, match="shape"):
+        msk.audio.stream(np.zeros((4, 2)), source_sr=16000)
+    with pytest.raises(TypeError, match="source"):
+        msk.audio.stream(b"abc", source_sr=16000)
+    bad = y.copy()
+    bad[20000] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        list(msk.audio.stream(bad, sr=16000, source_sr=16000, block_frames=7000))
+
+
+def test_stream_checks_integrity_at_the_end(tmp_path, stereo):
+    full = write(tmp_path / "full.wav", stereo, NATIVE_SR, "WAV", "PCM_16").read_bytes()
+    path = tmp_path / "cut.wav"
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match=named(path) + ".*truncated"):
+        list(msk.audio.stream(path, block_frames=1000))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        msk.audio.stream(tmp_path / "missing.wav")

@@ -23,7 +23,7 @@ def _pooled_stats(C, pool):
 
 @pytest.fixture(scope="module")
 def logmel():
-    return msk.melspectrogram(msk.load_audio(msk.example_audio()))  # (913, 200) float32
+    return msk.log_melspectrogram(msk.load_audio(msk.example_audio()))  # (913, 200) float32
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -32,7 +32,7 @@ def test_mfcc_stats_match_librosa(logmel, dtype, n_mfcc, pool):
     S = logmel.astype(dtype)
     mfcc = librosa.feature.mfcc(S=S.T.astype(np.float64), n_mfcc=n_mfcc, dct_type=2, norm="ortho").T
     want = _pooled_stats(mfcc, pool)
-    got = mfcc_stats(S, n_mfcc=n_mfcc, pool=pool)
+    got = mfcc_stats(S, n_mfcc=n_mfcc, pool_size=pool)
     assert got.dtype == dtype and got.shape == (S.shape[0] // pool, 2 * n_mfcc)
     # float32: the DCT sums 200 terms of magnitude ~20; atol for std near 0
     assert_close(got, want, rtol=1e-4 if dtype == np.float32 else 1e-7, atol=2e-3 if dtype == np.float32 else 1e-9)
@@ -69,8 +69,8 @@ def test_bad_input_is_rejected(logmel):
         mfcc_stats(logmel[0])
     with pytest.raises(ValueError, match="`n_mfcc` must be an integer between 1 and 200; got 201"):
         mfcc_stats(logmel, n_mfcc=201)
-    with pytest.raises(ValueError, match="`pool` must be a positive integer; got 0"):
-        logmel_stats(logmel, pool=0)
+    with pytest.raises(ValueError, match="`pool_size` must be a positive integer; got 0"):
+        logmel_stats(logmel, pool_size=0)
     bad = logmel.copy()
     bad[3, 3] = np.nan
     with pytest.raises(ValueError, match="`S`.*NaN"):
@@ -103,6 +103,6 @@ def test_log_offset_is_used():
     y = msk.load_audio(msk.example_audio())
     a = BaselineFeatures("logmel-stats").fit().transform(y)
     b = BaselineFeatures("logmel-stats", log_offset=1e-4).fit().transform(y)
-    S = msk.melspectrogram(y, log_offset=1e-4)
+    S = msk.log_melspectrogram(y, log_offset=1e-4)
     assert_close(b, logmel_stats(S), atol=1e-5)
     assert not np.allclose(a, b)

@@ -43,7 +43,7 @@ def test_expand_inputs(audio_dir):
 def test_fit_then_info(audio_dir, tmp_path, capsys):
     out_model = tmp_path / "m.npz"
     code, out, err = run(capsys, ["fit", str(audio_dir), "-o", str(out_model), "--levels", "3",
-                                  "--n-means", "8", "--n-samples", "2000", "--seed", "1"])
+                                  "--n-clusters", "8", "--n-samples", "2000", "--seed", "1"])
     assert code == 0, err
     summary = json.loads(out)
     assert summary["clips"] == 4 and summary["n_features"] == 24 and summary["skipped"] == []
@@ -62,11 +62,11 @@ def test_fit_then_info(audio_dir, tmp_path, capsys):
 def test_fit_pca_only_and_pooling(audio_dir, tmp_path, capsys):
     out_model = tmp_path / "p.npz"
     code, out, err = run(capsys, ["fit", str(audio_dir / "*.wav"), str(audio_dir / "sub"), "-o",
-                                  str(out_model), "--levels", "2", "--n-means", "0",
+                                  str(out_model), "--levels", "2", "--n-clusters", "0",
                                   "--pooling", "max+mean", "--n-samples", "1000"])
     assert code == 0, err
     model = msk.MultiscaleFeatures.load(out_model)
-    assert model.n_means is None and model.pooling == ("max", "mean")
+    assert model.n_clusters is None and model.pooling == ("max", "mean")
 
 
 def test_extract_one_file_with_the_shipped_model(tmp_path, capsys):
@@ -81,7 +81,7 @@ def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, cap
     (audio_dir / "sub" / "broken.mp3").write_bytes(b"not an mp3" * 50)
     try:
         model = tmp_path / "m.npz"
-        assert main(["fit", str(audio_dir), "-o", str(model), "--levels", "2", "--n-means", "4",
+        assert main(["fit", str(audio_dir), "-o", str(model), "--levels", "2", "--n-clusters", "4",
                      "--n-samples", "500"]) == 0
         capsys.readouterr()
         store = tmp_path / "features.zarr"
@@ -143,7 +143,7 @@ def test_experiment_then_plot(tiny_corpus, tmp_path, capsys):
 def test_extract_dataset_then_evaluate(tiny_corpus, tmp_path, capsys):
     model = tmp_path / "m.npz"
     assert main(["fit", "--dataset", tiny_corpus, "-o", str(model), "--levels", "2",
-                 "--n-means", "4", "--n-samples", "500"]) == 0
+                 "--n-clusters", "4", "--n-samples", "500"]) == 0
     capsys.readouterr()
     store = tmp_path / "tiny.zarr"
     code, out, err = run(capsys, ["extract", tiny_corpus, "-o", str(store), "--model", str(model), "-q"])

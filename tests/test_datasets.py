@@ -342,3 +342,97 @@ def test_real_magnatagatune():
     assert ds.n_tags == 50
     sizes = {s: len(ds.subset(s)) for s in ds.split_names}
     assert sizes["train"] > 12 * sizes["valid"] * 0.8 and sizes["test"] > 2 * sizes["valid"]
+
+
+# --------------------------------------------------------------------------- labels CSV
+from msk.datasets import Labels, load_labels  # noqa: E402
+
+
+def write_labels(tmp_path, text, name="labels.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_labels_multilabel_with_bom_quotes_and_blank_lines(tmp_path):
+    path = write_labels(tmp_path, '\ufeffkey,rock,"jazz, cool"\r\n\r\n"a,1.mp3",1,0\r\nb.mp3, 0 ,1\r\n')
+    labels = load_labels(path)
+    assert isinstance(labels, Labels) and labels.kind == "multilabel"
+    assert labels.keys.tolist() == ["a,1.mp3", "b.mp3"]
+    assert labels.tag_names == ("rock", "jazz, cool")
+    assert labels.tags.tolist() == [[1, 0], [0, 1]] and labels.tags.dtype == np.uint8
+    assert labels.lines.tolist() == [3, 4]
+    assert not labels.tags.flags.writeable
+
+
+def test_labels_single_label_detected_named_and_tab_separated(tmp_path):
+    labels = load_labels(write_labels(tmp_path, "file\tgenre\nx.wav\trock\ny.wav\tjazz\nz.wav\trock\n"))
+    assert labels.kind == "single-label" and labels.label_column == "genre"
+    assert labels.tag_names == ("jazz", "rock")  # sorted classes, one-hot
+    assert labels.tags.tolist() == [[0, 1], [1, 0], [0, 1]]
+    assert labels.column(None).tolist() == ["rock", "jazz", "rock"]
+    # named, with an extra column ignored and a group column
+    path = write_labels(tmp_path, "key,genre,year,artist\na,rock,1999,A\nb,jazz,x,B\nc,jazz,2001,A\n", "two.csv")
+    labels = load_labels(path, label_column="genre", group_column="artist")
+    assert labels.tag_names == ("jazz", "rock") and labels.groups.tolist() == ["A", "B", "A"]
+    assert labels.column("artist").tolist() == ["A", "B", "A"]
+    with pytest.raises(ValueError, match="`column` must be one of"):
+        labels.column("year")
+
+
+def test_labels_one_column_of_zeros_and_ones_is_one_tag(tmp_path):
+    labels = load_labels(write_labels(tmp_path, "key,loud\na,1\nb,0\n"))
+    assert labels.kind == "multilabel" and labels.tag_names == ("loud",)
+    assert labels.column("loud").tolist() == ["loud", "not loud"]
+
+
+@pytest.mark.parametrize("text, kwargs, match", [
+    ("", {}, r"labels.csv: the file is empty"),
+    ("\n\n", {}, r"labels.csv: the file is empty"),
+    ("key,rock\n", {}, r"labels.csv: the file has a header but no clips"),
+    ("key\na\nb\n", {}, r"labels.csv: no label column"),
+    ("key,rock,pop\na,1,0\nb,0,1\nc,x,1\n", {}, r"labels.csv, line 4: value 'x' in column 'rock' is not 0 or 1"),
+    ("key,rock,pop\na,1,0\nb,,1\n", {}, r"labels.csv, line 3: value '' in column 'rock' is not 0 or 1"),
+    ("key,rock\na,1\nb,0\na,1\n", {}, r"labels.csv, line 4: duplicate key 'a' \(first on line 2\)"),
+    ("key,rock\na,1\n ,0\n", {}, r"labels.csv, line 3: empty key in column 'key'"),
+    ("key,rock\na,1\nb,0,1\n", {}, r"labels.csv, line 3: 3 fields; the header has 2"),
+    ("key,rock,rock\na,1,0\n", {}, r"labels.csv, line 1: duplicate column 'rock'"),
+    ("key,,pop\na,1,0\n", {}, r"labels.csv, line 1: column 2 of the header has no name"),
+    ("key,genre\na,rock\nb,rock\n", {}, r"labels.csv: column 'genre' holds one class only \('rock'\)"),
+    ("key,genre\na,rock\nb,\n", {"label_column": "genre"}, r"labels.csv, line 3: empty class name in column 'genre'"),
+    ("key,genre\na,rock\n", {"label_column": "style"}, r"labels.csv: `label_column` 'style' is not a column"),
+    ("key,genre\na,rock\n", {"group_column": "key"}, r"`group_column` 'key' is the key column"),
+    ('key,rock\n"a,1\n', {}, r"labels.csv, line \d+: malformed CSV"),
+])
+def test_labels_errors_name_the_file_and_line(tmp_path, text, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_labels(write_labels(tmp_path, text), **kwargs)
+
+
+def test_labels_not_utf8_missing_file_and_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="labels.csv: not UTF-8"):
+        load_labels(write_labels(tmp_path, "key,rock\nä,1\n", encoding="latin-1"))
+    with pytest.raises(FileNotFoundError, match="no such labels file"):
+        load_labels(tmp_path / "nothing.csv")
+    with pytest.raises(TypeError, match="`path` must be a str"):
+        load_labels(3)
+    with pytest.raises(TypeError, match="`label_column` must be a non-empty str"):
+        load_labels(write_labels(tmp_path, "key,rock\na,1\n"), label_column="")
+
+
+def test_labels_warn_about_tags_of_one_class(tmp_path):
+    with pytest.warns(UserWarning, match=r"labels.csv: tag\(s\) 'pop', 'jazz' are 1 on every clip or on none"):
+        load_labels(write_labels(tmp_path, "key,rock,pop,jazz\na,1,0,1\nb,0,0,1\n"))
+
+
+def test_labels_rows_for_keys_and_paths(tmp_path, monkeypatch):
+    (tmp_path / "music").mkdir()
+    path = write_labels(tmp_path / "music", "key,rock\nsong.mp3,1\nclip-7,0\n/abs/x.wav,1\n")
+    labels = load_labels(path)
+    monkeypatch.chdir(tmp_path)
+    rows = labels.rows_for(["clip-7", "music/song.mp3", "other", "k"],
+                           ["/elsewhere/a.mp3", None, "/abs/y.wav", "/abs/x.wav"])
+    assert rows.tolist() == [1, 0, -1, 2]
+    # a relative path in the CSV is also tried relative to the current directory
+    labels = load_labels(write_labels(tmp_path, "key,rock\nmusic/song.mp3,1\nb,0\n", "cwd.csv"))
+    assert labels.rows_for([str(tmp_path / "music" / "song.mp3")]).tolist() == [0]

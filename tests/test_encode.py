@@ -75,20 +75,20 @@ def test_pca_only_codes(rng, dtype, width):
 
 
 @pytest.mark.parametrize("pooling", ["max", "mean", "std", ("mean", "std"), ("std", "max")])
-@pytest.mark.parametrize("encoding,alpha", [("linear", 0.25), ("threshold", 0.0), ("threshold", 0.3)])
-def test_pooling_and_encoding_options(rng, pooling, encoding, alpha):
+@pytest.mark.parametrize("encoding,threshold", [("linear", 0.25), ("threshold", 0.0), ("threshold", 0.3)])
+def test_pooling_and_encoding_options(rng, pooling, encoding, threshold):
     mean, whitening, dictionary = make_model(rng, 8, 2, 6, 13)
     frames = rng.standard_normal((130, 8))
     out = encode_pool(frames, mean, whitening, dictionary, width=2, pool=25, pooling=pooling,
-                      encoding=encoding, alpha=alpha)
+                      encoding=encoding, threshold=threshold)
     want = reference(frames, mean, whitening, dictionary, width=2, pool=25, pooling=pooling,
-                     encoding=encoding, alpha=alpha)
+                     encoding=encoding, threshold=threshold)
     n_stats = 1 if isinstance(pooling, str) else len(pooling)
     assert out.shape == (5, 13 * n_stats)
     assert_close(out, want, **tol(np.float64))
     if encoding == "threshold":
         assert (out >= 0).all()
-        codes = ref_encode(frames, mean, whitening, dictionary, width=2, encoding=encoding, alpha=alpha)
+        codes = ref_encode(frames, mean, whitening, dictionary, width=2, encoding=encoding, threshold=threshold)
         assert 0.1 < (codes == 0).mean() < 0.9  # the threshold is exercised
 
 
@@ -127,7 +127,7 @@ def test_fused_and_staged_agree(rng, dtype):
     mean, whitening, dictionary = make_model(rng, 20, 4, 40, 50)
     frames = rng.standard_normal((300, 20)).astype(dtype)
     outs = [WindowEncoder(mean, whitening, dictionary, width=4, pool=32, pooling=ALL_STATS, encoding="threshold",
-                          alpha=0.1, factorization=f)(frames) for f in ("fused", "staged")]
+                          threshold=0.1, factorization=f)(frames) for f in ("fused", "staged")]
     assert_close(outs[0], outs[1], **tol(dtype))
 
 
@@ -264,7 +264,7 @@ def test_memory_bounded_by_one_tile(rng, width, p):
         ({"pooling": ("max", "max")}, ValueError, r"`pooling` must not repeat"),
         ({"pooling": 3}, TypeError, r"`pooling` must be a string or a sequence"),
         ({"encoding": "relu"}, ValueError, r"`encoding` must be one of 'linear' or 'threshold'; got 'relu'"),
-        ({"alpha": float("nan")}, ValueError, r"`alpha` must be a finite number"),
+        ({"threshold": float("nan")}, ValueError, r"`threshold` must be a finite number"),
         ({"factorization": "both"}, ValueError, r"`factorization` must be one of"),
     ],
 )

@@ -91,7 +91,7 @@ def tiny_corpus(tmp_path_factory):
 
 FAST = dict(
     n_runs=1, n_trials=2, random_state=3, progress=False,
-    features={"levels": 3, "pool": 32, "n_samples": 3000, "max_iter": 5},
+    features={"levels": 3, "pool_size": 32, "n_samples": 3000, "max_iter": 5},
     mlp={"n_hidden": 16, "batch_size": 32, "max_iter": 6, "patience": 3},
     nca={"n_components": 4, "max_iter": 10, "batch_size": 50},
     learning_rate_range=(1e-3, 1e-2),
@@ -123,7 +123,7 @@ def test_architecture_names():
             parse_architecture(bad)
     with pytest.raises(TypeError, match="`name` must be an architecture name"):
         parse_architecture(5)
-    assert all(set(c) <= {"variance", "eps", "encoding", "alpha", "pooling", "log_offset"} for c in DEFAULT_SEARCH)
+    assert all(set(c) <= {"variance", "eps", "encoding", "threshold", "pooling", "log_offset"} for c in DEFAULT_SEARCH)
 
 
 def test_bad_arguments_fail_before_any_work(tiny_corpus, tmp_path):
@@ -142,8 +142,8 @@ def test_bad_arguments_fail_before_any_work(tiny_corpus, tmp_path):
         run_experiment(tiny_corpus, architectures=["mfcc"], out=out, search="yes")
     with pytest.raises(ValueError, match="`per_level` must name one of"):
         run_experiment(tiny_corpus, architectures=["mfcc"], out=out, per_level="laplacian-w1-k8")
-    with pytest.raises(ValueError, match="`representation`|`pool` must be a positive integer"):
-        run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, features={"pool": 0})
+    with pytest.raises(ValueError, match="`representation`|`pool_size` must be a positive integer"):
+        run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, features={"pool_size": 0})
     assert not os.path.exists(out)
 
 
@@ -245,7 +245,7 @@ def test_experiment_end_to_end(tiny_corpus, tmp_path):
     # other feature settings on the same folder are refused
     with pytest.raises(ValueError, match="computed with other settings"):
         run_experiment(tiny_corpus, architectures=["laplacian-w1-k8"], out=out, figures=False,
-                       **dict(FAST, features={"levels": 3, "pool": 16, "n_samples": 3000, "max_iter": 5}))
+                       **dict(FAST, features={"levels": 3, "pool_size": 16, "n_samples": 3000, "max_iter": 5}))
 
 
 def test_worker_processes_give_the_same_rows(tiny_corpus, tmp_path):
@@ -288,7 +288,7 @@ def test_killed_run_leaves_no_worker_processes(tiny_corpus, tmp_path):
     code = (f"from msk.evaluation import run_experiment\n"
             f"run_experiment({tiny_corpus!r}, architectures=['laplacian-w1-k8', 'gaussian-w1-k8'], "
             f"out={str(tmp_path / 'out')!r}, n_workers=2, progress=False, figures=False, "
-            f"features={{'levels': 3, 'pool': 32, 'n_samples': 3000, 'max_iter': 5}}, "
+            f"features={{'levels': 3, 'pool_size': 32, 'n_samples': 3000, 'max_iter': 5}}, "
             f"mlp={{'n_hidden': 16, 'max_iter': 1000, 'patience': 1000}})\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     try:

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import msk
 from msk._core import _kmeans
-from msk.learn import _damped_update
+from msk.kmeans import _damped_update
 
 from _reference import spherical_kmeans
 from conftest import assert_close

@@ -5,7 +5,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 import msk
-from msk import learn
+import msk.pca as pca_module
 
 from conftest import assert_close
 
@@ -86,7 +86,7 @@ def test_rank_deficient_data_drop_zero_variance_directions(rng):
 def test_covariance_is_accumulated_over_chunks(rng, monkeypatch):
     X = correlated(rng, 2500, 9, np.float32)
     whole = msk.PCAWhitening(variance=None, eps=0.0).fit(X)
-    monkeypatch.setattr(learn, "_ROW_CHUNK", 333)  # 2500 rows: 7 full chunks and a partial one
+    monkeypatch.setattr(pca_module, "_ROW_CHUNK", 333)  # 2500 rows: 7 full chunks and a partial one
     chunked = msk.PCAWhitening(variance=None, eps=0.0).fit(X)
     # float64 accumulation: only summation order differs (atol: eigenvalues span 7 decades)
     assert_close(chunked.explained_variance_, whole.explained_variance_, rtol=1e-10, atol=1e-12)

@@ -31,21 +31,21 @@ def clips(clip):
 
 
 def small(representation="laplacian", **kw):
-    params = dict(levels=3, n_means=12, n_samples=3000, max_iter=10, random_state=0)
+    params = dict(levels=3, n_clusters=12, n_samples=3000, max_iter=10, random_state=0)
     params.update(kw)
     return msk.MultiscaleFeatures(representation, **params)
 
 
 def oracle(model, y):
     """The plain NumPy pipeline: representation -> windows -> whiten -> encode -> max-pool."""
-    S = msk.melspectrogram(y, sr=SR, log_offset=model.log_offset)
+    S = msk.log_melspectrogram(y, sr=SR, log_offset=model.log_offset)
     if model.representation == "multiresolution":
         levels = msk.multiresolution(y, sr=SR, levels=model.levels, log_offset=model.log_offset)
     elif model.representation == "gaussian":
         levels = msk.gaussian_pyramid(S, levels=model.levels)
     else:
         levels = msk.laplacian_pyramid(S, levels=model.levels)
-    w = model.frames
+    w = model.width
     pooled = []
     for lev, frames in enumerate(levels):
         X = sliding_window_view(frames.astype(np.float64), (w, frames.shape[1]))[:, 0].reshape(
@@ -53,7 +53,7 @@ def oracle(model, y):
         pca = model.pca_[lev]
         Z = (X - pca.mean_) @ pca.whitening_.T
         F = Z if model.kmeans_ is None else Z @ model.kmeans_[lev].cluster_centers_.astype(np.float64).T
-        pool = model.pool if model.representation == "multiresolution" else max(1, model.pool >> lev)
+        pool = model.pool_size if model.representation == "multiresolution" else max(1, model.pool_size >> lev)
         n_pools = max(1, F.shape[0] // pool)
         n = pool if F.shape[0] >= pool else F.shape[0]
         pooled.append(np.stack([F[i * n:(i + 1) * n].max(axis=0) for i in range(n_pools)]))
@@ -66,7 +66,7 @@ def oracle(model, y):
     [("laplacian", 1), ("laplacian", 2), ("gaussian", 4), ("multiresolution", 1)],
 )
 def test_matches_numpy_pipeline_on_real_audio(clips, representation, frames):
-    model = small(representation, frames=frames, pool=64).fit(clips)
+    model = small(representation, width=frames, pool_size=64).fit(clips)
     F = model.transform(clips[1])
     R = oracle(model, clips[1])
     assert F.dtype == np.float32 and F.flags.c_contiguous
@@ -76,7 +76,7 @@ def test_matches_numpy_pipeline_on_real_audio(clips, representation, frames):
 
 
 def test_shapes_and_pool_alignment(clips):
-    model = small(levels=4, pool=128).fit(clips)
+    model = small(levels=4, pool_size=128).fit(clips)
     y = clips[0]
     T = 1 + len(y) // 512
     F = model.transform(y)
@@ -88,7 +88,7 @@ def test_shapes_and_pool_alignment(clips):
 def test_default_architecture_on_a_full_clip():
     """The paper's setting (6 levels, 1 frame, max-pooling) on the full shipped clip."""
     y = msk.load_audio(msk.example_audio())
-    model = msk.MultiscaleFeatures(n_means=16, n_samples=5000, max_iter=5, random_state=0)
+    model = msk.MultiscaleFeatures(n_clusters=16, n_samples=5000, max_iter=5, random_state=0)
     model.fit([y[: 15 * SR], y[15 * SR:]])
     F = model.transform(msk.example_audio())
     assert F.shape == ((1 + len(y) // 512) // 128, 6 * 16)
@@ -96,7 +96,7 @@ def test_default_architecture_on_a_full_clip():
 
 
 def test_pca_only_features(clips):
-    model = small(n_means=None).fit(clips)
+    model = small(n_clusters=None).fit(clips)
     assert model.kmeans_ is None
     F = model.transform(clips[0])
     assert F.shape[1] == sum(p.n_components_ for p in model.pca_) == model.n_features_out_
@@ -111,7 +111,7 @@ def test_clip_kinds_agree(clips, tmp_path):
     model = small().fit(clips)
     from_path = model.transform(path)
     from_wave = model.transform(clips[0])
-    from_spec = model.transform(msk.melspectrogram(clips[0]))
+    from_spec = model.transform(msk.log_melspectrogram(clips[0]))
     np.testing.assert_array_equal(from_path, from_wave)
     np.testing.assert_array_equal(from_spec, from_wave)
     assert_close(model.transform(clips[0].astype(np.float64)), from_wave)
@@ -132,7 +132,7 @@ def test_fit_accepts_a_generator(clips):
 
 @pytest.mark.parametrize("seconds", [0.5, 2.0])
 def test_short_clips_give_one_pool(clips, seconds):
-    model = small(frames=2).fit(clips)
+    model = small(width=2).fit(clips)
     F = model.transform(clips[0][: int(seconds * SR)])
     assert F.shape == (1, 36)
     assert np.isfinite(F).all()
@@ -151,13 +151,13 @@ def test_pooling_and_threshold_options(clips):
     assert G.shape[1] == 2 * F.shape[1]
     # the max columns of each level equal the max-only model's
     np.testing.assert_allclose(G[:, :12], F[:, :12], rtol=1e-5, atol=1e-5)
-    thr = small(encoding="threshold", alpha=0.5).fit(clips).transform(clips[0])
+    thr = small(encoding="threshold", threshold=0.5).fit(clips).transform(clips[0])
     assert (thr >= 0).all()
     assert_close(thr, np.maximum(F - 0.5, 0), rtol=1e-4, atol=1e-4)
 
 
 def test_save_load_roundtrip(clips, tmp_path):
-    model = small(representation="gaussian", frames=2, pooling=("max", "std")).fit(clips)
+    model = small(representation="gaussian", width=2, pooling=("max", "std")).fit(clips)
     path = tmp_path / "model.npz"
     model.save(path)
     loaded = msk.MultiscaleFeatures.load(path)
@@ -165,13 +165,13 @@ def test_save_load_roundtrip(clips, tmp_path):
     np.testing.assert_array_equal(loaded.transform(clips[2]), model.transform(clips[2]))
     with np.load(path, allow_pickle=False) as data:  # loads without pickle
         header = json.loads(bytes(data["header"]).decode())
-    assert header["format_version"] == 1 and header["msk_version"] == msk.__version__
+    assert header["format_version"] == 2 and header["msk_version"] == msk.__version__
     assert header["params"]["representation"] == "gaussian"
-    assert [lev["n_means"] for lev in header["levels"]] == [12, 12, 12]
+    assert [lev["n_clusters"] for lev in header["levels"]] == [12, 12, 12]
 
 
 def test_save_load_pca_only(clips, tmp_path):
-    model = small(n_means=None).fit(clips)
+    model = small(n_clusters=None).fit(clips)
     model.save(tmp_path / "pca.npz")
     loaded = msk.MultiscaleFeatures.load(tmp_path / "pca.npz")
     np.testing.assert_array_equal(loaded.transform(clips[0]), model.transform(clips[0]))
@@ -253,13 +253,13 @@ def test_fit_skips_unreadable_files(clips, tmp_path):
     [
         (dict(representation="lapacian"), ValueError,
          "`representation` must be one of 'multiresolution', 'gaussian' or 'laplacian'; got 'lapacian'"),
-        (dict(n_means=0), ValueError, "`n_means` must be a positive integer; got 0"),
+        (dict(n_clusters=0), ValueError, "`n_clusters` must be a positive integer; got 0"),
         (dict(levels=9), ValueError, "`levels` must be an integer between 1 and 8; got 9"),
-        (dict(frames=0), ValueError, "`frames`"),
-        (dict(pool=0), ValueError, "`pool`"),
+        (dict(width=0), ValueError, "`width`"),
+        (dict(pool_size=0), ValueError, "`pool_size`"),
         (dict(pooling="median"), ValueError, "`pooling`"),
         (dict(encoding="relu"), ValueError, "`encoding`"),
-        (dict(n_means=2.5), TypeError, "`n_means` must be an integer"),
+        (dict(n_clusters=2.5), TypeError, "`n_clusters` must be an integer"),
     ],
 )
 def test_bad_parameters(clips, params, error, match):
@@ -270,10 +270,10 @@ def test_bad_parameters(clips, params, error, match):
 def test_bad_clips(clips):
     with pytest.raises(TypeError, match="`clips` must be an iterable"):
         small().fit(msk.example_audio())
-    with pytest.raises(ValueError, match="fewer than `n_means`=5000"):
-        small(n_means=5000).fit(clips[:1])
+    with pytest.raises(ValueError, match="fewer than `n_clusters`=5000"):
+        small(n_clusters=5000).fit(clips[:1])
     with pytest.raises(ValueError, match="multiresolution.*needs audio"):
-        small("multiresolution").fit([msk.melspectrogram(clips[0])])
+        small("multiresolution").fit([msk.log_melspectrogram(clips[0])])
     with pytest.raises(ValueError, match="`clip` contains NaN"):
         small().fit([np.full(SR, np.nan, dtype=np.float32)])
     with pytest.raises(ValueError, match="shape"):
@@ -294,7 +294,7 @@ def test_transform_checks(clips):
 
 
 def test_sklearn_parameter_api(clips):
-    model = small(n_means=7)
+    model = small(n_clusters=7)
     twin = clone(model)
     assert twin.get_params() == model.get_params()
     twin.set_params(levels=2)
@@ -307,20 +307,60 @@ def test_fit_transform_returns_one_array_per_clip(clips):
     assert all(o.shape[1] == 36 for o in out)
 
 
+@pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
+def test_pooling_geometry_and_n_pools_describe_transform(clips, representation):
+    model = small(representation, width=2, pool_size=32).fit(clips)
+    geometry = model.pooling_geometry()
+    pyramid = representation != "multiresolution"
+    assert geometry == [((1 << lev) if pyramid else 1, max(1, 32 >> lev) if pyramid else 32)
+                        for lev in range(3)]
+    for seconds in (0.2, 1.0, 3.3, 12.0):
+        y = clips[1][: int(seconds * SR)]
+        n_frames = 1 + y.shape[0] // model.hop_length
+        assert model.n_pools(n_frames) == model.transform(y).shape[0]
+
+
+def test_spectrogram_parameters_are_the_models(clip):
+    """n_fft, hop_length and n_mels reach every step (whole and segmented analysis alike)."""
+    model = small("gaussian", n_fft=512, hop_length=256, n_mels=64).fit([clip])
+    assert model.n_mels_ == 64
+    F = model.transform(clip)
+    n_frames = 1 + clip.shape[0] // 256
+    assert F.shape[0] == model.n_pools(n_frames)
+    S = msk.log_melspectrogram(clip, sr=SR, n_fft=512, hop_length=256, n_mels=64)
+    np.testing.assert_array_equal(model.represent(clip)[0], S)
+    with pytest.raises(ValueError, match="n_fft"):
+        small(n_fft=1000).fit([clip])
+
+
+def test_not_a_pipeline_transformer_but_a_clonable_estimator(clips):
+    """One clip in, a matrix of variable height out: no TransformerMixin (see the class Notes)."""
+    from sklearn.base import TransformerMixin, clone
+
+    model = small()
+    assert not isinstance(model, TransformerMixin) and not hasattr(model, "set_output")
+    assert clone(model).get_params() == model.get_params()
+    features = model.fit_transform(clips)
+    assert isinstance(features, list) and len(features) == len(clips)
+    for F, c in zip(features, clips):
+        np.testing.assert_array_equal(F, model.transform(c))
+    assert {F.shape[0] for F in features} == {model.n_pools(1 + c.shape[0] // 512) for c in clips}
+
+
 def test_set_params_of_a_fitted_model_refuses_fixed_parameters(tmp_path):
-    """Changing pool (or any parameter the fitted arrays depend on) after fitting is refused."""
+    """Changing pool_size (or any parameter the fitted arrays depend on) after fitting is refused."""
     with threadpool_limits(1):
-        model = msk.MultiscaleFeatures(levels=2, n_means=4, n_samples=500, max_iter=2,
+        model = msk.MultiscaleFeatures(levels=2, n_clusters=4, n_samples=500, max_iter=2,
                                        random_state=0).fit([msk.example_audio()])
     F = model.transform(msk.example_audio())
-    with pytest.raises(ValueError, match="cannot change 'n_means', 'pool' of a fitted"):
-        model.set_params(pool=64, n_means=8)
-    assert model.pool == 128 and model.n_means == 4
-    model.set_params(pool=128, random_state=5, max_iter=7)  # unchanged or fit-only: accepted
+    with pytest.raises(ValueError, match="cannot change 'n_clusters', 'pool_size' of a fitted"):
+        model.set_params(pool_size=64, n_clusters=8)
+    assert model.pool_size == 128 and model.n_clusters == 4
+    model.set_params(pool_size=128, random_state=5, max_iter=7)  # unchanged or fit-only: accepted
     path = tmp_path / "m.npz"
     model.save(path)
     loaded = msk.MultiscaleFeatures.load(path)
     np.testing.assert_array_equal(loaded.transform(msk.example_audio()), F)
-    with pytest.raises(ValueError, match="'pool'"):
-        loaded.set_params(pool=32)
-    assert clone(model).set_params(pool=64).pool == 64  # an unfitted copy takes anything
+    with pytest.raises(ValueError, match="'pool_size'"):
+        loaded.set_params(pool_size=32)
+    assert clone(model).set_params(pool_size=64).pool_size == 64  # an unfitted copy takes anything

@@ -1,4 +1,4 @@
-"""Tests of msk.mel_filters, msk.melspectrogram and msk.multiresolution.
+"""Tests of msk.mel_filters, msk.log_melspectrogram and msk.multiresolution.
 
 Oracles (STYLE.md rule 33): ``librosa.feature.melspectrogram`` and ``librosa.filters.mel``
 with the same keyword arguments (librosa's output is transposed, never ours), and an
@@ -74,8 +74,8 @@ def assert_matches_oracle(S, R, dtype):
 
 
 def melspec(y, **kwargs):
-    """msk.melspectrogram without the log (the quantity compared with librosa)."""
-    return msk.melspectrogram(y, log=False, **kwargs)
+    """msk.log_melspectrogram without the log (the quantity compared with librosa)."""
+    return msk.log_melspectrogram(y, log=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -161,7 +161,7 @@ def test_matches_librosa_band_edges(clip, clip22, sr, fmin, fmax, htk, dtype):
 def test_whole_example_clip_defaults(clip, clip22, sr, dtype):
     # The paper's setting on the full real clip: 1024/512, 200 bands, log(mel + 1e-10).
     y = (clip if sr == 16000 else clip22).astype(dtype)
-    S = msk.melspectrogram(y, sr=sr)
+    S = msk.log_melspectrogram(y, sr=sr)
     R = librosa_mel(y, sr=sr, n_fft=1024, hop_length=512, n_mels=200)
     assert S.shape == (1 + y.shape[0] // 512, 200) == R.shape
     P = melspec(y, sr=sr)
@@ -213,19 +213,19 @@ def test_empty_bands_are_zero_like_librosa(excerpt, dtype):
     np.testing.assert_array_equal(S[:, empty], 0.0)
     assert_matches_oracle(S, R, dtype)
     with pytest.warns(UserWarning, match="mel bands contain no FFT bin"):
-        L = msk.melspectrogram(y, **kw)
+        L = msk.log_melspectrogram(y, **kw)
     np.testing.assert_array_equal(L[:, empty], np.log(dtype(1e-10)))
 
 
 def test_read_only_input(excerpt):
     y = np.array(excerpt)
     y.flags.writeable = False
-    np.testing.assert_array_equal(msk.melspectrogram(y), msk.melspectrogram(y.copy()))
+    np.testing.assert_array_equal(msk.log_melspectrogram(y), msk.log_melspectrogram(y.copy()))
 
 
 def test_single_sample():
     with pytest.warns(UserWarning, match="longer than the signal"):
-        S = msk.melspectrogram(np.array([0.5]), n_fft=16, n_mels=4)
+        S = msk.log_melspectrogram(np.array([0.5]), n_fft=16, n_mels=4)
     assert S.shape == (1, 4)
     assert np.isfinite(S).all()
 
@@ -238,7 +238,7 @@ def test_single_sample():
 def test_log_is_log_of_mel_plus_offset(excerpt, dtype, log_offset):
     y = excerpt.astype(dtype)
     P = melspec(y)
-    L = msk.melspectrogram(y, log_offset=log_offset)
+    L = msk.log_melspectrogram(y, log_offset=log_offset)
     # A correctly rounded log vs msk's polynomial: a few ulps of the result.
     assert_close(L, np.log(P + dtype(log_offset)), rtol=4 * np.finfo(dtype).eps,
                  atol=4 * np.finfo(dtype).eps)
@@ -249,7 +249,7 @@ def test_log_is_log_of_mel_plus_offset(excerpt, dtype, log_offset):
 def test_log1p_through_log_offset_and_scale(excerpt, dtype, C):
     y = excerpt.astype(dtype)
     P = melspec(y).astype(np.float64)
-    L = msk.melspectrogram(y, log_offset=1.0, log_scale=C)
+    L = msk.log_melspectrogram(y, log_offset=1.0, log_scale=C)
     # msk forms 1 + C*mel in the input's precision and takes its log; np.log1p is exact in
     # float64. The rounding of 1 + x costs up to eps of absolute error in the log.
     eps = np.finfo(dtype).eps
@@ -260,7 +260,7 @@ def test_log1p_through_log_offset_and_scale(excerpt, dtype, C):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log_offset", [1e-10, 1e-3, 1.0])
 def test_silence_is_exactly_log_offset(dtype, log_offset):
-    S = msk.melspectrogram(np.zeros(20000, dtype=dtype), log_offset=log_offset)
+    S = msk.log_melspectrogram(np.zeros(20000, dtype=dtype), log_offset=log_offset)
     assert S.shape == (1 + 20000 // 512, 200)
     assert np.isfinite(S).all()
     np.testing.assert_array_equal(S, np.full(S.shape, np.log(dtype(log_offset)), dtype=dtype))
@@ -272,7 +272,7 @@ def test_log_of_near_silence_is_finite():
     # Denormal-sized samples: the power underflows to zero or a denormal, never NaN/-inf.
     y = np.full(5000, 1e-30, dtype=np.float32)
     y[::2] = -1e-30
-    S = msk.melspectrogram(y)
+    S = msk.log_melspectrogram(y)
     assert np.isfinite(S).all()
     assert_close(S, np.log(np.float32(1e-10)), rtol=1e-6)
 
@@ -331,7 +331,7 @@ def test_mel_filters_warn_on_empty_bands():
         M = msk.mel_filters(sr=16000, n_fft=256, n_mels=200)
     assert (M.max(axis=1) == 0).any()
     with pytest.warns(UserWarning, match="mel bands contain no FFT bin"):
-        msk.melspectrogram(np.ones(4000), n_fft=256, n_mels=200)
+        msk.log_melspectrogram(np.ones(4000), n_fft=256, n_mels=200)
 
 
 @pytest.mark.parametrize(
@@ -361,7 +361,7 @@ def test_mel_filters_bad_parameters(kwargs, error, match):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_float_dtypes_kept(excerpt, dtype):
-    S = msk.melspectrogram(excerpt.astype(dtype))
+    S = msk.log_melspectrogram(excerpt.astype(dtype))
     assert S.dtype == dtype
     assert S.flags.c_contiguous
 
@@ -375,22 +375,22 @@ def test_other_dtypes_become_float64(excerpt, dtype):
     else:
         info = np.iinfo(dtype)
         y = np.clip(excerpt * 100, info.min, info.max).astype(dtype)
-    S = msk.melspectrogram(y)
+    S = msk.log_melspectrogram(y)
     assert S.dtype == np.float64
-    np.testing.assert_array_equal(S, msk.melspectrogram(y.astype(np.float64)))
+    np.testing.assert_array_equal(S, msk.log_melspectrogram(y.astype(np.float64)))
 
 
 def test_list_input(excerpt):
     y = excerpt[:3000].astype(np.float64)
-    np.testing.assert_array_equal(msk.melspectrogram(y.tolist()), msk.melspectrogram(y))
+    np.testing.assert_array_equal(msk.log_melspectrogram(y.tolist()), msk.log_melspectrogram(y))
 
 
 def test_float32_and_float64_agree(clip):
     S32 = melspec(clip)
     S64 = melspec(clip.astype(np.float64))
     assert_close(S32, S64, rtol=1e-4, atol=F32_ATOL * S64.max())
-    L32 = msk.melspectrogram(clip, log_offset=1.0, log_scale=100.0)
-    L64 = msk.melspectrogram(clip.astype(np.float64), log_offset=1.0, log_scale=100.0)
+    L32 = msk.log_melspectrogram(clip, log_offset=1.0, log_scale=100.0)
+    L64 = msk.log_melspectrogram(clip.astype(np.float64), log_offset=1.0, log_scale=100.0)
     assert_close(L32, L64, rtol=1e-4, atol=1e-5)
 
 
@@ -402,15 +402,15 @@ def test_strided_views_equal_contiguous_copies(excerpt, dtype):
     views = [base[::2], base[::-1], base[1::3], two_d[:, 1], fortran[:, 2], two_d.T[0]]
     for v in views:
         assert v.ndim == 1
-        expected = msk.melspectrogram(np.ascontiguousarray(v))
-        np.testing.assert_array_equal(msk.melspectrogram(v), expected)
+        expected = msk.log_melspectrogram(np.ascontiguousarray(v))
+        np.testing.assert_array_equal(msk.log_melspectrogram(v), expected)
     assert not base[::2].flags.c_contiguous
 
 
 def test_input_is_not_modified(excerpt):
     y = np.array(excerpt[:5000], dtype=np.float32)
     before = y.copy()
-    msk.melspectrogram(y)
+    msk.log_melspectrogram(y)
     np.testing.assert_array_equal(y, before)
 
 
@@ -437,7 +437,7 @@ def test_input_is_not_modified(excerpt):
 )
 def test_bad_input_rejected(y, error, match):
     with pytest.raises(error, match=match):
-        msk.melspectrogram(y)
+        msk.log_melspectrogram(y)
 
 
 @pytest.mark.parametrize(
@@ -475,27 +475,27 @@ def test_bad_input_rejected(y, error, match):
 )
 def test_bad_parameters_rejected(excerpt, kwargs, error, match):
     with pytest.raises(error, match=match):
-        msk.melspectrogram(excerpt[:5000], **kwargs)
+        msk.log_melspectrogram(excerpt[:5000], **kwargs)
 
 
 def test_float32_log_offset_floor():
     # 1e-40 is a float32 denormal: its log would not be accurate, so float32 input rejects it
     # while float64 input accepts it.
     y = np.ones(3000)
-    assert np.isfinite(msk.melspectrogram(y, log_offset=1e-40)).all()
+    assert np.isfinite(msk.log_melspectrogram(y, log_offset=1e-40)).all()
     with pytest.raises(ValueError, match="`log_offset` must be at least"):
-        msk.melspectrogram(y.astype(np.float32), log_offset=1e-40)
+        msk.log_melspectrogram(y.astype(np.float32), log_offset=1e-40)
     # Without the log, log_offset is irrelevant and any positive value is fine.
-    msk.melspectrogram(y.astype(np.float32), log=False, log_offset=1e-40)
+    msk.log_melspectrogram(y.astype(np.float32), log=False, log_offset=1e-40)
 
 
 def test_short_input_warns_only_with_centering(excerpt):
     y = excerpt[:1000]
     with pytest.warns(UserWarning, match="n_fft=2048 is longer than the signal"):
-        S = msk.melspectrogram(y, n_fft=2048)
+        S = msk.log_melspectrogram(y, n_fft=2048)
     assert S.shape == (1 + 1000 // 512, 200)
     with pytest.raises(ValueError, match="center=False"):
-        msk.melspectrogram(y, n_fft=2048, center=False)
+        msk.log_melspectrogram(y, n_fft=2048, center=False)
 
 
 # ------------------------------------------------------------------ concurrency
@@ -509,10 +509,10 @@ def test_thread_pool_gives_serial_results(clip):
         jobs.append((clip[start: start + 16000 * 4].astype(dtype),
                      dict(n_fft=[1024, 2048, 4096][i % 3], hop_length=[160, 512][i % 2],
                           log=bool(i % 4))))
-    serial = [msk.melspectrogram(y, **kw) for y, kw in jobs]
+    serial = [msk.log_melspectrogram(y, **kw) for y, kw in jobs]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(2):
-            futures = [pool.submit(msk.melspectrogram, y, **kw) for y, kw in jobs]
+            futures = [pool.submit(msk.log_melspectrogram, y, **kw) for y, kw in jobs]
             for fut, expected in zip(futures, serial):
                 np.testing.assert_array_equal(fut.result(), expected)
 
@@ -533,8 +533,8 @@ def test_n_threads_bit_identical(excerpt, dtype, n_samples, n_threads):
     y = excerpt[:n_samples].astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # n_samples=100 < n_fft
-        one = msk.melspectrogram(y, n_threads=1)
-        many = msk.melspectrogram(y, n_threads=n_threads)
+        one = msk.log_melspectrogram(y, n_threads=1)
+        many = msk.log_melspectrogram(y, n_threads=n_threads)
     np.testing.assert_array_equal(many, one)
 
 
@@ -568,7 +568,7 @@ def test_frame_count_formula(n_samples, n_fft_log2, hop_length, center):
     y = np.ones(n_samples, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        S = msk.melspectrogram(y, n_fft=n_fft, hop_length=hop_length, n_mels=4, center=center)
+        S = msk.log_melspectrogram(y, n_fft=n_fft, hop_length=hop_length, n_mels=4, center=center)
     expected = 1 + n_samples // hop_length if center else 1 + (n_samples - n_fft) // hop_length
     assert S.shape == (expected, 4)
     # librosa.util.frame's count after the same padding.
@@ -642,7 +642,7 @@ def test_multiresolution_levels_are_melspectrograms(clip):
     for lev, S in enumerate(levels):
         assert S.shape == (n_frames, 200)
         assert S.dtype == np.float32
-        np.testing.assert_array_equal(S, msk.melspectrogram(clip, n_fft=1024 << lev))
+        np.testing.assert_array_equal(S, msk.log_melspectrogram(clip, n_fft=1024 << lev))
     # Longer windows smooth in time: the top level varies less from frame to frame.
     assert np.abs(np.diff(levels[5], axis=0)).mean() < np.abs(np.diff(levels[0], axis=0)).mean()
 
@@ -659,7 +659,7 @@ def test_multiresolution_forwards_parameters(excerpt):
               log_scale=10.0)
     levels = msk.multiresolution(y, levels=3, n_fft=256, **kw)
     for lev, S in enumerate(levels):
-        np.testing.assert_array_equal(S, msk.melspectrogram(y, n_fft=256 << lev, **kw))
+        np.testing.assert_array_equal(S, msk.log_melspectrogram(y, n_fft=256 << lev, **kw))
     P = msk.multiresolution(y, levels=2, n_fft=512, log=False, n_mels=64)
     assert_matches_oracle(P[1], librosa_mel(y, sr=SR, n_fft=1024, hop_length=512, n_mels=64),
                           np.float64)

@@ -32,7 +32,7 @@ def y():
 @pytest.fixture(scope="module")
 def model(y):
     with threadpool_limits(1):
-        return msk.MultiscaleFeatures("laplacian", levels=2, n_means=6, n_samples=800, max_iter=3,
+        return msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=6, n_samples=800, max_iter=3,
                                       random_state=0).fit([y[: 12 * SR], y[12 * SR :]])
 
 

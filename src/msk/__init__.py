@@ -9,12 +9,14 @@ max-pooled features.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluation, heads, plot, store
+from . import datasets, evaluation, heads, plot, store, tagger
 from .audio import example_audio, load_audio
-from .extract import extract, extract_many
-from .learn import MultiscaleFeatures, PCAWhitening, SphericalKMeans
+from .batch import extract, extract_many
+from .kmeans import SphericalKMeans
+from .multiscale import MultiscaleFeatures
+from .pca import PCAWhitening
 from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
-from .spectral import mel_filters, melspectrogram, multiresolution
+from .spectral import mel_filters, log_melspectrogram, multiresolution
 
 try:
     __version__ = version("msk")
@@ -31,6 +33,7 @@ __all__ = [
     "heads",
     "plot",
     "store",
+    "tagger",
     "example_audio",
     "extract",
     "extract_many",
@@ -38,7 +41,7 @@ __all__ = [
     "laplacian_pyramid",
     "load_audio",
     "mel_filters",
-    "melspectrogram",
+    "log_melspectrogram",
     "multiresolution",
     "reconstruct_laplacian",
 ]

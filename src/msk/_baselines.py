@@ -1,7 +1,7 @@
 """Hand-crafted baseline features for the experiment: MFCC and log-mel statistics.
 
 Both start from the same log-mel spectrogram as the learned features
-(:func:`msk.melspectrogram`: 200 Slaney mel bands, 64 ms window, 32 ms hop,
+(:func:`msk.log_melspectrogram`: 200 Slaney mel bands, 64 ms window, 32 ms hop,
 ``log(mel + log_offset)``) and are pooled over the same pooling windows (128
 frames, about 4.1 s; only full windows, a short clip gives one window over
 all its frames). Each pooling window is summarised by the mean and the
@@ -39,9 +39,9 @@ def _dct_matrix(n_mels, n_mfcc):
     return scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
 
 
-def _encoder(kind, n_mels, n_mfcc, pool):
+def _encoder(kind, n_mels, n_mfcc, pool_size):
     W = _dct_matrix(n_mels, n_mfcc) if kind == "mfcc" else np.eye(n_mels)
-    return WindowEncoder(np.zeros(n_mels), W, None, width=1, pool=pool, pooling=("mean", "std"))
+    return WindowEncoder(np.zeros(n_mels), W, None, width=1, pool=pool_size, pooling=("mean", "std"))
 
 
 def _check_spectrogram(S):
@@ -51,20 +51,20 @@ def _check_spectrogram(S):
     return S
 
 
-def mfcc_stats(S, *, n_mfcc=20, pool=128):
+def mfcc_stats(S, *, n_mfcc=20, pool_size=128):
     """MFCC mean and standard deviation per pooling window of a log-mel spectrogram.
 
     Parameters
     ----------
     S : array-like of shape (n_frames, n_mels)
-        Log-mel spectrogram, frames as rows (as :func:`msk.melspectrogram`
+        Log-mel spectrogram, frames as rows (as :func:`msk.log_melspectrogram`
         returns it).
     n_mfcc : int, default=20
         Coefficients kept: the first ``n_mfcc`` of the orthonormal DCT-II of
         every frame (at most ``n_mels``).
-    pool : int, default=128
+    pool_size : int, default=128
         Frames per pooling window (128 frames of 32 ms = 4.1 s). Only full
-        windows are kept; fewer than ``pool`` frames give one window.
+        windows are kept; fewer than ``pool_size`` frames give one window.
 
     Returns
     -------
@@ -86,30 +86,30 @@ def mfcc_stats(S, *, n_mfcc=20, pool=128):
     The coefficients equal ``librosa.feature.mfcc(S=S.T, n_mfcc=n_mfcc,
     dct_type=2, norm="ortho")`` (librosa computes MFCCs from a log-power mel
     spectrogram the same way; here the log is the natural one of
-    :func:`msk.melspectrogram`).
+    :func:`msk.log_melspectrogram`).
 
     Examples
     --------
     >>> import msk
     >>> from msk.evaluation import mfcc_stats
-    >>> S = msk.melspectrogram(msk.load_audio(msk.example_audio()))
+    >>> S = msk.log_melspectrogram(msk.load_audio(msk.example_audio()))
     >>> mfcc_stats(S).shape
     (7, 40)
     """
     S = _check_spectrogram(S)
     n_mfcc = check_int("n_mfcc", n_mfcc, low=1, high=S.shape[1])
-    pool = check_int("pool", pool, low=1)
-    return _encoder("mfcc", S.shape[1], n_mfcc, pool)(S)
+    pool_size = check_int("pool_size", pool_size, low=1)
+    return _encoder("mfcc", S.shape[1], n_mfcc, pool_size)(S)
 
 
-def logmel_stats(S, *, pool=128):
+def logmel_stats(S, *, pool_size=128):
     """Mean and standard deviation of every log-mel band per pooling window.
 
     Parameters
     ----------
     S : array-like of shape (n_frames, n_mels)
         Log-mel spectrogram, frames as rows.
-    pool : int, default=128
+    pool_size : int, default=128
         Frames per pooling window, as in :func:`mfcc_stats`.
 
     Returns
@@ -121,13 +121,13 @@ def logmel_stats(S, *, pool=128):
     --------
     >>> import msk
     >>> from msk.evaluation import logmel_stats
-    >>> S = msk.melspectrogram(msk.load_audio(msk.example_audio()))
+    >>> S = msk.log_melspectrogram(msk.load_audio(msk.example_audio()))
     >>> logmel_stats(S).shape
     (7, 400)
     """
     S = _check_spectrogram(S)
-    pool = check_int("pool", pool, low=1)
-    return _encoder("logmel-stats", S.shape[1], 0, pool)(S)
+    pool_size = check_int("pool_size", pool_size, low=1)
+    return _encoder("logmel-stats", S.shape[1], 0, pool_size)(S)
 
 
 class BaselineFeatures(TransformerMixin, BaseEstimator):
@@ -145,7 +145,7 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
         :func:`mfcc_stats` or :func:`logmel_stats`.
     n_mfcc : int, default=20
         MFCCs per frame (``kind="mfcc"``).
-    pool : int, default=128
+    pool_size : int, default=128
         Frames per pooling window.
     sr : int, default=16000
         Sampling rate of the analysis.
@@ -168,22 +168,22 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
     (7, 40)
     """
 
-    def __init__(self, kind="mfcc", *, n_mfcc=20, pool=128, sr=16000, log_offset=1e-10):
+    def __init__(self, kind="mfcc", *, n_mfcc=20, pool_size=128, sr=16000, log_offset=1e-10):
         self.kind = kind
         self.n_mfcc = n_mfcc
-        self.pool = pool
+        self.pool_size = pool_size
         self.sr = sr
         self.log_offset = log_offset
 
     def _check_params(self):
         check_option("kind", self.kind, BASELINE_KINDS)
         check_int("n_mfcc", self.n_mfcc, low=1)
-        check_int("pool", self.pool, low=1)
+        check_int("pool_size", self.pool_size, low=1)
         check_int("sr", self.sr, low=1)
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
 
     def _frontend(self):
-        from .learn import MultiscaleFeatures
+        from .multiscale import MultiscaleFeatures
 
         # level 0 of any one-level representation is the plain log-mel spectrogram
         return MultiscaleFeatures("gaussian", levels=1, sr=self.sr, log_offset=self.log_offset)
@@ -196,13 +196,13 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
         self : BaselineFeatures
         """
         self._check_params()
-        from .spectral import melspectrogram
+        from .spectral import log_melspectrogram
 
-        n_mels = melspectrogram(np.zeros(self.sr // 10, dtype=np.float32), sr=self.sr).shape[1]
+        n_mels = log_melspectrogram(np.zeros(self.sr // 10, dtype=np.float32), sr=self.sr).shape[1]
         if self.kind == "mfcc" and self.n_mfcc > n_mels:
             raise ValueError(f"`n_mfcc` must be at most n_mels ({n_mels}); got {self.n_mfcc}.")
         self.n_mels_ = int(n_mels)
-        self._encoder = _encoder(self.kind, n_mels, self.n_mfcc, self.pool)
+        self._encoder = _encoder(self.kind, n_mels, self.n_mfcc, self.pool_size)
         self.n_features_out_ = int(self._encoder.n_features_out_)
         return self
 
@@ -224,7 +224,7 @@ class BaselineFeatures(TransformerMixin, BaseEstimator):
             raise TypeError(
                 f"a clip must be an audio file path, a waveform or a spectrogram; got {type(clip).__name__}."
             )
-        S = self._frontend()._represent(clip)[0]
+        S = self._frontend().represent(clip)[0]
         if S.shape[1] != self.n_mels_:
             raise ValueError(f"the clip has {S.shape[1]} mel bands; expected {self.n_mels_}.")
         return np.ascontiguousarray(self._encoder(S), dtype=np.float32)

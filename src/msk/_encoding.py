@@ -74,7 +74,7 @@ class WindowEncoder:
     For every window position ``t`` of a level's frames ``S`` (shape
     ``(n_frames, n_mels)``), the window ``x_t = S[t : t + width].ravel()`` of
     ``d = width * n_mels`` values is encoded as ``f_t = D W (x_t - mean)``
-    (``encoding="linear"``, the paper) or ``max(0, f_t - alpha)``
+    (``encoding="linear"``, the paper) or ``max(0, f_t - threshold)``
     (``encoding="threshold"``, Coates & Ng's soft threshold), and the codes are
     pooled over non-overlapping windows of ``pool`` positions. With
     ``dictionary=None`` the codes are the whitened components ``W (x_t - mean)``
@@ -97,8 +97,8 @@ class WindowEncoder:
         the order max, mean, std. ``"std"`` is the population standard
         deviation (``ddof=0``).
     encoding : {"linear", "threshold"}, default="linear"
-        ``"threshold"`` gives ``max(0, f - alpha)``.
-    alpha : float, default=0.25
+        ``"threshold"`` gives ``max(0, f - threshold)``.
+    threshold : float, default=0.25
         Threshold of ``encoding="threshold"`` (ignored for ``"linear"``).
     factorization : {"auto", "fused", "staged"}, default="auto"
         How ``D W`` is applied. ``"fused"`` precomputes the product ``D W``
@@ -126,7 +126,7 @@ class WindowEncoder:
     columns for frame offset ``j``. For a tile of positions ``t0 .. t0 + n`` this
     is ``width`` GEMMs of the contiguous frame block ``S[t0 + j : t0 + j + n]``
     against ``M_j``, accumulated; no window is copied. The constant
-    ``-D W mean`` (minus ``alpha`` when thresholding) is a bias added in the
+    ``-D W mean`` (minus ``threshold`` when thresholding) is a bias added in the
     pooling pass. Codes exist for one tile at a time (a few whole pooling
     windows, at most 768 positions and about 3 MiB), and pooling statistics of a pooling window
     that spans several tiles are merged exactly (Chan et al.'s update for the
@@ -149,12 +149,12 @@ class WindowEncoder:
     """
 
     def __init__(self, mean, whitening, dictionary=None, *, width=1, pool=128, pooling="max",
-                 encoding="linear", alpha=0.25, factorization="auto"):
+                 encoding="linear", threshold=0.25, factorization="auto"):
         self.width = check_int("width", width, low=1)
         self.pool = check_int("pool", pool, low=1)
         self.pooling = _check_pooling(pooling)
         self.encoding = check_option("encoding", encoding, ("linear", "threshold"))
-        self.alpha = check_float("alpha", alpha)
+        self.threshold = check_float("threshold", threshold)
         factorization = check_option("factorization", factorization, ("auto", "fused", "staged"))
 
         mean = as_float_array("mean", mean, ndim=1, dtype=np.float64)
@@ -201,7 +201,7 @@ class WindowEncoder:
                 first, second = whitening, dictionary
                 self.flops_per_position_ = staged_flops
         if self.encoding == "threshold":
-            bias = bias - self.alpha
+            bias = bias - self.threshold
         # Kernel operands: transposed so every block of frame offset j is a
         # contiguous (n_mels, n_out) slab; float64 master copies, cast per dtype.
         self._operands = {

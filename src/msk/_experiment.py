@@ -28,12 +28,12 @@ from ._validation import check_int
 from .datasets import load_magnatagatune
 from .evaluation import DEFAULT_SEARCH, Architecture, parse_architecture, per_tag_auc
 from .heads import MLPTagger, _jsonable, clip_means, evaluate_similarity
-from .learn import MultiscaleFeatures
+from .multiscale import MultiscaleFeatures
 
 _MAX_SEED = 2**31 - 1
-_MSF_KEYS = ("levels", "pool", "n_samples", "variance", "eps", "encoding", "alpha", "pooling", "max_iter",
+_MSF_KEYS = ("levels", "pool_size", "n_samples", "variance", "eps", "encoding", "threshold", "pooling", "max_iter",
              "sr", "log_offset")
-_BASELINE_KEYS = ("pool", "sr", "log_offset")
+_BASELINE_KEYS = ("pool_size", "sr", "log_offset")
 _MLP_DEFAULTS = {"n_hidden": 1000, "batch_size": 200, "max_iter": 100, "patience": 10}
 _NCA_DEFAULTS = {"n_components": 50}
 
@@ -113,7 +113,7 @@ def _extractor(arch, features, random_state):
         if arch.levels == 1:
             params["levels"] = 1
         params.setdefault("levels", arch.levels)
-        return MultiscaleFeatures(arch.representation, frames=arch.frames, n_means=arch.n_means,
+        return MultiscaleFeatures(arch.representation, width=arch.frames, n_clusters=arch.n_means,
                                   random_state=random_state, **params)
     return BaselineFeatures(arch.kind, **{k: v for k, v in features.items() if k in _BASELINE_KEYS})
 
@@ -534,8 +534,13 @@ def _evaluate_all(ctx, archs, n_workers, bar, t_start):
                        partial=True)
 
     if n_workers == 1 or len(archs) == 1:
-        for i, arch in enumerate(archs):
-            done(i, _evaluate(ctx, arch, bar=bar))
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread, as in the workers: OpenBLAS rounds differently when a GEMM is
+        # split across threads, and a row must not depend on how it was computed.
+        with threadpool_limits(1):
+            for i, arch in enumerate(archs):
+                done(i, _evaluate(ctx, arch, bar=bar))
         return rows
     import concurrent.futures
     import multiprocessing

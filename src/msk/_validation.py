@@ -118,3 +118,39 @@ def label_codes(name, labels, n, *, n_name="X"):
     if arr.dtype == object:
         arr = arr.astype(str)
     return np.unique(arr, return_inverse=True)[1]
+
+
+# float32 and float64 are kept, anything else becomes float64 (scikit-learn's dtype rule).
+FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def check_2d(X, name="X"):
+    """Reject anything that is not 2-D with a message naming the argument.
+
+    The message keeps scikit-learn's "Reshape your data" hint, which its API checks expect.
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"`{name}` must be a 2-D array of numbers; got {type(X).__name__}.")
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(np.asarray(X))
+        except Exception:  # let validate_data report what it is
+            return
+    if shape is not None and len(shape) != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array of shape (n_samples, n_features); got shape {tuple(shape)}. "
+            "Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+            "X.reshape(1, -1) if it is a single sample."
+        )
+
+
+def check_fitted_features(estimator, X, *, ensure_all_finite=True):
+    """Validate ``X`` for a fitted estimator (shape, dtype, n_features_in_)."""
+    from sklearn.utils.validation import check_is_fitted, validate_data
+
+    check_is_fitted(estimator)
+    check_2d(X)
+    return validate_data(
+        estimator, X, reset=False, dtype=FLOAT_DTYPES, order="C", ensure_all_finite=ensure_all_finite
+    )

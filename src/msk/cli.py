@@ -29,11 +29,12 @@ be read are recorded in the store and listed on stderr; files that are not audio
 as skipped.""",
     "fit": """examples:
   msk fit ~/music/*.mp3 -o mymodel.npz
-  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --frames 2 -o gaussian.npz
-  msk fit clips/ -o pca.npz --n-means 0        # PCA-only features (PMSCs)""",
+  msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --width 2 -o gaussian.npz
+  msk fit clips/ -o pca.npz --n-clusters 0       # PCA-only features (PMSCs)""",
     "evaluate": """examples:
   msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
   msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
+  msk evaluate features.zarr --labels labels.csv --group-column artist   # your own labels CSV
 The store's keys must be the dataset's clip ids or audio paths (what `msk extract` on the
 dataset's folder gives).""",
     "experiment": """examples:
@@ -43,7 +44,18 @@ Architecture groups: paper (the 28), baselines, subset, all; or names like lapla
 gaussian-w2-pca, multiresolution-w1-k1000, single-w1-k500, mfcc, logmel-stats.
 A rerun reuses every fitted model, feature store and head result in the output folder.""",
     "plot": """examples:
-  msk plot results/dev          # writes fig2 ... fig6 (PNG) into the folder""",
+  msk plot results/dev          # writes fig2 ... fig6 (PNG) into the folder
+  msk plot map features.zarr -o map.png --labels labels.csv --color-by genre
+  msk plot map features.zarr -o map.png --method tsne --seed 1
+  msk plot timeline song.mp3 -o song.png [--model mymodel.npz]""",
+    "train-tagger": """examples:
+  msk train-tagger features.zarr --labels labels.csv -o tagger.npz
+  msk train-tagger features.zarr --labels labels.csv --group-column artist -o tagger.npz
+labels.csv: a header line, a key column (the store's keys or the audio paths), then one 0/1
+column per tag, or one column of class names (single-label; found, or --label-column NAME).""",
+    "tag": """examples:
+  msk tag song.mp3 other.flac --tagger tagger.npz
+  msk tag ~/new-music --tagger tagger.npz --top 3 --json""",
     "store": """examples:
   msk store check features.zarr              # read every chunk, verify checksums and the table
   msk store check --repair features.zarr     # drop damaged table lines, re-queue damaged clips
@@ -95,8 +107,8 @@ def _log(msg):
 
 def _fit(msk, args, paths):
     return msk.MultiscaleFeatures(
-        args.representation, levels=args.levels, frames=args.frames,
-        n_means=None if args.n_means == 0 else args.n_means, pool=args.pool,
+        args.representation, levels=args.levels, width=args.width,
+        n_clusters=None if args.n_clusters == 0 else args.n_clusters, pool_size=args.pool_size,
         n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
         log_offset=args.log_offset, random_state=args.seed,
@@ -156,7 +168,7 @@ def cmd_extract(args):
             raise _UsageError("--times needs an .npz output (features, start, end)")
         import soundfile as sf
 
-        from .extract import default_model, window_times
+        from .batch import default_model, window_times
 
         model = (msk.MultiscaleFeatures.load(args.model) if args.model
                  else default_model(args.representation or "laplacian"))
@@ -279,6 +291,11 @@ def cmd_experiment(args):
 def cmd_plot(args):
     import msk.plot
 
+    if args.results[0] in ("map", "timeline"):
+        return _plot_picture(args)
+    if len(args.results) != 1:
+        raise _UsageError("give one experiment output folder, or `map STORE` / `timeline FILE`")
+    args.results = args.results[0]
     written = msk.plot.figures(args.results)
     _print_json({"results": os.path.abspath(args.results), "figures": written})
     return 0
@@ -287,6 +304,11 @@ def cmd_plot(args):
 def cmd_evaluate(args):
     import msk
     from msk._experiment import match_keys
+
+    if (args.dataset is None) == (args.labels is None):
+        raise _UsageError("give --dataset ROOT (MagnaTagATune layout) or --labels CSV, one of them")
+    if args.labels is not None:
+        return _evaluate_labels(args)
 
     data = msk.datasets.load_magnatagatune(args.dataset)
     st = msk.store.FeatureStore(args.store, mode="r")
@@ -339,7 +361,7 @@ def cmd_info(args):
         "n_features": model.n_features_out_,
         "levels": [
             {"n_features": int(p.n_features_in_), "n_components": int(p.n_components_),
-             "n_means": None if model.kmeans_ is None else int(model.kmeans_[i].cluster_centers_.shape[0])}
+             "n_clusters": None if model.kmeans_ is None else int(model.kmeans_[i].cluster_centers_.shape[0])}
             for i, p in enumerate(model.pca_)
         ],
     })
@@ -415,9 +437,9 @@ def build_parser():
     p.add_argument("--representation", default="laplacian",
                    choices=("laplacian", "gaussian", "multiresolution"))
     p.add_argument("--levels", type=int, default=6)
-    p.add_argument("--frames", type=int, default=1, help="frames per window (1, 2, 4)")
-    p.add_argument("--n-means", type=int, default=500, help="K per level; 0 for PCA only")
-    p.add_argument("--pool", type=int, default=128, help="pooling window at level 0, frames")
+    p.add_argument("--width", type=int, default=1, help="frames per window (1, 2, 4)")
+    p.add_argument("--n-clusters", type=int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--pool-size", type=int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=int, default=200_000, help="training windows per level")
     p.add_argument("--variance", type=float, default=0.99, help="PCA variance kept")
     p.add_argument("--encoding", default="linear", choices=("linear", "threshold"))
@@ -432,7 +454,11 @@ def build_parser():
                        description="The paper's two heads (MLP tagger, NCA) on a feature store's "
                                    "features of a MagnaTagATune-layout dataset.")
     p.add_argument("store", help="a feature store (from msk extract)")
-    p.add_argument("--dataset", required=True, metavar="ROOT", help="the dataset the clips come from")
+    p.add_argument("--dataset", metavar="ROOT", help="the MagnaTagATune-layout dataset the clips come from")
+    p.add_argument("--labels", metavar="CSV",
+                   help="or a labels CSV (see msk train-tagger): tagging only, clips split at random")
+    p.add_argument("--group-column", help="with --labels: a column whose groups no split divides")
+    p.add_argument("--label-column", help="with --labels: the column of class names (single-label)")
     p.add_argument("-o", "--output", help="write the full results here (JSON)")
     p.add_argument("--runs", type=int, default=10, help="seeds per head (paper: 10)")
     p.add_argument("--trials", type=int, default=10, help="random-search trials for the MLP")
@@ -464,10 +490,14 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
 
-    p = sub.add_parser("plot", help="draw the paper's figures from experiment results",
+    p = sub.add_parser("plot", help="draw figures: the paper's, a map of a library, a file over time",
                        epilog=EPILOG["plot"], formatter_class=fmt,
-                       description="Figures 2-6 of the paper from an experiment's output folder.")
-    p.add_argument("results", help="the output folder of msk experiment")
+                       description="Figures 2-6 of the paper from an experiment's output folder; "
+                                   "`plot map STORE`: a 2-D map of a feature store's tracks; "
+                                   "`plot timeline FILE`: one file's features over time.")
+    p.add_argument("results", nargs="+", metavar="RESULTS | map STORE | timeline FILE",
+                   help="the output folder of msk experiment, or map/timeline and its input")
+    _add_picture_options(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("info", help="describe a model or a feature store", epilog=EPILOG["info"],
@@ -475,6 +505,7 @@ def build_parser():
                        description="Print a model's parameters and shapes, or a store's contents, as JSON.")
     p.add_argument("path", help="a model (.npz) or a feature store (directory)")
     p.set_defaults(func=cmd_info)
+    _add_tagger_commands(sub, fmt)
     return parser
 
 
@@ -489,3 +520,186 @@ def main(argv=None):
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         _log(f"msk {args.command}: error: {exc}")
         return 1
+
+
+# --------------------------------------------------------------------------- your own tags
+
+
+def _add_tagger_commands(sub, fmt):
+    class Formatter(fmt):
+        """Examples kept as written; every option's default shown as ``[default]``."""
+
+        def _get_help_string(self, action):
+            text = action.help or ""
+            default = action.default
+            if default is not None and default is not False and default != argparse.SUPPRESS and "[" not in text:
+                text += " [%(default)s]"
+            return text
+
+    p = sub.add_parser("train-tagger", help="train a tagger on your own labels",
+                       epilog=EPILOG["train-tagger"], formatter_class=Formatter,
+                       description="Train the paper's MLP head on the store's features of the clips in a "
+                                   "labels CSV, early-stopped on held-out clips; prints the validation "
+                                   "AUC of every tag and saves the tagger (.npz, no pickle).")
+    p.add_argument("store", help="a feature store (from msk extract)")
+    p.add_argument("--labels", required=True, metavar="CSV", help="the labels file")
+    p.add_argument("-o", "--output", required=True, help="the tagger file to write (.npz)")
+    p.add_argument("--valid-fraction", type=float, default=0.2,
+                   help="fraction of the clips (groups) held out for early stopping and the AUC")
+    p.add_argument("--group-column", help="a column (artist, album) whose groups are never split")
+    p.add_argument("--label-column", help="the column of class names of a single-label file")
+    p.add_argument("--key-column", help="the key column [the first column]")
+    p.add_argument("--model", help="the model file the store was extracted with, recorded for `msk tag` "
+                                   "(not needed for the shipped models)")
+    p.add_argument("--hidden", type=int, default=1000, help="hidden ReLU units")
+    p.add_argument("--max-iter", type=int, default=200, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="the optimiser's step size")
+    p.add_argument("--alpha", type=float, default=1e-4, help="L2 weight decay")
+    p.add_argument("--trials", type=int, default=0,
+                   help="random-search trials of learning rate and weight decay instead (0: no search)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (split and network)")
+    p.set_defaults(func=cmd_train_tagger)
+
+    p = sub.add_parser("tag", help="tag audio files with a trained tagger", epilog=EPILOG["tag"],
+                       formatter_class=Formatter,
+                       description="Extract each file with the tagger's feature model and print its most "
+                                   "probable tags.")
+    p.add_argument("inputs", nargs="+", help="audio files, directories or glob patterns")
+    p.add_argument("--tagger", required=True, help="a tagger from msk train-tagger")
+    p.add_argument("--top", type=int, default=5, help="tags shown per file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--model", help="the feature model file, if the tagger's is not found")
+    p.set_defaults(func=cmd_tag)
+
+
+def _add_picture_options(p):
+    p.add_argument("-o", "--output", help="map/timeline: the image to write (.png, .pdf, .svg)")
+    p.add_argument("--labels", metavar="CSV", help="map: a labels CSV to colour the tracks by")
+    p.add_argument("--color-by", metavar="COLUMN",
+                   help="map: the column to colour by [the class column of a single-label file]")
+    p.add_argument("--method", choices=("pca", "tsne"), default="pca", help="map: the 2-D projection [pca]")
+    p.add_argument("--seed", type=int, default=0, help="map: random seed of the projection [0]")
+    p.add_argument("--model", help="timeline: a model file [the shipped Laplacian model]")
+
+
+def _check_fraction(name, value):
+    if not 0 < value < 1:
+        raise _UsageError(f"{name} must be between 0 and 1 (exclusive); got {value}")
+
+
+def cmd_train_tagger(args):
+    import msk.tagger
+
+    _check_fraction("--valid-fraction", args.valid_fraction)
+    for name, value, low in (("--hidden", args.hidden, 1), ("--max-iter", args.max_iter, 1),
+                             ("--patience", args.patience, 1), ("--trials", args.trials, 0)):
+        if value < low:
+            raise _UsageError(f"{name} must be at least {low}; got {value}")
+    if not args.learning_rate > 0 or not args.alpha >= 0:
+        raise _UsageError(f"--learning-rate must be positive and --alpha non-negative; got "
+                          f"{args.learning_rate} and {args.alpha}")
+    tagger = msk.tagger.train_tagger(
+        args.store, args.labels, valid_fraction=args.valid_fraction, random_state=args.seed,
+        n_hidden=args.hidden, n_trials=args.trials, model_path=args.model, key_column=args.key_column,
+        label_column=args.label_column, group_column=args.group_column, max_iter=args.max_iter,
+        patience=args.patience,
+        **({} if args.trials else {"learning_rate_init": args.learning_rate, "alpha": args.alpha}))
+    tagger.save(args.output)
+    t = tagger.training
+    width = max(len("tag"), *(len(n) for n in tagger.tag_names))
+    _log(f"msk train-tagger: {t['n_train_clips']} training and {t['n_valid_clips']} validation clips, "
+         f"{t['n_iter']} epochs (best: {t['best_iteration']})")
+    if t["labels_without_features"]:
+        _log(f"msk train-tagger: {t['labels_without_features']} labelled clip(s) are not in the store; left out")
+    _log(f"  {'tag':<{width}}  train+  valid+  valid AUC")
+    for name, ptr, pva, auc in zip(tagger.tag_names, t["positives_train"], t["positives_valid"],
+                                   t["validation_auc"]):
+        _log(f"  {name:<{width}}  {ptr:>6}  {pva:>6}  {'n/a' if auc is None else f'{auc:.3f}':>9}")
+    mean = t["mean_validation_auc"]
+    _log(f"  {'mean':<{width}}  {'':>6}  {'':>6}  {'n/a' if mean is None else f'{mean:.3f}':>9}")
+    _print_json({
+        "tagger": os.path.abspath(args.output), "kind": tagger.kind, "tags": list(tagger.tag_names),
+        "train_clips": t["n_train_clips"], "valid_clips": t["n_valid_clips"],
+        "labels_without_features": t["labels_without_features"],
+        "validation_auc": dict(zip(tagger.tag_names, t["validation_auc"])), "mean_validation_auc": mean,
+        "epochs": t["n_iter"], "best_epoch": t["best_iteration"],
+    })
+    return 0
+
+
+def cmd_tag(args):
+    import msk.tagger
+
+    if args.top < 1:
+        raise _UsageError(f"--top must be at least 1; got {args.top}")
+    tagger = msk.tagger.Tagger.load(args.tagger)
+    model = tagger.feature_model(args.model)
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise RuntimeError("no audio files found in the inputs")
+    results, failed = [], {}
+    for path in paths:
+        try:
+            results.append((path, tagger.tag(path, model=model)[: args.top]))
+        except (OSError, ValueError) as exc:
+            failed[path] = str(exc)
+            _log(f"msk tag: {path}: {exc}")
+    if args.json:
+        _print_json({"tagger": os.path.abspath(args.tagger),
+                     "files": [{"path": p, "tags": [{"tag": t, "probability": round(q, 4)} for t, q in tags]}
+                               for p, tags in results],
+                     "failed": failed})
+    else:
+        for path, tags in results:
+            print(path)
+            width = max(len(t) for t, _ in tags)
+            for t, q in tags:
+                print(f"  {t:<{width}}  {q:.3f}")
+    return 1 if failed else 0
+
+
+def _evaluate_labels(args):
+    import msk.tagger
+
+    result, split = msk.tagger.evaluate_labels(
+        args.store, args.labels, random_state=args.seed, n_runs=args.runs, n_trials=args.trials,
+        n_hidden=args.hidden, label_column=args.label_column, group_column=args.group_column)
+    tag_names = list(msk.datasets.load_labels(args.labels, label_column=args.label_column,
+                                              group_column=args.group_column).tag_names)
+    full = {"store": os.path.abspath(args.store), "labels": os.path.abspath(args.labels),
+            "tag_names": tag_names, "split": split, "tagging": result.to_dict()}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(full, f, indent=1, default=str)
+    _print_json({
+        "store": full["store"], "labels": full["labels"],
+        "clips": {k: len(v) for k, v in split.items()},
+        "tag_auc_mean": result.mean_auc, "tag_auc_std": result.std_auc,
+        "per_tag_auc": dict(zip(tag_names, full["tagging"]["per_tag_auc"])),
+        "output": None if not args.output else os.path.abspath(args.output),
+    })
+    return 0
+
+
+def _plot_picture(args):
+    import msk.plot
+
+    what = args.results[0]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeError("pictures need matplotlib: pip install 'msk[plot]'") from None
+    if len(args.results) != 2:
+        raise _UsageError(f"`msk plot {what}` takes one {'feature store' if what == 'map' else 'audio file'}")
+    if not args.output:
+        raise _UsageError(f"`msk plot {what}` needs -o/--output (the image to write)")
+    if what == "map":
+        path = msk.plot.map_figure(args.results[1], args.output, labels=args.labels, color_by=args.color_by,
+                                   method=args.method, random_state=args.seed)
+    else:
+        if args.labels or args.color_by:
+            raise _UsageError("--labels and --color-by are options of `msk plot map`")
+        path = msk.plot.timeline_figure(args.results[1], args.output, model=args.model)
+    _print_json({"figure": os.path.abspath(path), "input": os.path.abspath(args.results[1])})
+    return 0

@@ -27,7 +27,8 @@ import numpy as np
 
 from ._validation import check_int
 
-__all__ = ["ClipDataset", "load_magnatagatune", "iter_audio", "BROKEN_CLIPS", "DEFAULT_FOLDERS"]
+__all__ = ["ClipDataset", "Labels", "load_magnatagatune", "load_labels", "iter_audio", "BROKEN_CLIPS",
+           "DEFAULT_FOLDERS"]
 
 #: Clip ids of the original MagnaTagATune whose MP3 files are empty or do not
 #: decode. They are skipped by :func:`load_magnatagatune`.
@@ -525,3 +526,344 @@ def iter_audio(dataset, *, sr=16000, failures=None):
             UserWarning,
             stacklevel=2,
         )
+
+
+# =====================================================================================
+# Your own labels: a CSV of keys (or paths) and tags
+# =====================================================================================
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Labels:
+    """Labels of clips read from a CSV file by :func:`load_labels`.
+
+    Every per-clip field is a read-only array of length ``n_clips`` in the
+    order of the file.
+
+    Attributes
+    ----------
+    path : str
+        The CSV file (absolute).
+    keys : ndarray of shape (n_clips,), dtype str
+        The key column: feature-store keys or audio paths.
+    tags : ndarray of shape (n_clips, n_tags), dtype uint8
+        Binary tag matrix. For single-label files, one column per class
+        (one-hot).
+    tag_names : tuple of str
+        Names of the columns of ``tags``: the tag columns' headers, or the
+        class names (sorted) of a single-label file.
+    kind : {"multilabel", "single-label"}
+        One 0/1 column per tag, or one column of class names.
+    label_column : str or None
+        The column of class names of a single-label file.
+    groups : ndarray of shape (n_clips,), dtype str, or None
+        The group column's values (e.g. the artist or album), if a group
+        column was named.
+    group_column : str or None
+        Its header.
+    lines : ndarray of shape (n_clips,), dtype int64
+        Line of the file each clip was read from (1-based).
+    """
+
+    path: str
+    keys: np.ndarray
+    tags: np.ndarray
+    tag_names: tuple
+    kind: str
+    label_column: str = None
+    groups: np.ndarray = None
+    group_column: str = None
+    lines: np.ndarray = None
+
+    def __len__(self):
+        return int(self.keys.shape[0])
+
+    @property
+    def n_tags(self):
+        """Number of tags (classes of a single-label file)."""
+        return len(self.tag_names)
+
+    def __repr__(self):
+        return (f"Labels(path={self.path!r}, n_clips={len(self)}, n_tags={self.n_tags}, kind={self.kind!r}"
+                + ("" if self.group_column is None else f", group_column={self.group_column!r}") + ")")
+
+    def rows_for(self, keys, paths=None):
+        """Row of each given clip in the labels, or -1 for an unlabelled clip.
+
+        A clip matches a row whose key equals its key; failing that, a row
+        whose key is a path naming the same file as the clip's path (or its
+        key). A relative path in the CSV is taken relative to the CSV's
+        folder, then relative to the current directory.
+
+        Parameters
+        ----------
+        keys : sequence of str
+            The clips' keys (e.g. a feature store's keys).
+        paths : sequence of str or None, default=None
+            Each clip's audio path (e.g. recorded in the store), or None to
+            use the keys as paths.
+
+        Returns
+        -------
+        rows : ndarray of shape (len(keys),), dtype intp
+        """
+        keys = [str(k) for k in keys]
+        if paths is not None:
+            paths = list(paths)
+            if len(paths) != len(keys):
+                raise ValueError(f"`paths` must have one entry per key; got {len(paths)} for {len(keys)} keys.")
+        paths = keys if paths is None else [k if p is None else str(p) for k, p in zip(keys, paths)]
+        exact = {k: i for i, k in enumerate(self.keys.tolist())}
+        by_path = {}
+        base = os.path.dirname(self.path)
+        for i, k in enumerate(self.keys.tolist()):
+            for p in (os.path.join(base, k), os.path.abspath(k)):
+                by_path.setdefault(os.path.normpath(p), i)
+        rows = np.full(len(keys), -1, dtype=np.intp)
+        for j, (k, p) in enumerate(zip(keys, paths)):
+            i = exact.get(k)
+            if i is None and p is not None:
+                i = by_path.get(os.path.normpath(os.path.abspath(p)))
+            if i is not None:
+                rows[j] = i
+        return rows
+
+    def column(self, name):
+        """The values of one column as class names, for colouring or grouping.
+
+        Parameters
+        ----------
+        name : str
+            A tag column (values become ``name`` or ``"not name"``), the
+            label column of a single-label file (the class of each clip) or
+            the group column.
+
+        Returns
+        -------
+        values : ndarray of shape (n_clips,), dtype str
+        """
+        if name is not None and name == self.group_column:
+            return self.groups
+        if self.kind == "single-label" and name in (self.label_column, None):
+            return np.asarray(self.tag_names, dtype=str)[np.argmax(self.tags, axis=1)]
+        if self.kind == "multilabel" and name in self.tag_names:
+            j = self.tag_names.index(name)
+            return np.where(self.tags[:, j] == 1, name, f"not {name}")
+        known = list((self.label_column,) if self.kind == "single-label" else self.tag_names)
+        if self.group_column is not None:
+            known.append(self.group_column)
+        raise ValueError(
+            f"`column` must be one of the columns of {os.path.basename(self.path)!r} "
+            f"({', '.join(map(repr, known))}); got {name!r}."
+        )
+
+
+_LABELS_LAYOUT = (
+    "a labels file is a CSV with a header line: a key column (a feature-store key or an audio path), "
+    "then either one 0/1 column per tag or one column of class names"
+)
+
+
+def _read_csv(path, delimiter):
+    """Header and (line, row) pairs of a CSV file; blank lines skipped."""
+    name = os.path.basename(path)
+    rows, header, header_line, line = [], None, 0, 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if delimiter is None:
+                first = f.readline()
+                delimiter = "\t" if "\t" in first and "," not in first else ","
+                f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter, strict=True)
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if header is None:
+                    header, header_line = [c.strip() for c in row], line
+                else:
+                    rows.append((line, row))
+    except csv.Error as exc:
+        raise ValueError(f"{name}, line {line + 1}: malformed CSV ({exc}); file {path!r}.") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); file {path!r}.") from None
+    if header is None:
+        raise ValueError(f"{name}: the file is empty; {_LABELS_LAYOUT}.")
+    seen = {}
+    for i, c in enumerate(header):
+        if not c:
+            raise ValueError(f"{name}, line {header_line}: column {i + 1} of the header has no name.")
+        if c in seen:
+            raise ValueError(f"{name}, line {header_line}: duplicate column {c!r} (columns {seen[c] + 1} and {i + 1}).")
+        seen[c] = i
+    for ln, row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"{name}, line {ln}: {len(row)} fields; the header has {len(header)}.")
+    if not rows:
+        raise ValueError(f"{name}: the file has a header but no clips; file {path!r}.")
+    return header, rows
+
+
+def _column_index(name, header, what, value):
+    if value not in header:
+        raise ValueError(f"{name}: `{what}` {value!r} is not a column; the columns are "
+                         f"{', '.join(map(repr, header))}.")
+    return header.index(value)
+
+
+def load_labels(path, *, key_column=None, label_column=None, group_column=None, delimiter=None):
+    """Read clip labels from a CSV file: a key column plus tags or a class.
+
+    Two layouts are read, both with a header line:
+
+    * **multilabel**: a key column, then one column per tag holding ``0`` or
+      ``1``::
+
+          key,rock,piano,vocals
+          songs/a.mp3,1,0,1
+
+    * **single-label**: a key column and one column of class names (found
+      automatically when it is the only other column and holds something
+      other than 0 and 1, or named by ``label_column``)::
+
+          key,genre
+          songs/a.mp3,rock
+
+    A key is a feature-store key or an audio path (see
+    :meth:`Labels.rows_for`). Quoting follows the ``csv`` module (fields
+    with commas in double quotes), a UTF-8 byte-order mark is ignored,
+    surrounding spaces of values are dropped and blank lines are skipped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    key_column : str or None, default=None
+        Header of the key column; None takes the first column.
+    label_column : str or None, default=None
+        Header of a column of class names: read as a single-label file
+        (columns other than the key, label and group columns are then
+        ignored). None detects the layout.
+    group_column : str or None, default=None
+        Header of a column grouping clips (e.g. artist or album) that must
+        not be split between training and validation. Not a tag.
+    delimiter : str or None, default=None
+        Field separator; None takes a tab if the header line has tabs and
+        no comma, else a comma.
+
+    Returns
+    -------
+    labels : Labels
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is empty, has no label column, a malformed or ragged
+        line, an empty or duplicate key, a tag value other than 0 or 1, an
+        empty class name, or a single-label column with one class. The
+        message names the file and the line.
+
+    Warns
+    -----
+    UserWarning
+        If a tag column is 1 on every clip or on none (no tagger can learn
+        it).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from msk.datasets import load_labels
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "labels.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("key,rock,piano\\na.mp3,1,0\\nb.mp3,0,1\\nc.mp3,1,1\\n")
+    >>> labels = load_labels(path)
+    >>> labels.kind, labels.tag_names, labels.tags.tolist()
+    ('multilabel', ('rock', 'piano'), [[1, 0], [0, 1], [1, 1]])
+    >>> tmp.cleanup()
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or os.PathLike; got {type(path).__name__}.")
+    path = os.path.abspath(os.fspath(path))
+    for arg, value in (("key_column", key_column), ("label_column", label_column),
+                       ("group_column", group_column), ("delimiter", delimiter)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"`{arg}` must be a non-empty str or None; got {value!r}.")
+    if delimiter is not None and len(delimiter) != 1:
+        raise ValueError(f"`delimiter` must be one character; got {delimiter!r}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r}: no such labels file; {_LABELS_LAYOUT}.")
+    name = os.path.basename(path)
+    header, rows = _read_csv(path, delimiter)
+    k = 0 if key_column is None else _column_index(name, header, "key_column", key_column)
+    g = None if group_column is None else _column_index(name, header, "group_column", group_column)
+    if g == k:
+        raise ValueError(f"{name}: `group_column` {group_column!r} is the key column.")
+    if label_column is not None:
+        lab = _column_index(name, header, "label_column", label_column)
+        if lab in (k, g):
+            raise ValueError(f"{name}: `label_column` {label_column!r} is the key or group column.")
+        value_columns = [lab]
+    else:
+        value_columns = [i for i in range(len(header)) if i not in (k, g)]
+    if not value_columns:
+        raise ValueError(f"{name}: no label column (only {', '.join(map(repr, header))}); {_LABELS_LAYOUT}.")
+    lines = np.array([ln for ln, _ in rows], dtype=np.int64)
+    keys, first_line = [], {}
+    for ln, row in rows:
+        key = row[k].strip()
+        if not key:
+            raise ValueError(f"{name}, line {ln}: empty key in column {header[k]!r}.")
+        if key in first_line:
+            raise ValueError(f"{name}, line {ln}: duplicate key {key!r} (first on line {first_line[key]}).")
+        first_line[key] = ln
+        keys.append(key)
+    values = [[row[i].strip() for i in value_columns] for _, row in rows]
+    single = label_column is not None or (
+        len(value_columns) == 1 and any(v[0] not in ("0", "1") for v in values))
+    if single:
+        col = header[value_columns[0]]
+        for ln, v in zip(lines.tolist(), values):
+            if not v[0]:
+                raise ValueError(f"{name}, line {ln}: empty class name in column {col!r}.")
+        classes, codes = np.unique(np.array([v[0] for v in values], dtype=str), return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"{name}: column {col!r} holds one class only ({classes.tolist()[0]!r}); "
+                             "a classifier needs at least two.")
+        tags = np.zeros((len(rows), len(classes)), dtype=np.uint8)
+        tags[np.arange(len(rows)), codes] = 1
+        tag_names, kind = tuple(classes.tolist()), "single-label"
+    else:
+        tags = np.empty((len(rows), len(value_columns)), dtype=np.uint8)
+        for r, (ln, v) in enumerate(zip(lines.tolist(), values)):
+            for c, x in enumerate(v):
+                if x not in ("0", "1"):
+                    raise ValueError(
+                        f"{name}, line {ln}: value {x!r} in column {header[value_columns[c]]!r} is not 0 or 1 "
+                        "(a tag column holds 0 or 1; for one column of class names give it as "
+                        "`label_column`)."
+                    )
+                tags[r, c] = x == "1"
+        tag_names, kind, col = tuple(header[i] for i in value_columns), "multilabel", None
+        count = tags.sum(axis=0)
+        flat = [t for t, n in zip(tag_names, count.tolist()) if n in (0, len(rows))]
+        if flat:
+            warnings.warn(
+                f"{name}: tag(s) {', '.join(map(repr, flat))} are 1 on every clip or on none; no "
+                "tagger can learn them (label clips of both kinds or drop the column).",
+                UserWarning, stacklevel=2,
+            )
+    groups = None
+    if g is not None:
+        groups = np.array([row[g].strip() for _, row in rows], dtype=str)
+        for ln, v in zip(lines.tolist(), groups.tolist()):
+            if not v:
+                raise ValueError(f"{name}, line {ln}: empty group in column {header[g]!r}.")
+        groups = _readonly(groups)
+    return Labels(
+        path=path, keys=_readonly(np.array(keys, dtype=str)), tags=_readonly(tags), tag_names=tag_names,
+        kind=kind, label_column=col, groups=groups, group_column=None if g is None else header[g],
+        lines=_readonly(lines),
+    )

@@ -316,7 +316,7 @@ SUBSET_ARCHITECTURES = ("laplacian-w1-k200", "laplacian-w1-k500", "gaussian-w2-k
 SMALL_SEARCH = (
     {"variance": 0.90},
     {"eps": 1e-2},
-    {"encoding": "threshold", "alpha": 0.25},
+    {"encoding": "threshold", "threshold": 0.25},
     {"pooling": ("max", "mean")},
     {"log_offset": 1e-5},
 )
@@ -472,8 +472,8 @@ def run_experiment(root=None, *, architectures=PAPER_ARCHITECTURES + BASELINE_AR
         architectures run).
     features : dict, default=None
         :class:`msk.MultiscaleFeatures` parameters applied to every learned
-        architecture (e.g. ``{"n_samples": 50_000, "levels": 3, "pool": 64}``);
-        ``pool``, ``sr`` and ``log_offset`` also apply to the baselines.
+        architecture (e.g. ``{"n_samples": 50_000, "levels": 3, "pool_size": 64}``);
+        ``pool_size``, ``sr`` and ``log_offset`` also apply to the baselines.
     mlp : dict, default=None
         :class:`msk.heads.MLPTagger` parameters (default ``n_hidden=1000,
         batch_size=200, max_iter=100, patience=10``).
@@ -569,7 +569,7 @@ DEFAULT_SEARCH = (
     {"variance": 0.90},
     {"variance": 0.95},
     {"eps": 1e-2},
-    {"encoding": "threshold", "alpha": 0.25},
+    {"encoding": "threshold", "threshold": 0.25},
     {"pooling": ("max", "mean")},
     {"pooling": "mean"},
     {"log_offset": 1e-6},

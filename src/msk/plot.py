@@ -16,10 +16,18 @@ directly, without pyplot: no global state and no display backend.
 * :func:`levels_figure` (Figure 6): per-tag AUC with each level's features
   alone and with all levels;
 * :func:`figures`: all of them from an experiment's output folder.
+
+Pictures of a library and of one file:
+
+* :func:`map_figure`: a 2-D map of a feature store's track vectors (PCA or
+  t-SNE), coloured by a label column;
+* :func:`timeline_figure`: one file's features over time under its log-mel
+  spectrogram, on one time axis in seconds.
 """
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -27,9 +35,12 @@ __all__ = [
     "features_figure",
     "figures",
     "levels_figure",
+    "map_coordinates",
+    "map_figure",
     "representations_figure",
     "similarity_figure",
     "tagging_figure",
+    "timeline_figure",
 ]
 
 _REP_ORDER = ("gaussian", "laplacian", "multiresolution")
@@ -42,7 +53,7 @@ def _figure(width, height):
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("msk.plot needs matplotlib: pip install 'msk[plot]' (or matplotlib).") from None
+        raise ImportError("msk.plot needs matplotlib: pip install 'msk[plot]' (or pip install matplotlib).") from None
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
@@ -97,7 +108,7 @@ def representations_figure(clip, path, *, levels=4, seconds=None, sr=16000):
     path : str
     """
     from .audio import load_audio
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     y = load_audio(clip, sr=sr) if isinstance(clip, (str, os.PathLike)) else np.asarray(clip, dtype=np.float32)
     if seconds is not None:
@@ -168,14 +179,14 @@ def features_figure(model, path, *, n_atoms=12, random_state=0):
     -------
     path : str
     """
-    from .learn import MultiscaleFeatures
+    from .multiscale import MultiscaleFeatures
 
     if not isinstance(model, MultiscaleFeatures):
         model = MultiscaleFeatures.load(model)
     rng = np.random.default_rng(random_state)
     levels = len(model.pca_)
     kinds = ["PCA"] + (["K-means"] if model.kmeans_ is not None else [])
-    frames = model.frames
+    frames = model.width
     n_mels = model.n_mels_
     fig = _figure(min(2 + n_atoms * (frames + 1) * 0.25, 14), 1.1 * levels * len(kinds) + 0.8)
     axes = fig.subplots(levels * len(kinds), 1, squeeze=False)[:, 0]
@@ -387,3 +398,299 @@ def figures(results_dir):
     if res.get("per_level"):
         levels_figure(res, out("fig6_levels.png"))
     return written
+
+
+# --------------------------------------------------------------------------- a map of a library
+_MAP_METHODS = ("pca", "tsne")
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+            "#17becf", "#393b79", "#ad494a", "#637939")
+_OTHER, _UNLABELLED = "#b0b0b0", "#dcdcdc"
+
+
+def _track_vectors(store):
+    """Keys, audio paths and one vector per track (mean of its windows) of a feature store.
+
+    The one place that reads the store for the map.
+    """
+    from .heads import clip_means
+    from .store import FeatureStore
+
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, mode="r")
+    keys = st.keys()
+    if not keys:
+        raise ValueError(f"feature store {st.path!r} holds no clip; nothing to map.")
+    X, clip_index = st.concatenated(keys)
+    paths = [st.meta(k).get("path", k) for k in keys]
+    return keys, paths, clip_means(X, clip_index, n_clips=len(keys))
+
+
+def map_coordinates(vectors, *, method="pca", random_state=0):
+    """2-D coordinates of track vectors for a map.
+
+    The vectors are standardised (each feature to zero mean, unit variance),
+    then projected on their two leading principal components
+    (``method="pca"``), or embedded by scikit-learn's t-SNE
+    (``method="tsne"``) after a PCA to at most 50 dimensions, with a
+    perplexity of ``min(30, (n_tracks - 1) / 3)``.
+
+    Parameters
+    ----------
+    vectors : array-like of shape (n_tracks, n_features)
+    method : {"pca", "tsne"}, default="pca"
+    random_state : int, default=0
+        Seeds the PCA solver and t-SNE.
+
+    Returns
+    -------
+    xy : ndarray of shape (n_tracks, 2)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msk.plot import map_coordinates
+    >>> V = np.random.default_rng(0).standard_normal((20, 6))
+    >>> map_coordinates(V).shape
+    (20, 2)
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    from ._validation import as_float_array, check_option
+
+    check_option("method", method, _MAP_METHODS)
+    V = as_float_array("vectors", vectors, ndim=2, dtype=np.float64)
+    if len(V) < (2 if method == "pca" else 4):
+        raise ValueError(f"a map with method={method!r} needs at least {2 if method == 'pca' else 4} tracks; "
+                         f"got {len(V)}.")
+    Z = StandardScaler().fit_transform(V)
+    n_pca = min(2 if method == "pca" else 50, *Z.shape)
+    P = PCA(n_components=n_pca, random_state=random_state).fit_transform(Z)
+    if method == "pca":
+        return P if P.shape[1] == 2 else np.hstack([P, np.zeros((len(P), 1))])
+    from sklearn.manifold import TSNE
+
+    tsne = TSNE(n_components=2, perplexity=min(30.0, (len(P) - 1) / 3), init="pca", random_state=random_state)
+    return tsne.fit_transform(P)
+
+
+def _categories(values, *, max_categories=len(_PALETTE)):
+    """Legend entries and per-point colours for categorical values (None = unlabelled).
+
+    The ``max_categories`` most frequent values (ties by name) get their own
+    colour, in that order; the rest are "other", and None is "unlabelled".
+
+    Returns
+    -------
+    legend : list of (name, colour, count)
+    colors : list of str, one per value
+    """
+    counts = {}
+    for v in values:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    ranked = sorted(counts, key=lambda v: (-counts[v], str(v)))
+    own = {v: _PALETTE[i] for i, v in enumerate(ranked[:max_categories])}
+    colors = [_UNLABELLED if v is None else own.get(v, _OTHER) for v in values]
+    legend = [(str(v), own[v], counts[v]) for v in ranked[:max_categories]]
+    n_other = sum(counts[v] for v in ranked[max_categories:])
+    if n_other:
+        legend.append((f"other ({len(ranked) - max_categories} values)", _OTHER, n_other))
+    n_none = sum(v is None for v in values)
+    if n_none:
+        legend.append(("unlabelled", _UNLABELLED, n_none))
+    return legend, colors
+
+
+def _label_values(labels, color_by, keys, paths):
+    """Each track's value of the column ``color_by`` (None if the track has no label)."""
+    from .datasets import Labels, load_labels
+
+    if labels is None:
+        if color_by is not None:
+            raise ValueError("`color_by` needs `labels` (a labels CSV).")
+        return None
+    if not isinstance(labels, Labels):  # any column of the file can colour the map
+        labels = load_labels(labels, label_column=color_by)
+    if color_by is None and labels.kind == "multilabel":
+        raise ValueError(
+            f"`color_by` must name the column to colour by for a file of tags: one of "
+            f"{', '.join(map(repr, labels.tag_names + ((labels.group_column,) if labels.group_column else ())))}."
+        )
+    column = labels.column(color_by)
+    rows = labels.rows_for(keys, paths)
+    return [None if r < 0 else str(column[r]) for r in rows.tolist()]
+
+
+def map_figure(store, path, *, labels=None, color_by=None, method="pca", random_state=0, title=None):
+    """A 2-D map of a feature store's tracks, coloured by a label column.
+
+    Each track is the mean of its windows' features; the tracks are placed by
+    :func:`map_coordinates`. Tracks close on the map have similar features.
+    With ``labels``, each point is coloured by its value in the column
+    ``color_by`` (the most frequent values get their own colours, the rest
+    "other"; tracks without a label are light grey). Up to 40 tracks are
+    named by their file name.
+
+    Parameters
+    ----------
+    store : str, os.PathLike or FeatureStore
+        The feature store (``msk extract DIR -o STORE``).
+    path : str or os.PathLike
+        Output image (PNG by extension).
+    labels : str, os.PathLike, Labels or None, default=None
+        A labels CSV (:func:`msk.datasets.load_labels`).
+    color_by : str or None, default=None
+        The column to colour by: any column of a labels file given as a
+        path (read as a column of classes), or a tag, group or class column
+        of a :class:`~msk.datasets.Labels`. None means the class column of
+        a single-label file.
+    method : {"pca", "tsne"}, default="pca"
+    random_state : int, default=0
+    title : str or None, default=None
+
+    Returns
+    -------
+    path : str
+    """
+    keys, paths, V = _track_vectors(store)
+    values = _label_values(labels, color_by, keys, paths)
+    xy = map_coordinates(V, method=method, random_state=random_state)
+    fig = _figure(8.5 if values is not None else 7, 6)
+    ax = fig.add_subplot()
+    if values is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=22, c=_PALETTE[0], alpha=0.8, linewidths=0)
+    else:
+        legend, colors = _categories(values)
+        order = np.argsort([c in (_OTHER, _UNLABELLED) for c in colors], kind="stable")[::-1]  # greys below
+        ax.scatter(xy[order, 0], xy[order, 1], s=22, c=[colors[i] for i in order], alpha=0.85, linewidths=0)
+        for name, color, count in legend:
+            ax.scatter([], [], s=30, c=color, label=f"{name} ({count})")
+        ax.legend(title=color_by or "class", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=9, frameon=False)
+    if len(keys) <= 40:
+        for (x, y), p in zip(xy, paths):
+            ax.annotate(os.path.splitext(os.path.basename(p))[0], (x, y), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", color="#333333")
+    axis = "PC" if method == "pca" else "t-SNE "
+    ax.set_xlabel(f"{axis}1", fontsize=9)
+    ax.set_ylabel(f"{axis}2", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or f"{len(keys)} tracks, {V.shape[1]} features ({'PCA' if method == 'pca' else 't-SNE'})",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- one file over time
+def _level_widths(model):
+    """Feature columns of each level of a fitted model, level 0 first."""
+    per = [km.cluster_centers_.shape[0] for km in model.kmeans_] if model.kmeans_ is not None else [
+        int(p.n_components_) for p in model.pca_]
+    n_stats = 1 if isinstance(model.pooling, str) else len(model.pooling)
+    widths = [n * n_stats for n in per]
+    return widths if sum(widths) == model.n_features_out_ else [model.n_features_out_]
+
+
+def timeline_figure(audio, path, *, model=None, sr=None, title=None):
+    """One file's features over time, under its log-mel spectrogram.
+
+    The top panel is the log-mel spectrogram (:func:`msk.log_melspectrogram`,
+    hop 512 samples) with the pooling windows' boundaries dotted; the bottom
+    panel the pooled features (:func:`msk.extract`) of every window, one
+    column per window and one row per feature, the levels separated by white
+    lines (level 0 at the bottom). With three windows or more, each feature
+    is shown minus its mean over the file (red above, blue below), so that
+    what changes over time stands out, and the features of a level are
+    ordered by the window where they peak; each level is scaled on its own,
+    since levels differ in magnitude. Both panels share the time axis, in
+    seconds.
+
+    Parameters
+    ----------
+    audio : str, os.PathLike or array-like of shape (n_samples,)
+        An audio file, or a mono waveform at ``sr`` Hz.
+    path : str or os.PathLike
+        Output image (PNG by extension).
+    model : MultiscaleFeatures, str, os.PathLike or None, default=None
+        The feature model (None: msk's shipped Laplacian model).
+    sr : int or None, default=None
+        Sampling rate of a waveform.
+    title : str or None, default=None
+
+    Returns
+    -------
+    path : str
+    """
+    from .audio import load_audio
+    from .batch import default_model, extract
+    from .multiscale import MultiscaleFeatures
+    from .spectral import log_melspectrogram
+
+    if model is None:
+        model = default_model()
+    elif isinstance(model, (str, os.PathLike)):
+        model = MultiscaleFeatures.load(model)
+    from ._validation import as_float_array, check_int
+
+    if isinstance(audio, (str, os.PathLike)):
+        name = os.path.basename(os.fspath(audio))
+        sr = model.sr
+        y = load_audio(audio, sr=sr)
+    else:
+        if sr is None:
+            raise ValueError("`sr` must be given with a waveform (its sampling rate in Hz); got sr=None.")
+        name, sr = "waveform", check_int("sr", sr, low=1)
+        y = as_float_array("audio", audio, ndim=1, dtype=np.float32)
+    F = extract(y, model=model, sr=sr)
+    hop = model.hop_length
+    with warnings.catch_warnings():  # a clip shorter than one FFT is drawn all the same
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
+        S = log_melspectrogram(y, sr=sr, hop_length=hop, log_offset=model.log_offset)
+    duration = len(y) / sr
+    window = model.pool_size * model.hop_length / model.sr  # pooling windows of the model's front end
+    bounds = np.arange(len(F) + 1) * window
+    if len(F) == 1 and duration < window:  # one window pooled over what there is
+        bounds = np.array([0.0, duration])
+    t_end = max(bounds[-1], duration)
+
+    fig = _figure(10, 7.5)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 2.2))
+    top.imshow(S.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+               extent=(-0.5 * hop / sr, (len(S) - 0.5) * hop / sr, 0, S.shape[1]),
+               vmin=np.percentile(S, 5), vmax=S.max())
+    for b in bounds:
+        top.axvline(b, color="white", lw=0.8, ls=":")
+    top.set_ylabel(f"mel band\n(0-{sr / 2000:g} kHz)", fontsize=8)
+    top.tick_params(labelsize=7)
+    top.set_title(title or f"{name}: log-mel spectrogram and {model.representation} features "
+                           f"({len(F)} window{'s' if len(F) > 1 else ''} of {window:.2f} s)", fontsize=10)
+
+    widths = _level_widths(model)
+    edges = np.cumsum([0] + widths)
+    relative = len(F) >= 3  # enough windows to show how each feature changes
+    G = (F - F.mean(axis=0)) if relative else F
+    img = np.empty((F.shape[1], len(F)), dtype=np.float32)
+    for a, b in zip(edges[:-1], edges[1:]):
+        block = G[:, a:b].T
+        if relative:
+            # rows ordered by the window where the feature peaks, so that a level reads as
+            # "these features rise here" instead of noise; then the steepest rise first
+            block = block[np.lexsort((-block.max(axis=1), block.argmax(axis=1)))]
+            lim = np.percentile(np.abs(block), 95) or 1.0
+            img[a:b] = np.clip(block / lim, -1, 1)
+        else:
+            lo, hi = np.percentile(block, [2, 98])
+            img[a:b] = np.clip(2 * (block - lo) / ((hi - lo) or 1.0) - 1, -1, 1)
+    bottom.imshow(img, origin="lower", aspect="auto", cmap="RdBu_r" if relative else "viridis",
+                  interpolation="nearest", extent=(bounds[0], bounds[-1], 0, F.shape[1]), vmin=-1, vmax=1)
+    for e in edges[1:-1]:
+        bottom.axhline(e, color="black", lw=1.0)
+    what = ("features minus their mean over the file\n(red above, blue below; ordered by peak window)"
+            if relative else "feature values\n(each level scaled on its own)")
+    bottom.set_ylabel(what, fontsize=8)
+    if len(widths) > 1:
+        bottom.set_yticks((edges[:-1] + edges[1:]) / 2)
+        bottom.set_yticklabels([f"level {i}" for i in range(len(widths))], fontsize=8)
+    bottom.tick_params(labelsize=7)
+    bottom.set_xlabel("time (s)", fontsize=9)
+    bottom.set_xlim(0, t_end)
+    return _save(fig, path)

@@ -89,7 +89,7 @@ def gaussian_pyramid(S, *, levels=6):
     ----------
     S : array-like of shape (n_frames, n_bands)
         The spectrogram, frames as rows (e.g. the output of
-        ``msk.melspectrogram``). Must be finite. float32 and float64 are kept,
+        ``msk.log_melspectrogram``). Must be finite. float32 and float64 are kept,
         any other real dtype is converted to float64.
     levels : int, default=6
         Number of levels, from 1 to 8, including ``S`` itself as level 0.

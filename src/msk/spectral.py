@@ -27,7 +27,7 @@ import numpy as np
 from ._core import _spectral
 from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
-__all__ = ["mel_filters", "melspectrogram", "multiresolution"]
+__all__ = ["mel_filters", "log_melspectrogram", "multiresolution"]
 
 # Slaney's Auditory Toolbox mel scale: linear below 1 kHz, logarithmic above.
 _F_SP = 200.0 / 3
@@ -179,15 +179,16 @@ def _n_frames(n_samples, n_fft, hop_length, center):
     return 1 + (n_samples + 2 * pad - n_fft) // hop_length
 
 
-def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=0.0, fmax=None,
-                   htk=False, norm="slaney", center=True, power=2.0, log=True, log_offset=1e-10,
-                   log_scale=1.0, n_threads=1):
+def log_melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=0.0, fmax=None,
+                       htk=False, norm="slaney", center=True, power=2.0, log=True, log_offset=1e-10,
+                       log_scale=1.0, n_threads=1):
     """Log-mel spectrogram of a waveform, frames as rows.
 
     One compiled pass per block of frames does framing, the periodic Hann
     window, a real FFT, the power spectrum, the sparse mel projection and the
-    log compression, with the GIL released. Without the log it equals
-    ``librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
+    log compression, with the GIL released. The result is logarithmic by
+    default, unlike librosa's ``melspectrogram`` (power); with ``log=False``
+    it equals ``librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
     hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
     norm=norm, center=center, power=power).T``.
 
@@ -258,7 +259,7 @@ def melspectrogram(y, *, sr=16000, n_fft=1024, hop_length=512, n_mels=200, fmin=
     --------
     >>> import numpy as np, msk
     >>> y = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
-    >>> S = msk.melspectrogram(y, sr=16000)
+    >>> S = msk.log_melspectrogram(y, sr=16000)
     >>> S.shape, S.dtype
     ((32, 200), dtype('float32'))
     >>> int(S[10].argmax())  # the band around 440 Hz
@@ -318,7 +319,7 @@ def multiresolution(y, *, sr=16000, levels=6, n_fft=1024, hop_length=512, n_mels
                     fmax=None, log=True, log_offset=1e-10, log_scale=1.0, n_threads=1):
     """Multiresolution mel spectrograms: the same frames at growing FFT sizes.
 
-    Level ``l`` is :func:`melspectrogram` with ``n_fft * 2**l`` (1024 ... 32768
+    Level ``l`` is :func:`log_melspectrogram` with ``n_fft * 2**l`` (1024 ... 32768
     by default), the same hop, the same bands and the same centring, so every
     level has exactly the frame count of level 0 and frame ``t`` of every
     level is centred on sample ``t * hop_length``. Longer windows trade time
@@ -336,7 +337,7 @@ def multiresolution(y, *, sr=16000, levels=6, n_fft=1024, hop_length=512, n_mels
     n_fft : int, default=1024
         FFT size of level 0 (a power of two).
     hop_length, n_mels, fmin, fmax, log, log_offset, log_scale, n_threads
-        As in :func:`melspectrogram`.
+        As in :func:`log_melspectrogram`.
 
     Returns
     -------
@@ -359,7 +360,7 @@ def multiresolution(y, *, sr=16000, levels=6, n_fft=1024, hop_length=512, n_mels
         )
     y = as_float_array("y", y, ndim=1)
     return [
-        melspectrogram(y, sr=sr, n_fft=n_fft << lev, hop_length=hop_length, n_mels=n_mels,
+        log_melspectrogram(y, sr=sr, n_fft=n_fft << lev, hop_length=hop_length, n_mels=n_mels,
                        fmin=fmin, fmax=fmax, log=log, log_offset=log_offset, log_scale=log_scale,
                        n_threads=n_threads)
         for lev in range(levels)

@@ -85,6 +85,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _persist
+from ._persist import msk_version
+
 __all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
 _FORMAT = "msk.FeatureStore"
@@ -110,9 +113,7 @@ _BATCH_BYTES = 64 << 20
 
 
 def _msk_version():
-    from . import __version__
-
-    return __version__
+    return msk_version()
 
 
 def _now():
@@ -176,33 +177,13 @@ def model_fingerprint(model):
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures(levels=2, n_means=8, n_samples=500, random_state=0)
+    >>> model = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=500, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> info = msk.store.model_fingerprint(model)
     >>> info["n_features"], len(info["fingerprint"])
     (16, 64)
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(model, "pca_")
-    params = {k: _jsonable(v) for k, v in sorted(model.get_params().items())}
-    info = {
-        "class": f"msk.{type(model).__name__}",
-        "params": params,
-        "n_features": int(model.n_features_out_),
-    }
-    h = hashlib.sha256(json.dumps(info, sort_keys=True).encode("utf-8"))
-    arrays = []
-    for pca in model.pca_:
-        arrays += [pca.mean_, pca.whitening_]
-    for km in model.kmeans_ or ():
-        arrays.append(km.cluster_centers_)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode("ascii"))
-        h.update(a.tobytes())
-    info["fingerprint"] = h.hexdigest()
-    return info
+    return _persist.model_fingerprint(model)
 
 
 def _as_model_info(model_info):
@@ -231,7 +212,7 @@ def _describe(info):
     if "fingerprint" in info:
         params = info.get("params", {})
         rep = params.get("representation")
-        k = params.get("n_means")
+        k = params.get("n_clusters", params.get("n_means"))
         what = f"{rep}, K={k}, " if rep is not None else ""
         return (f"{info.get('class', 'model')} ({what}{info.get('n_features')} features, "
                 f"fingerprint {info['fingerprint'][:12]})")
@@ -1573,8 +1554,10 @@ def migrate(old, new):
     info = header.get("model")
     params = (info or {}).get("params", {})
     step = None
-    if isinstance(params.get("pool"), int) and isinstance(params.get("sr"), int):
-        step = params["pool"] * 512 / params["sr"]
+    pool = params.get("pool_size", params.get("pool"))  # the parameter's name in msk 0.1 was pool
+    hop = params.get("hop_length", 512)
+    if isinstance(pool, int) and isinstance(hop, int) and isinstance(params.get("sr"), int):
+        step = pool * hop / params["sr"]
     with FeatureStore(new, mode="w", model_info=info, settings={"migrated_from": os.path.abspath(old)}) as st:
         for key, X, meta in entries:
             n = X.shape[0]

@@ -1,10 +1,9 @@
 """Feature extraction as a product: one clip, a batch on one machine, a batch on a Dask cluster.
 
 - :func:`extract` turns one file or waveform into multiscale features with a
-  fitted model (by default the model shipped with msk for the representation).
-  Audio longer than a few minutes is decoded, resampled and analysed in
-  segments, so that an hour of audio needs about as much memory as four
-  minutes; the result equals the unsegmented one (see :func:`extract`'s Notes).
+  fitted model (by default the model shipped with msk for the representation):
+  argument checks, model lookup, then :meth:`MultiscaleFeatures.transform`
+  (which analyses long audio in segments of bounded memory).
 - :func:`extract_many` runs :func:`extract` over many files on a thread pool
   (the kernels release the GIL) or on a Dask cluster, writing every clip's
   features to a :class:`msk.store.FeatureStore` as soon as they are computed.
@@ -20,7 +19,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as _wait_futures
@@ -28,34 +26,11 @@ from importlib import resources
 
 import numpy as np
 
-from ._validation import as_float_array, check_int, check_option
-from .audio import _OGG_CUT, _WAV_SHORT_DATA, _WAV_UNKNOWN_SIZE, load_audio
 from ._blas_threads import _SingleThreadedBlas
-from .learn import MultiscaleFeatures
-from .pyramid import gaussian_pyramid, laplacian_pyramid
-from .spectral import melspectrogram
+from ._validation import as_float_array, check_int, check_option
+from .multiscale import REPRESENTATIONS, MultiscaleFeatures
 
 __all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key", "window_times"]
-
-_REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
-# The analysis parameters MultiscaleFeatures uses (msk.melspectrogram's defaults).
-_N_FFT = 1024
-_HOP = 512
-_N_MELS = 200
-# Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min; every 30 s clip is
-# shorter) is processed in segments of about _SEGMENT_FRAMES frames (2.2 min). The pyramids
-# need context around a segment (see _PYRAMID_CONTEXT), so their segments are long; the
-# multiresolution spectrograms need none beyond the audio under the FFT windows, and keep six
-# levels of frames, so theirs are short. Spectrograms are computed _PIECE_FRAMES at a time.
-_WHOLE_FRAMES = 8192
-_SEGMENT_FRAMES = 4096
-_SEGMENT_FRAMES_MULTIRES = 1024
-_PIECE_FRAMES = 512
-# Frames of context kept on both sides of a segment at every pyramid level (in that
-# level's frames): the Laplacian level l at frame i depends on frames i-4 .. i+4 of
-# Gaussian level l and, through the expansion, on level l + 1; 5 covers both borders.
-_PYRAMID_CONTEXT = 5
-_READ_BLOCK = 1 << 16  # frames per soundfile read
 
 
 # =====================================================================================
@@ -63,17 +38,9 @@ _READ_BLOCK = 1 << 16  # frames per soundfile read
 # =====================================================================================
 
 
-def _check_representation(representation, pyramid):
-    if pyramid is not None:
-        if representation is not None:
-            raise ValueError(
-                "give `representation` or its alias `pyramid`, not both; got "
-                f"representation={representation!r} and pyramid={pyramid!r}."
-            )
-        check_option("pyramid", pyramid, _REPRESENTATIONS)
-        return pyramid
+def _check_representation(representation):
     if representation is not None:
-        check_option("representation", representation, _REPRESENTATIONS)
+        check_option("representation", representation, REPRESENTATIONS)
     return representation
 
 
@@ -111,7 +78,7 @@ def default_model(representation="laplacian"):
     FileNotFoundError
         If this installation of msk has no model file for ``representation``.
     """
-    check_option("representation", representation, _REPRESENTATIONS)
+    check_option("representation", representation, REPRESENTATIONS)
     return _shipped_model(representation)
 
 
@@ -150,256 +117,7 @@ def _resolve_model(model, representation):
     return model
 
 
-# =====================================================================================
-# Audio sources: blocks of mono float32 samples at the model's rate
-# =====================================================================================
-
-
-class _Resampler:
-    """Streaming soxr resampler (identical output to one-shot ``soxr.resample``)."""
-
-    def __init__(self, sr_in, sr_out):
-        self._stream = None
-        if sr_in != sr_out:
-            import soxr
-
-            self._stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
-
-    def __call__(self, block, last):
-        if self._stream is None:
-            return block
-        return np.asarray(self._stream.resample_chunk(block, last=last), dtype=np.float32)
-
-
-def _array_blocks(y, sr_in, sr_out):
-    """Blocks of a 1-D waveform, converted to float32 and resampled block by block."""
-    resample = _Resampler(sr_in, sr_out)
-    n = y.shape[0]
-    step = _READ_BLOCK * 4
-    for start in range(0, n, step):
-        block = as_float_array("path_or_array", y[start : start + step], ndim=1, dtype=np.float32)
-        yield resample(block, start + step >= n)
-
-
-def _file_blocks(path, sr_out, sf_file):
-    """Blocks of an audio file mixed to mono and resampled, with load_audio's integrity checks."""
-    resample = _Resampler(sf_file.samplerate, sr_out)
-    declared = sf_file.frames
-    short_data = _WAV_SHORT_DATA.search(sf_file.extra_info)
-    if short_data and int(short_data[1]) < _WAV_UNKNOWN_SIZE:
-        raise ValueError(
-            f"{path!r} is truncated: its header declares {short_data[1]} bytes of audio data "
-            f"but the file holds only {short_data[2]}."
-        )
-    import soundfile as sf
-
-    n_read = 0
-    pending = None
-    while True:
-        try:
-            block = sf_file.read(_READ_BLOCK, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-            raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
-        if block.shape[0]:
-            block = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            if not np.isfinite(block).all():
-                raise ValueError(f"{path!r} decodes to NaN or infinite samples.")
-            block = np.ascontiguousarray(block)
-            n_read += block.shape[0]
-        last = block.shape[0] == 0
-        # Hold one block back, so that the resampler is told which block is the last.
-        if pending is not None:
-            yield resample(pending, last)
-        if last:
-            break
-        pending = block
-    ogg_cut = [msg for msg in _OGG_CUT if msg in sf_file.extra_info]
-    if ogg_cut:
-        raise ValueError(f"{path!r} is truncated or corrupt: {ogg_cut[0].lower()}.")
-    if n_read == 0:
-        raise ValueError(f"{path!r} holds no audio samples.")
-    if declared > 0 and n_read < declared - max(2048, declared // 100):
-        raise ValueError(
-            f"{path!r} is truncated: its header declares {declared} frames but only "
-            f"{n_read} could be decoded."
-        )
-
-
-class _Samples:
-    """A sliding window over a stream of sample blocks, zero outside the signal.
-
-    Blocks are kept as they come (no concatenation), so the memory held is the
-    blocks overlapping the current segment plus the segment's own copy.
-    """
-
-    def __init__(self, blocks):
-        self._blocks = blocks
-        self._held = deque()  # (signal index of the block's first sample, block)
-        self._start = 0  # signal index of the first held sample
-        self.end = 0  # signal index one past the last held sample
-        self.eof = False
-
-    def fill(self, stop):
-        """Read until the held samples reach sample ``stop`` or the signal ends."""
-        while not self.eof and self.end < stop:
-            try:
-                block = next(self._blocks)
-            except StopIteration:
-                self.eof = True
-                break
-            if block.shape[0]:
-                self._held.append((self.end, block))
-                self.end += block.shape[0]
-
-    def drop(self, start):
-        """Forget the blocks that end before ``start``."""
-        while self._held and self._held[0][0] + self._held[0][1].shape[0] <= start:
-            first, block = self._held.popleft()
-            self._start = first + block.shape[0]
-
-    def read(self, start, stop):
-        """Samples ``start .. stop`` (zeros outside the signal); needs ``fill(stop)`` first."""
-        out = np.zeros(stop - start, dtype=np.float32)
-        for first, block in self._held:
-            lo, hi = max(start, first), min(stop, first + block.shape[0])
-            if hi > lo:
-                out[lo - start : hi - start] = block[lo - first : hi - first]
-        return out
-
-
-# =====================================================================================
-# Segmented feature extraction
-# =====================================================================================
-
-
-def _level_geometry(model):
-    """Per level: (frame step in level-0 frames, pool in positions)."""
-    L = model.levels
-    if model.representation == "multiresolution":
-        return [(1, model._level_pool(lev)) for lev in range(L)]
-    return [(1 << lev, model._level_pool(lev)) for lev in range(L)]
-
-
-def _n_pools(model, n_frames):
-    """Pooling windows of a clip of ``n_frames`` level-0 frames (as MultiscaleFeatures.transform)."""
-    w = model.frames
-    counts = []
-    for step, pool in _level_geometry(model):
-        n_l = -(-n_frames // step)
-        positions = max(n_l, w) - w + 1
-        counts.append(1 if positions < pool else positions // pool)
-    return min(counts)
-
-
-def _segment_bounds(model, p0, p1):
-    """Level-0 frames [g0, g1) to analyse for pools [p0, p1), and each level's frame range."""
-    w = model.frames
-    geometry = _level_geometry(model)
-    ranges = [(p0 * pool, p1 * pool + w - 1) for _, pool in geometry]
-    if model.representation == "multiresolution":
-        return ranges[0][0], max(hi for _, hi in ranges), ranges
-    align = 1 << (model.levels - 1)
-    c = _PYRAMID_CONTEXT
-    g0 = min((lo - c) * step for (lo, _), (step, _) in zip(ranges, geometry))
-    g1 = max((hi + c) * step for (_, hi), (step, _) in zip(ranges, geometry))
-    g0 = max(0, (g0 // align) * align)
-    g1 = -(-g1 // align) * align
-    return g0, g1, ranges
-
-
-def _mel_segment(model, samples, g0, g1, n_fft):
-    """Log-mel frames [g0, g1) of the signal, computed in pieces (bounded copies of the audio).
-
-    Frames are computed from exactly the samples the whole-signal analysis
-    uses (``center=False`` on the zero-padded signal), so they are identical.
-    """
-    half = n_fft // 2
-    S = np.empty((g1 - g0, _N_MELS), dtype=np.float32)
-    for a in range(g0, g1, _PIECE_FRAMES):
-        b = min(a + _PIECE_FRAMES, g1)
-        y = samples.read(a * _HOP - half, (b - 1) * _HOP + half)
-        S[a - g0 : b - g0] = melspectrogram(y, sr=model.sr, n_fft=n_fft, log_offset=model.log_offset,
-                                            center=False)
-    return S
-
-
-def _segment_features(model, samples, p0, p1, n_frames, keep_from):
-    """Features of pools [p0, p1) (``n_frames``: the clip's frames, None while unknown).
-
-    Samples before ``keep_from`` are forgotten as soon as the segment's
-    spectrogram is computed.
-    """
-    g0, g1, ranges = _segment_bounds(model, p0, p1)
-    if n_frames is not None:
-        g1 = min(g1, n_frames)
-    pooled = []
-    if model.representation == "multiresolution":
-        for lev, (lo, hi) in enumerate(ranges):
-            S = _mel_segment(model, samples, g0, g1, _N_FFT << lev)
-            pooled.append(model._encoders[lev]._encode(S[lo - g0 : hi - g0]))
-            del S
-        samples.drop(keep_from)
-    else:
-        S = _mel_segment(model, samples, g0, g1, _N_FFT)
-        samples.drop(keep_from)
-        pyramid = gaussian_pyramid if model.representation == "gaussian" else laplacian_pyramid
-        levels = pyramid(S, levels=model.levels)
-        del S
-        for lev, (lo, hi) in enumerate(ranges):
-            off = g0 >> lev
-            pooled.append(model._encoders[lev]._encode(levels[lev][lo - off : hi - off]))
-    for lev, p in enumerate(pooled):
-        if p.shape[0] != p1 - p0:  # an invariant of the geometry above
-            raise RuntimeError(f"level {lev}: {p.shape[0]} pools for pools {p0}..{p1}")
-    return np.hstack(pooled)
-
-
-def _context_samples(model):
-    """Samples needed beyond a segment's last frame (half the largest FFT)."""
-    n_fft = _N_FFT << (model.levels - 1) if model.representation == "multiresolution" else _N_FFT
-    return n_fft // 2
-
-
-def _extract_blocks(model, blocks, segment_pools=None):
-    """Features of a stream of sample blocks, in segments of ``segment_pools`` pools."""
-    if model.n_mels_ != _N_MELS:
-        raise ValueError(
-            f"the audio gives {_N_MELS} mel bands; this model was fitted on {model.n_mels_}."
-        )
-    if segment_pools is None:
-        frames = _SEGMENT_FRAMES_MULTIRES if model.representation == "multiresolution" else _SEGMENT_FRAMES
-        segment_pools = max(1, frames // model.pool)
-    samples = _Samples(blocks)
-    half = _context_samples(model)
-    out, p0, n_frames, n_pools = [], 0, None, None
-    while n_pools is None or p0 < n_pools:
-        p1 = p0 + segment_pools
-        g0, g1, _ = _segment_bounds(model, p0, p1)
-        samples.fill((g1 - 1) * _HOP + half)
-        if samples.eof and n_frames is None:
-            if p0 == 0:  # shorter than a segment (a header overstated its length): in one piece
-                return _transform_waveform(model, samples.read(0, samples.end))
-            n_frames = 1 + samples.end // _HOP
-            n_pools = _n_pools(model, n_frames)
-        if n_pools is not None:
-            if p0 >= n_pools:
-                break
-            p1 = min(p1, n_pools)
-            g0, g1, _ = _segment_bounds(model, p0, p1)
-        g0_next = _segment_bounds(model, p1, p1 + segment_pools)[0]
-        out.append(_segment_features(model, samples, p0, p1, n_frames, g0_next * _HOP - half))
-        p0 = p1
-    return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
-
-
-def _transform_waveform(model, y):
-    """``model.transform`` of a waveform at the model's rate (short clips: one piece)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
-        return model.transform(y)
-
-
-def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=None):
+def extract(path_or_array, *, representation=None, model=None, sr=None):
     """Multiscale features of one clip: one row per pooling window of about 4 s.
 
     Parameters
@@ -421,8 +139,6 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=
         Sampling rate of a waveform (required for arrays; resampled with soxr
         when it differs from the model's). Ignored for a file, whose header
         gives the rate.
-    pyramid : str or None, default=None
-        Alias of ``representation``; give one or the other.
 
     Returns
     -------
@@ -450,34 +166,25 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=
 
     Notes
     -----
-    Audio longer than about 4.4 minutes is decoded, resampled and analysed in
-    segments of 4096 frames (about 2.2 minutes), so that the memory used does
-    not grow with the length of the recording. Segment boundaries fall on
-    pooling-window boundaries at every level (multiples of 128 frames at level
-    0, 128 / 2**l frames at pyramid level l). Each segment is analysed with
-    the frames it needs plus context: half an FFT of audio on each side (the
-    spectrogram frames are then exactly those of the whole signal), and for
-    the pyramids 5 frames at every level on both sides, aligned to
-    ``2**(levels - 1)`` frames, which is more than the support of the
-    smoothing and expansion filters, so that no border of a segment reaches a
-    frame that is pooled. The features equal those of the whole signal
-    computed at once up to float32 rounding of the encoder's matrix products
-    (whose tiles differ), and are identical in every other step.
+    The work is :meth:`MultiscaleFeatures.transform`: audio longer than
+    about 4.4 minutes is decoded, resampled and analysed in segments, so that
+    the memory used does not grow with the length of the recording, with the
+    same features as the whole signal (see its Notes).
 
     Examples
     --------
     >>> import msk
-    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_means=16,
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16,
     ...                                n_samples=2000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> F = msk.extract(msk.example_audio(), model=model)
     >>> F.shape, F.dtype
     ((7, 48), dtype('float32'))
     """
-    rep = _check_representation(representation, pyramid)
+    rep = _check_representation(representation)
     model = _resolve_model(model, rep)
     if isinstance(path_or_array, (str, os.PathLike)):
-        return _extract_file(model, os.fspath(path_or_array))
+        return model.transform(os.fspath(path_or_array))
     if isinstance(path_or_array, (bytes, dict)) or path_or_array is None:
         raise TypeError(
             "`path_or_array` must be an audio file path or a 1-D waveform; got "
@@ -496,29 +203,8 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, pyramid=
         )
     if y.shape[0] == 0:
         raise ValueError("`path_or_array` must hold at least one sample; got an empty array.")
-    if y.shape[0] * model.sr <= _WHOLE_FRAMES * _HOP * sr:  # short: in one piece
-        y = as_float_array("path_or_array", y, ndim=1, dtype=np.float32)
-        if sr != model.sr:
-            y = _Resampler(sr, model.sr)(y, True)
-        return _transform_waveform(model, y)
-    return _extract_blocks(model, _array_blocks(y, sr, model.sr))
-
-
-def _extract_file(model, path):
-    import soundfile as sf
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r}: no such file.")
-    if os.path.isdir(path) or os.path.getsize(path) == 0:
-        return _transform_waveform(model, load_audio(path, sr=model.sr))  # its error message
-    try:
-        f = sf.SoundFile(os.fsencode(path))  # bytes: any file name, UTF-8 or not
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
-    with f:
-        if f.frames * model.sr > _WHOLE_FRAMES * _HOP * f.samplerate:  # long: in segments
-            return _extract_blocks(model, _file_blocks(path, model.sr, f))
-    return _transform_waveform(model, load_audio(path, sr=model.sr))
+    y = as_float_array("path_or_array", y, ndim=1, dtype=np.float32)
+    return model.transform(y, sr=sr)
 
 
 # =====================================================================================
@@ -629,7 +315,7 @@ def library_key(path, root):
 
     Examples
     --------
-    >>> from msk.extract import library_key
+    >>> from msk.batch import library_key
     >>> library_key("/music/a/b.mp3", "/music/")
     'a/b.mp3'
     """
@@ -644,14 +330,15 @@ def library_key(path, root):
 def window_times(model, n_windows, duration=None):
     """Start and end (seconds) of the pooling windows of a clip, from the model's geometry.
 
-    Window i covers level-0 frames ``[i * pool, (i + 1) * pool)`` (frame t is
-    centred at ``t * 512`` samples), i.e. seconds ``[i, i + 1) * pool * 512 / sr``;
+    Window i covers level-0 frames ``[i * pool_size, (i + 1) * pool_size)`` (frame t
+    is centred at ``t * hop_length`` samples), i.e. seconds
+    ``[i, i + 1) * pool_size * hop_length / sr``;
     a clip shorter than one window has one window from 0 to its duration.
 
     Parameters
     ----------
     model : MultiscaleFeatures
-        The model (its ``pool`` and ``sr``).
+        The model (its ``pool_size``, ``hop_length`` and ``sr``).
     n_windows : int
         Rows of the clip's features.
     duration : float or None, default=None
@@ -664,12 +351,12 @@ def window_times(model, n_windows, duration=None):
     Examples
     --------
     >>> import msk
-    >>> from msk.extract import window_times
+    >>> from msk.batch import window_times
     >>> start, end = window_times(msk.MultiscaleFeatures(), 2)
     >>> start.tolist(), end.tolist()
     ([0.0, 4.096], [4.096, 8.192])
     """
-    step = model.pool * _HOP / model.sr
+    step = model.pool_size * model.hop_length / model.sr
     start = np.arange(n_windows, dtype=np.float64) * step
     end = start + step
     if n_windows == 1 and duration is not None and duration < step:
@@ -704,7 +391,7 @@ def _extract_one(model, path, with_source=True):
         if with_source:
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
-        X = _extract_file(model, path)
+        X = model.transform(path)
         duration = None
         with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
             duration = float(sf.info(os.fsencode(path)).duration)
@@ -915,8 +602,8 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     computed by single-threaded kernels in the same way.
 
     Each window's start and end are computed from the model's geometry:
-    window i covers ``[i, i + 1) * pool * 512 / sr`` seconds (the level-0
-    hop is 512 samples); a clip shorter than one window has one window from
+    window i covers ``[i, i + 1) * pool_size * hop_length / sr`` seconds (4.096 s
+    with the defaults); a clip shorter than one window has one window from
     0 to its duration. The partial window at the end of a clip is dropped,
     as in the paper.
 
@@ -931,7 +618,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     Examples
     --------
     >>> import os, tempfile, msk
-    >>> model = msk.MultiscaleFeatures("laplacian", levels=2, n_means=8,
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=8,
     ...                                n_samples=1000, random_state=0)
     >>> model = model.fit([msk.example_audio()])
     >>> tmp = tempfile.TemporaryDirectory()
@@ -949,7 +636,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
 
     from .store import FeatureStore, model_fingerprint
 
-    rep = _check_representation(representation, None)
+    rep = _check_representation(representation)
     model = _resolve_model(model, rep)
     info = model_fingerprint(model)
     paths, not_audio, default_root = _list_paths(paths)
@@ -976,7 +663,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         n_jobs = _check_n_jobs(n_jobs)
     else:
         _check_scheduler(scheduler)
-    settings = {"root": os.path.abspath(root), "window_hop_seconds": model.pool * _HOP / model.sr,
+    settings = {"root": os.path.abspath(root), "window_hop_seconds": model.pool_size * model.hop_length / model.sr,
                 "last_window": "drop"}
     if isinstance(store, FeatureStore):
         if store.mode == "r":

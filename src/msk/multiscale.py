@@ -1,0 +1,812 @@
+"""MultiscaleFeatures: audio -> multiscale representation -> windows -> whitening -> dictionary -> pooled features.
+
+Dieleman & Schrauwen 2013, section 2: per level of a multiresolution
+spectrogram or a Gaussian/Laplacian pyramid of the log-mel spectrogram,
+windows of frames are PCA-whitened (:mod:`msk.pca`), a dictionary is learned
+with spherical K-means (:mod:`msk.kmeans`), and every window is encoded and
+pooled by one fused kernel (``msk._encoding``). Model files are read and
+written by :mod:`msk._persist`.
+"""
+
+import numbers
+import operator
+import os
+import warnings
+from collections import deque
+from collections.abc import Iterable
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _persist
+from ._blas_threads import _SingleThreadedBlas
+from ._encoding import WindowEncoder, _check_pooling, pooled_positions
+from ._validation import as_float_array, check_float, check_int, check_option
+from ._windows import WindowReservoir
+from .audio import load_audio, stream
+from .kmeans import SphericalKMeans
+from .pca import PCAWhitening, whitening_matrix
+from .pyramid import gaussian_pyramid, laplacian_pyramid
+from .spectral import log_melspectrogram
+
+__all__ = ["MultiscaleFeatures"]
+
+# The multiscale representations, in the order the experiment and the CLI list them.
+REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
+# Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min at the default
+# analysis; every 30 s clip is shorter) is processed in segments of about _SEGMENT_FRAMES
+# frames (2.2 min). The pyramids need context around a segment (see _PYRAMID_CONTEXT), so
+# their segments are long; the multiresolution spectrograms need none beyond the audio under
+# the FFT windows, and keep every level's frames, so theirs are short. Spectrograms are
+# computed _PIECE_FRAMES frames at a time; audio is read in msk.audio.stream's blocks
+# (_READ_BLOCK: None is its default).
+_WHOLE_FRAMES = 8192
+_SEGMENT_FRAMES = 4096
+_SEGMENT_FRAMES_MULTIRES = 1024
+_PIECE_FRAMES = 512
+_READ_BLOCK = None
+# Frames of context kept on both sides of a segment at every pyramid level (in that
+# level's frames): the Laplacian level l at frame i depends on frames i-4 .. i+4 of
+# Gaussian level l and, through the expansion, on level l + 1; 5 covers both borders.
+_PYRAMID_CONTEXT = 5
+
+def _is_clip_collection(clips):
+    return not isinstance(clips, (str, bytes, os.PathLike, np.ndarray)) and isinstance(
+        clips, Iterable
+    )
+
+
+
+
+def _looks_numeric(clip):
+    """A list or tuple of numbers (or of rows of numbers) is one waveform or spectrogram."""
+    if not isinstance(clip, (list, tuple)) or not clip:
+        return False
+    first = clip[0]
+    return isinstance(first, numbers.Number) or (
+        isinstance(first, (list, tuple, np.ndarray)) and len(first) > 0
+        and isinstance(first[0], numbers.Number)
+    )
+
+
+def _check_clip_type(clip):
+    if isinstance(clip, (bytes, dict)) or clip is None:
+        raise TypeError(
+            f"a clip must be an audio file path, a waveform or a spectrogram; got {type(clip).__name__}."
+        )
+
+
+def _clip_name(clip, i):
+    return repr(os.fspath(clip)) if isinstance(clip, (str, os.PathLike)) else f"clip {i}"
+
+
+class _Samples:
+    """A sliding window over a stream of sample blocks, zero outside the signal.
+
+    Blocks are kept as they come (no concatenation), so the memory held is the
+    blocks overlapping the current segment plus the segment's own copy.
+    """
+
+    def __init__(self, blocks):
+        self._blocks = iter(blocks)
+        self._held = deque()  # (signal index of the block's first sample, block)
+        self.end = 0  # signal index one past the last held sample
+        self.eof = False
+
+    def fill(self, stop):
+        """Read until the held samples reach sample ``stop`` or the signal ends."""
+        while not self.eof and self.end < stop:
+            try:
+                block = next(self._blocks)
+            except StopIteration:
+                self.eof = True
+                break
+            if block.shape[0]:
+                self._held.append((self.end, block))
+                self.end += block.shape[0]
+
+    def drop(self, start):
+        """Forget the blocks that end before ``start``."""
+        while self._held and self._held[0][0] + self._held[0][1].shape[0] <= start:
+            self._held.popleft()
+
+    def read(self, start, stop):
+        """Samples ``start .. stop`` (zeros outside the signal); needs ``fill(stop)`` first."""
+        out = np.zeros(stop - start, dtype=np.float32)
+        for first, block in self._held:
+            lo, hi = max(start, first), min(stop, first + block.shape[0])
+            if hi > lo:
+                out[lo - start : hi - start] = block[lo - first : hi - first]
+        return out
+
+
+def _same_param(a, b):
+    """Whether two parameter values are equal (tuples and lists alike, arrays element-wise)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_param(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return a is b
+
+
+class MultiscaleFeatures(BaseEstimator):
+    """Multiscale features of music audio (Dieleman & Schrauwen 2013).
+
+    Every clip becomes a multiscale time-frequency representation of
+    ``levels`` levels (multiresolution spectrograms, or a Gaussian or Laplacian
+    pyramid of the log-mel spectrogram). At each level, windows of ``width``
+    consecutive frames are PCA-whitened (:class:`PCAWhitening`), a dictionary
+    of ``n_clusters`` unit-norm atoms is learned with spherical K-means
+    (:class:`SphericalKMeans`), and every window position is encoded linearly
+    (``D W (x - mean)``) and max-pooled over pooling windows of about 4 s. The
+    pooled features of all levels are concatenated: one feature vector per
+    pooling window [1]_.
+
+    Parameters
+    ----------
+    representation : {"laplacian", "gaussian", "multiresolution"}, default="laplacian"
+        The multiscale representation. "multiresolution": log-mel spectrograms
+        with ``n_fft = 1024 * 2**l`` (same frames at every level); "gaussian":
+        Gaussian pyramid of the log-mel spectrogram along time (level ``l`` has
+        ``ceil(T / 2**l)`` frames); "laplacian": its Laplacian pyramid.
+    levels : int, default=6
+        Number of levels, 1 to 8 (1 is the single-scale baseline: the plain log-mel).
+    width : int, default=1
+        Frames per window ``w`` (the paper uses 1, 2 and 4).
+    n_clusters : int or None, default=500
+        Dictionary size ``K`` per level. ``None`` gives the PCA-only features
+        (the whitened components themselves, "PMSC" in the paper).
+    pool_size : int, default=128
+        Pooling window at level 0, in frames (128 frames of 32 ms = 4.1 s).
+        Pyramid level ``l`` pools ``max(1, pool_size // 2**l)`` positions so that the
+        pooling windows line up across levels; multiresolution levels pool ``pool_size``.
+    n_samples : int, default=200_000
+        Training windows sampled uniformly at random per level (reservoir
+        sampling over all clips: memory is bounded whatever the number of clips).
+    variance : float, default=0.99
+        Fraction of the variance kept by the PCA whitening.
+    eps : float, default=1e-5
+        Whitening regulariser, relative to the mean eigenvalue (see :class:`PCAWhitening`).
+    encoding : {"linear", "threshold"}, default="linear"
+        "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
+        Ng's ``max(0, f - threshold)``.
+    threshold : float, default=0.25
+        Threshold of ``encoding="threshold"``.
+    pooling : {"max", "mean", "std"} or tuple of them, default="max"
+        Statistics over each pooling window, concatenated in the order max,
+        mean, std. "max" is the paper's.
+    max_iter : int, default=20
+        Spherical K-means iterations.
+    sr : int, default=16000
+        Sampling rate at which audio is analysed (files are resampled to it;
+        waveforms given as arrays must already be at this rate).
+    log_offset : float, default=1e-10
+        ``log(mel + log_offset)`` compression of the mel spectrogram.
+    random_state : int, RandomState instance or None, default=None
+        Seeds window sampling and the K-means initialisation of every level.
+
+    Attributes
+    ----------
+    pca_ : list of PCAWhitening
+        The whitening of each level.
+    kmeans_ : list of SphericalKMeans or None
+        The dictionary of each level (None when ``n_clusters`` is None).
+    n_mels_ : int
+        Mel bands of the training spectrograms.
+    n_features_out_ : int
+        Columns of :meth:`transform`'s result.
+    n_clips_ : int
+        Clips used for fitting.
+    skipped_ : list of tuple (str, str)
+        Clips that could not be read during ``fit`` and their reasons.
+
+    See Also
+    --------
+    PCAWhitening, SphericalKMeans : the per-level learners.
+    log_melspectrogram, multiresolution, gaussian_pyramid, laplacian_pyramid :
+        the representations.
+
+    Notes
+    -----
+    Clips may be given as audio file paths, as mono waveforms at ``sr`` Hz
+    (1-D arrays), or as precomputed log-mel spectrograms of shape
+    ``(n_frames, n_mels)`` (2-D arrays; not for "multiresolution", which needs
+    the audio). Features are computed in float32, and the fitted principal
+    axes are kept at float32 precision (so a saved model is half the size and
+    loads bit-identical); the rest of the whitening is float64.
+
+    Pooling keeps only full pooling windows; the number of pooling windows is
+    the smallest over the levels (coarse levels lose a window to the width of
+    the encoding windows first), and every level is cut to it. A clip shorter
+    than one pooling window gives one pooling window over all it has. A level
+    with fewer frames than ``width`` (a very short clip at a coarse pyramid
+    level) is padded by repeating its edge frames.
+
+    The class is a scikit-learn estimator (``get_params``, ``set_params``,
+    ``clone``) but deliberately not a ``TransformerMixin``: a sample is a
+    whole clip and its features are a matrix with one row per pooling window,
+    whose number depends on the clip's length, so there is no fixed-width
+    ``(n_samples, n_features)`` output a ``Pipeline`` step could pass on.
+    :meth:`transform` takes one clip; :meth:`fit_transform` returns a list.
+    To use the features in a ``Pipeline``, reduce each clip to one row first
+    (e.g. its mean over pooling windows) or put its rows into the pipeline
+    with the clip as a group.
+
+    References
+    ----------
+    .. [1] S. Dieleman and B. Schrauwen, "Multiscale approaches to music audio
+       feature learning", ISMIR 2013.
+    .. [2] A. Coates and A. Y. Ng, "Learning feature representations with
+       K-means", Neural Networks: Tricks of the Trade, Springer, 2012.
+
+    Examples
+    --------
+    >>> import msk
+    >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16,
+    ...                                n_samples=2000, random_state=0)
+    >>> model = model.fit([msk.example_audio()])
+    >>> F = model.transform(msk.example_audio())
+    >>> F.shape, F.dtype
+    ((7, 48), dtype('float32'))
+    """
+
+    def __init__(self, representation="laplacian", *, levels=6, width=1, n_clusters=500, pool_size=128,
+                 n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
+                 pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
+                 log_offset=1e-10, random_state=None):
+        self.representation = representation
+        self.levels = levels
+        self.width = width
+        self.n_clusters = n_clusters
+        self.pool_size = pool_size
+        self.n_samples = n_samples
+        self.variance = variance
+        self.eps = eps
+        self.encoding = encoding
+        self.threshold = threshold
+        self.pooling = pooling
+        self.max_iter = max_iter
+        self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.log_offset = log_offset
+        self.random_state = random_state
+
+    # -- parameters and representations ------------------------------------------------------
+
+    # Parameters that only steer fitting; every other one defines the fitted arrays or the output.
+    _FIT_ONLY_PARAMS = ("n_samples", "max_iter", "random_state")
+
+    def set_params(self, **params):
+        """Set parameters; on a fitted model, refuse those that fitting has fixed.
+
+        A fitted model's dictionaries, whitening and pooling were computed
+        with its parameters, so changing ``pool_size``, ``levels``, ``n_clusters``,
+        ... afterwards would make ``transform`` and a saved copy disagree.
+        Only ``n_samples``, ``max_iter`` and ``random_state`` (which act in
+        ``fit`` alone) may change; setting a parameter to its current value
+        is always allowed.
+
+        Parameters
+        ----------
+        **params
+            Estimator parameters.
+
+        Returns
+        -------
+        self : MultiscaleFeatures
+
+        Raises
+        ------
+        ValueError
+            If the model is fitted and a parameter other than the fit-only
+            ones would change; the message names them. Refit (``fit``) a
+            clone with the new parameters instead.
+        """
+        if hasattr(self, "pca_"):
+            current = self.get_params(deep=False)
+            fixed = sorted(
+                k for k, v in params.items()
+                if k in current and k not in self._FIT_ONLY_PARAMS and not _same_param(current[k], v)
+            )
+            if fixed:
+                raise ValueError(
+                    f"cannot change {', '.join(map(repr, fixed))} of a fitted MultiscaleFeatures: the "
+                    "fitted arrays depend on them. Fit a new model, e.g. "
+                    "sklearn.base.clone(model).set_params(...).fit(clips)."
+                )
+        return super().set_params(**params)
+
+
+    def _check_params(self):
+        check_option("representation", self.representation, REPRESENTATIONS)
+        check_int("levels", self.levels, low=1, high=8)
+        check_int("width", self.width, low=1)
+        if self.n_clusters is not None:
+            check_int("n_clusters", self.n_clusters, low=1)
+        check_int("pool_size", self.pool_size, low=1)
+        check_int("n_samples", self.n_samples, low=1)
+        check_int("max_iter", self.max_iter, low=1)
+        check_int("sr", self.sr, low=1)
+        n_fft = check_int("n_fft", self.n_fft, low=16, high=65536)
+        if n_fft & (n_fft - 1):
+            raise ValueError(f"`n_fft` must be a power of two from 16 to 65536; got {n_fft}.")
+        if self.representation == "multiresolution" and n_fft << (self.levels - 1) > 65536:
+            raise ValueError(
+                f"`levels`={self.levels} is too many for n_fft={n_fft} with 'multiresolution': "
+                f"level {self.levels - 1} would need an FFT of {n_fft << (self.levels - 1)} > 65536 points."
+            )
+        check_int("hop_length", self.hop_length, low=1)
+        check_int("n_mels", self.n_mels, low=1)
+        check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
+        # the encoder validates encoding, threshold and pooling; fail before the slow part
+        _check_pooling(self.pooling)
+        check_option("encoding", self.encoding, ("linear", "threshold"))
+        check_float("threshold", self.threshold)
+
+    def _level_pool(self, level):
+        if self.representation == "multiresolution":
+            return self.pool_size
+        return max(1, self.pool_size >> level)
+
+    def pooling_geometry(self):
+        """Each level's frame step and pooling window, from the parameters.
+
+        Returns
+        -------
+        geometry : list of tuple (int, int)
+            Per level, finest first: ``(step, pool)``, the level-0 frames per
+            frame of the level (``2**l`` in a pyramid, 1 for multiresolution)
+            and the pooling window in the level's own window positions. A
+            pooling window spans ``step * pool`` level-0 frames at every level.
+
+        Examples
+        --------
+        >>> import msk
+        >>> msk.MultiscaleFeatures("laplacian", levels=3).pooling_geometry()
+        [(1, 128), (2, 64), (4, 32)]
+        """
+        pyramid = self.representation != "multiresolution"
+        return [(1 << lev if pyramid else 1, self._level_pool(lev)) for lev in range(self.levels)]
+
+    def n_pools(self, n_frames):
+        """Rows of :meth:`transform`'s result for a clip of ``n_frames`` level-0 frames.
+
+        The number of full pooling windows, the smallest over the levels (a
+        clip shorter than one pooling window has one).
+
+        Parameters
+        ----------
+        n_frames : int
+            Frames of the clip's level-0 spectrogram (``1 + n_samples // hop_length``).
+
+        Returns
+        -------
+        n_pools : int
+
+        Examples
+        --------
+        >>> import msk
+        >>> msk.MultiscaleFeatures("laplacian").n_pools(913)  # a 29.2 s clip
+        7
+        """
+        n_frames = check_int("n_frames", n_frames, low=1)
+        w = self.width
+        return min(pooled_positions(max(-(-n_frames // step), w), w, pool)[0]
+                   for step, pool in self.pooling_geometry())
+
+    def represent(self, clip):
+        """The multiscale representation of one clip (finest level first).
+
+        Parameters
+        ----------
+        clip : str, os.PathLike or array-like
+            An audio file, a mono waveform at ``sr`` Hz of shape (n_samples,),
+            or a log-mel spectrogram of shape (n_frames, n_mels).
+
+        Returns
+        -------
+        levels : list of ndarray of shape (n_frames_l, n_mels), dtype float32
+            The ``levels`` levels of the representation.
+
+        Examples
+        --------
+        >>> import msk
+        >>> model = msk.MultiscaleFeatures("gaussian", levels=3)
+        >>> [S.shape for S in model.represent(msk.example_audio())]
+        [(913, 200), (457, 200), (229, 200)]
+        """
+        self._check_params()
+        return self._represent(clip)
+
+    def _represent(self, clip):
+        if isinstance(clip, (str, os.PathLike)):
+            y = load_audio(clip, sr=self.sr)
+        else:
+            _check_clip_type(clip)
+            a = np.asarray(clip)
+            if a.ndim == 2:
+                if self.representation == "multiresolution":
+                    raise ValueError(
+                        "representation='multiresolution' needs audio (a file or a waveform), "
+                        f"not a spectrogram; got an array of shape {a.shape}."
+                    )
+                S = as_float_array("clip", a, ndim=2, dtype=np.float32)
+                return self._pyramid(S)
+            if a.ndim != 1:
+                raise ValueError(
+                    "a clip array must be a waveform of shape (n_samples,) or a spectrogram "
+                    f"of shape (n_frames, n_mels); got shape {a.shape}."
+                )
+            y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+        return self._waveform_levels(y)
+
+    def _log_mel(self, y, n_fft, *, center=True):
+        return log_melspectrogram(y, sr=self.sr, n_fft=n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+                              log_offset=self.log_offset, center=center)
+
+    def _waveform_levels(self, y):
+        """The representation of a whole waveform (float32, at ``sr``)."""
+        with warnings.catch_warnings():
+            # Short clips are legitimate here: frames then hold mostly padding.
+            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
+            if self.representation == "multiresolution":
+                return [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
+            S = self._log_mel(y, self.n_fft)
+        return self._pyramid(S)
+
+    def _pyramid(self, S):
+        if self.representation == "gaussian":
+            return gaussian_pyramid(S, levels=self.levels)
+        return laplacian_pyramid(S, levels=self.levels)
+
+    def _padded(self, frames):
+        w = self.width
+        if frames.shape[0] >= w:
+            return frames
+        return np.ascontiguousarray(np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="edge"))
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(self, clips, y=None):
+        """Learn the whitening and the dictionary of every level from ``clips``.
+
+        Parameters
+        ----------
+        clips : iterable of clips
+            Audio file paths, waveforms at ``sr`` Hz or log-mel spectrograms
+            (see :meth:`represent`). Iterated once; a generator is fine. Files
+            that cannot be read are skipped and listed in ``skipped_`` (with a
+            warning); fitting fails only if no clip is usable.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : MultiscaleFeatures
+            The fitted model.
+        """
+        self._check_params()
+        if not _is_clip_collection(clips):
+            raise TypeError(
+                "`clips` must be an iterable of clips (paths, waveforms or spectrograms); got "
+                f"{type(clips).__name__}. Wrap a single clip in a list."
+            )
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=(self.levels, 2))
+        reservoirs = [
+            WindowReservoir(self.width, self.n_samples, random_state=int(seeds[lev, 0]))
+            for lev in range(self.levels)
+        ]
+        skipped, n_clips, n_mels = [], 0, None
+        for i, clip in enumerate(clips):
+            try:
+                levels = self._represent(clip)
+            except (OSError, ValueError) as exc:
+                if not isinstance(clip, (str, os.PathLike)):
+                    raise
+                skipped.append((os.fspath(clip), str(exc)))
+                continue
+            if n_mels is None:
+                n_mels = levels[0].shape[1]
+            elif levels[0].shape[1] != n_mels:
+                raise ValueError(
+                    f"every clip must have {n_mels} mel bands like the first; {_clip_name(clip, i)} "
+                    f"has {levels[0].shape[1]}."
+                )
+            for res, frames in zip(reservoirs, levels):
+                res.update(self._padded(frames), name="clip")
+            n_clips += 1
+        if skipped:
+            listed = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
+            more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+            warnings.warn(
+                f"{len(skipped)} clip(s) could not be read and were skipped: {listed}{more}. "
+                "They are listed in `skipped_`.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if n_clips == 0:
+            raise ValueError("`clips` holds no usable clip: nothing to fit.")
+        pcas, kms = [], []
+        for lev, res in enumerate(reservoirs):
+            X = res.windows()
+            if self.n_clusters is not None and X.shape[0] < self.n_clusters:
+                raise ValueError(
+                    f"level {lev} has only {X.shape[0]} training windows, fewer than "
+                    f"`n_clusters`={self.n_clusters}; give more clips or lower n_clusters."
+                )
+            if X.shape[0] < 2:
+                raise ValueError(
+                    f"level {lev} has only {X.shape[0]} training window(s); at least 2 are needed "
+                    "to estimate a covariance. Give more or longer clips."
+                )
+            pca = PCAWhitening(variance=self.variance, eps=self.eps).fit(X)
+            # Features are float32: keep the principal axes at float32 precision too, so that a
+            # saved model stores them as float32 (half the size) and loads bit-identical.
+            pca.components_ = pca.components_.astype(np.float32).astype(np.float64)
+            pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
+            pcas.append(pca)
+            if self.n_clusters is None:
+                kms.append(None)
+                continue
+            Z = pca.transform(X)
+            del X
+            kms.append(
+                SphericalKMeans(n_clusters=self.n_clusters, max_iter=self.max_iter,
+                                random_state=int(seeds[lev, 1])).fit(Z)
+            )
+        self.pca_ = pcas
+        self.kmeans_ = kms if self.n_clusters is not None else None
+        self.n_mels_ = int(n_mels)
+        self.n_clips_ = n_clips
+        self.skipped_ = skipped
+        self._build_encoders()
+        return self
+
+    def _build_encoders(self):
+        self._encoders = [
+            WindowEncoder(
+                pca.mean_, pca.whitening_,
+                None if self.kmeans_ is None else self.kmeans_[lev].cluster_centers_,
+                width=self.width, pool=self._level_pool(lev), pooling=self.pooling,
+                encoding=self.encoding, threshold=self.threshold,
+            )
+            for lev, pca in enumerate(self.pca_)
+        ]
+        self.n_features_out_ = sum(enc.n_features_out_ for enc in self._encoders)
+
+    # -- features ----------------------------------------------------------------------------
+
+    def transform(self, clip, *, sr=None):
+        """Multiscale features of one clip: one row per pooling window.
+
+        Parameters
+        ----------
+        clip : str, os.PathLike or array-like
+            An audio file, a mono waveform of shape (n_samples,), or a log-mel
+            spectrogram of shape (n_frames, n_mels) (see :meth:`represent`).
+        sr : int or None, default=None
+            Sampling rate of a waveform; None means the model's ``sr``. A
+            waveform at another rate is resampled (soxr). Ignored for a file,
+            whose header gives its rate, and for a spectrogram.
+
+        Returns
+        -------
+        features : ndarray of shape (n_pools, n_features_out_), dtype float32
+            Level 0's features first. With the defaults ``n_features_out_`` is
+            ``levels * n_clusters``; ``n_pools`` is :meth:`n_pools` of the clip's frames.
+
+        Notes
+        -----
+        Audio is read through :func:`msk.audio.stream`. Audio longer than
+        8192 frames (4.4 minutes at the default analysis) is analysed in
+        segments of 4096 frames (1024 for multiresolution), so that the memory
+        used does not grow with the length of the recording. Segment
+        boundaries fall on pooling-window boundaries at every level (see
+        :meth:`pooling_geometry`). Each segment is analysed with the frames it
+        needs plus context: half an FFT of audio on each side (the spectrogram
+        frames are then exactly those of the whole signal), and for the
+        pyramids 5 frames at every level on both sides, aligned to
+        ``2**(levels - 1)`` frames, which is more than the support of the
+        smoothing and expansion filters, so that no border of a segment
+        reaches a frame that is pooled. The features equal those of the whole
+        signal computed at once up to float32 rounding of the encoder's matrix
+        products (whose tiles differ), and are identical in every other step.
+        """
+        check_is_fitted(self, "pca_")
+        if _is_clip_collection(clip) and not _looks_numeric(clip):
+            raise TypeError(
+                "`transform` takes one clip; for several use "
+                "`[model.transform(c) for c in clips]`."
+            )
+        if isinstance(clip, (str, os.PathLike)):
+            return self._transform_blocks(stream(clip, sr=self.sr, block_frames=_READ_BLOCK))
+        _check_clip_type(clip)
+        a = np.asarray(clip)
+        if a.ndim == 1:
+            y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+            sr = self.sr if sr is None else check_int("sr", sr, low=1)
+            return self._transform_blocks(stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK))
+        levels = self._represent(a)
+        self._check_n_mels(levels[0].shape[1])
+        return self._transform(levels)
+
+    def _check_n_mels(self, n_mels):
+        if n_mels != self.n_mels_:
+            raise ValueError(
+                f"the clip has {n_mels} mel bands; this model was fitted on {self.n_mels_}."
+            )
+
+    def _transform_blocks(self, blocks):
+        """Features of a stream of sample blocks: whole when short, else in segments."""
+        if operator.length_hint(blocks) <= _WHOLE_FRAMES * self.hop_length:  # short: in one piece
+            blocks = list(blocks)
+            y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.float32)])
+            levels = self._waveform_levels(y)
+            self._check_n_mels(levels[0].shape[1])
+            return self._transform(levels)
+        self._check_n_mels(self.n_mels)
+        samples = _Samples(blocks)
+        frames = _SEGMENT_FRAMES_MULTIRES if self.representation == "multiresolution" else _SEGMENT_FRAMES
+        segment_pools = max(1, frames // self.pool_size)
+        hop = self.hop_length
+        half = self._context_samples()
+        out, p0, n_frames, n_pools = [], 0, None, None
+        while n_pools is None or p0 < n_pools:
+            p1 = p0 + segment_pools
+            g0, g1, _ = self._segment_bounds(p0, p1)
+            samples.fill((g1 - 1) * hop + half)
+            if samples.eof and n_frames is None:
+                if p0 == 0:  # shorter than one segment: in one piece
+                    levels = self._waveform_levels(samples.read(0, samples.end))
+                    return self._transform(levels)
+                n_frames = 1 + samples.end // hop
+                n_pools = self.n_pools(n_frames)
+            if n_pools is not None:
+                if p0 >= n_pools:
+                    break
+                p1 = min(p1, n_pools)
+            g0_next = self._segment_bounds(p1, p1 + segment_pools)[0]
+            out.append(self._segment_features(samples, p0, p1, n_frames, g0_next * hop - half))
+            p0 = p1
+        return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
+
+    def _context_samples(self):
+        """Samples needed beyond a segment's last frame (half the largest FFT)."""
+        multires = self.representation == "multiresolution"
+        return (self.n_fft << (self.levels - 1) if multires else self.n_fft) // 2
+
+    def _segment_bounds(self, p0, p1):
+        """Level-0 frames [g0, g1) to analyse for pools [p0, p1), and each level's frame range."""
+        w = self.width
+        geometry = self.pooling_geometry()
+        ranges = [(p0 * pool, p1 * pool + w - 1) for _, pool in geometry]
+        if self.representation == "multiresolution":
+            return ranges[0][0], max(hi for _, hi in ranges), ranges
+        align = 1 << (self.levels - 1)
+        c = _PYRAMID_CONTEXT
+        g0 = min((lo - c) * step for (lo, _), (step, _) in zip(ranges, geometry))
+        g1 = max((hi + c) * step for (_, hi), (step, _) in zip(ranges, geometry))
+        g0 = max(0, (g0 // align) * align)
+        g1 = -(-g1 // align) * align
+        return g0, g1, ranges
+
+    def _mel_segment(self, samples, g0, g1, n_fft):
+        """Log-mel frames [g0, g1) of the signal, computed in pieces (bounded copies of the audio).
+
+        Frames are computed from exactly the samples the whole-signal analysis
+        uses (``center=False`` on the zero-padded signal), so they are identical.
+        """
+        half, hop = n_fft // 2, self.hop_length
+        S = np.empty((g1 - g0, self.n_mels), dtype=np.float32)
+        for a in range(g0, g1, _PIECE_FRAMES):
+            b = min(a + _PIECE_FRAMES, g1)
+            y = samples.read(a * hop - half, (b - 1) * hop + half)
+            S[a - g0 : b - g0] = self._log_mel(y, n_fft, center=False)
+        return S
+
+    def _segment_features(self, samples, p0, p1, n_frames, keep_from):
+        """Features of pools [p0, p1) (``n_frames``: the clip's frames, None while unknown).
+
+        Samples before ``keep_from`` are forgotten as soon as the segment's
+        spectrogram is computed.
+        """
+        g0, g1, ranges = self._segment_bounds(p0, p1)
+        if n_frames is not None:
+            g1 = min(g1, n_frames)
+        pooled = []
+        if self.representation == "multiresolution":
+            for lev, (lo, hi) in enumerate(ranges):
+                S = self._mel_segment(samples, g0, g1, self.n_fft << lev)
+                pooled.append(self._encoders[lev]._encode(S[lo - g0 : hi - g0]))
+                del S
+            samples.drop(keep_from)
+        else:
+            S = self._mel_segment(samples, g0, g1, self.n_fft)
+            samples.drop(keep_from)
+            levels = self._pyramid(S)
+            del S
+            for lev, (lo, hi) in enumerate(ranges):
+                off = g0 >> lev
+                pooled.append(self._encoders[lev]._encode(levels[lev][lo - off : hi - off]))
+        for lev, p in enumerate(pooled):
+            if p.shape[0] != p1 - p0:  # an invariant of the geometry above
+                raise RuntimeError(f"level {lev}: {p.shape[0]} pools for pools {p0}..{p1}")
+        return np.hstack(pooled)
+
+    def _transform(self, levels):
+        # The levels come from msk's own kernels (C-contiguous, finite, float32): the
+        # encoders' unchecked path, under one BLAS thread limit for all levels.
+        with _SingleThreadedBlas():
+            pooled = [enc._encode(self._padded(frames).astype(np.float32, copy=False))
+                      for enc, frames in zip(self._encoders, levels)]
+        n = min(p.shape[0] for p in pooled)
+        return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
+
+    def fit_transform(self, clips, y=None):
+        """Fit on ``clips``, then return the features of each.
+
+        Parameters
+        ----------
+        clips : iterable of clips
+            As in :meth:`fit`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        features : list of ndarray of shape (n_pools, n_features_out_)
+            :meth:`transform` of each clip, in order.
+        """
+        clips = list(clips) if _is_clip_collection(clips) else clips
+        self.fit(clips)
+        return [self.transform(c) for c in clips]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path):
+        """Save the fitted model to ``path`` (``.npz``, no pickle, versioned).
+
+        The file holds a JSON header (format name and version, the msk
+        version, every parameter, per-level shapes) and the fitted arrays of
+        every level. It is written to a temporary file and moved into place,
+        so an interrupted save never leaves a corrupt model.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.npz`` is appended by NumPy if missing, so give it).
+        """
+        check_is_fitted(self, "pca_")
+        _persist.save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.npz`` file.
+
+        Returns
+        -------
+        model : MultiscaleFeatures
+            The fitted model, ready for :meth:`transform`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not an msk model, is truncated or corrupt, or has
+            another format version. The message names the file.
+        """
+        model = _persist.load_model(cls, path)
+        model._build_encoders()
+        return model
