@@ -1179,6 +1179,20 @@ class FeatureStore:
             raise KeyError(f"{key!r} is not in feature store {self.path!r}")
         return dict(rec)
 
+    def meta(self, key):
+        """The source of ``key``'s features: ``path``, ``size``, ``mtime``, ``hash``, ``duration``.
+
+        Only the fields that were recorded (a clip stored with :meth:`put`
+        without ``source`` has none but ``n_windows``).
+
+        Returns
+        -------
+        meta : dict
+        """
+        rec = self.record(key)
+        return {f: rec[f] for f in ("path", "size", "mtime", "hash", "duration", "n_windows")
+                if rec.get(f) is not None}
+
     def compare(self, key, path):
         """Whether the file at ``path`` is what ``key``'s record was made from.
 
