@@ -107,7 +107,8 @@ SOURCES = (
     Source("asc-music", "audio", ("usr/share/games/asc/music/*.mp3",), dep5=("usr/share/games/asc/music/", ""),
            note="Advanced Strategic Command, 3 tracks by Michael Kievernagel"),
     Source("freedink-data", "midi",
-           tuple(f"usr/share/games/dink/dink/Sound/{n}.mid" for n in ("1003", "2", "dance", "insper", "lively", "love")),
+           tuple(f"usr/share/games/dink/dink/Sound/{n}.mid"
+                 for n in ("1003", "2", "dance", "insper", "lively", "love")),
            licence="zlib (Seth A. Robinson)",
            note="the original 1997 Dink Smallwood MIDI files (uncredited; the corpus uses the credited replacements)"),
     Source("hyperrogue-music", "audio", ("usr/share/hyperrogue/music/*.ogg",), dep5=("usr/share/hyperrogue/", ""),
@@ -115,7 +116,8 @@ SOURCES = (
     Source("nexuiz-music", "audio", ("sound/cdtracks/*.ogg",), archive="usr/share/games/nexuiz/data/music.pk3",
            licence="GPL-2+", note="Nexuiz soundtrack (Alientrap), inside music.pk3"),
     Source("planetblupi-music-midi", "midi", ("usr/share/planetblupi/music/*.mid",),
-           dep5=("usr/share/planetblupi/", ""), note="Planet Blupi's MIDI music (EPSITEC, Daniel Roux, Denis Dumoulin)"),
+           dep5=("usr/share/planetblupi/", ""),
+           note="Planet Blupi's MIDI music (EPSITEC, Daniel Roux, Denis Dumoulin)"),
     Source("pushover-data", "audio", ("usr/share/pushover/themes/*.ogg",), dep5=("usr/share/pushover/", ""),
            note="Pushover's theme music by Roberto Lorenz"),
     Source("singularity-music", "audio",
@@ -302,7 +304,8 @@ def discover_source(source, root, version, unzip_dir):
         with open(copyright_file, encoding="utf-8", errors="replace") as f:
             paragraphs = dep5_paragraphs(f.read())
         if not paragraphs:
-            raise ValueError(f"{copyright_file}: not a DEP-5 copyright file; give {source.package}'s licence in SOURCES")
+            raise ValueError(f"{copyright_file}: not a DEP-5 copyright file; "
+                             f"give {source.package}'s licence in SOURCES")
     if source.archive:
         archive = os.path.join(root, source.archive)
         files = [(f"{source.archive}/{name}", name, path)

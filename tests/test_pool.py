@@ -121,13 +121,15 @@ def test_discover_source_files_archives_and_licences(pool, tmp_path):
 
     packed = pool.Source("demo", "audio", ("music/*.ogg",), archive="usr/share/demo/music.pk3", dep5=("", "base/"))
     found = pool.discover_source(packed, str(root), "1.0-1", str(tmp_path / "unzip"))
-    assert [c.member for c in found] == ["usr/share/demo/music.pk3/music/a.ogg", "usr/share/demo/music.pk3/music/pd-2.ogg"]
+    assert [c.member for c in found] == ["usr/share/demo/music.pk3/music/a.ogg",
+                                         "usr/share/demo/music.pk3/music/pd-2.ogg"]
     assert [c.licence for c in found] == ["CC-BY-SA-3.0", "public-domain"]
     assert pathlib.Path(found[1].path).read_bytes() == b"music/pd-2.ogg"
     assert not (tmp_path / "unzip" / "sound").exists()
 
     fixed = pool.Source("demo", "midi", ("usr/share/demo/music/c.ogg",), licence="zlib")
-    assert [(c.licence, c.kind) for c in pool.discover_source(fixed, str(root), "1", str(tmp_path))] == [("zlib", "midi")]
+    found = pool.discover_source(fixed, str(root), "1", str(tmp_path))
+    assert [(c.licence, c.kind) for c in found] == [("zlib", "midi")]
 
 
 def test_discover_source_errors(pool, tmp_path):
@@ -235,7 +237,8 @@ def test_assemble_writes_clips_and_manifest_deterministically(pool, tmp_path):
     song = [r for r in manifest if "song" in r["file"]]
     assert {r["soundfont"] for r in song} == {"timgm6mb-soundfont"} and song[1]["start_s"] == "58.200"
     assert {r["soundfont"] for r in manifest if "rec" in r["file"]} == {""}
-    assert pool.hours_by_source(manifest) == {("p", ""): (2, 2 * 29.1 / 3600), ("p", "timgm6mb-soundfont"): (2, 2 * 29.1 / 3600)}
+    two_clips = (2, 2 * 29.1 / 3600)
+    assert pool.hours_by_source(manifest) == {("p", ""): two_clips, ("p", "timgm6mb-soundfont"): two_clips}
 
     # a second run (inputs in another order) rewrites nothing and gives the same bytes
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
