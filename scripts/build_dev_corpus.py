@@ -418,6 +418,50 @@ def mma_song(groove, progression, tempo, bars, changes=()):
     return "\n".join(lines) + "\n"
 
 
+def truncate_midi(midi, seconds):
+    """A copy of a mido.MidiFile that ends at ``seconds`` (tempo map applied), or ``midi`` itself
+    when it is not longer.
+
+    Events at or after the cut are dropped and every note still sounding there is ended there,
+    so a render of the copy is the first ``seconds`` of the score. Type-2 files (independent
+    sequences, no common time line) are returned unchanged.
+    """
+    import mido
+
+    if midi.type == 2 or midi.length <= seconds:
+        return midi
+    tempo, t, tick, cutoff = 500_000, 0.0, 0, None
+    for msg in mido.merge_tracks(midi.tracks):
+        dt = mido.tick2second(msg.time, midi.ticks_per_beat, tempo)
+        if t + dt >= seconds:
+            cutoff = tick + int(math.ceil(mido.second2tick(seconds - t, midi.ticks_per_beat, tempo)))
+            break
+        t, tick = t + dt, tick + msg.time
+        if msg.type == "set_tempo":
+            tempo = msg.tempo
+    out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
+    for track in midi.tracks:
+        new, now, last, held = mido.MidiTrack(), 0, 0, set()
+        for msg in track:
+            now += msg.time
+            if now >= cutoff:
+                break
+            if msg.type == "end_of_track":
+                continue
+            new.append(msg.copy(time=now - last))
+            last = now
+            if msg.type == "note_on" and msg.velocity > 0:
+                held.add((msg.channel, msg.note))
+            elif msg.type in ("note_on", "note_off"):
+                held.discard((msg.channel, msg.note))
+        for channel, note in sorted(held):
+            new.append(mido.Message("note_off", channel=channel, note=note, velocity=0, time=cutoff - last))
+            last = cutoff
+        new.append(mido.MetaMessage("end_of_track", time=cutoff - last))
+        out.tracks.append(new)
+    return out
+
+
 def mma_variants(main, grooves, choices=MMA_VARIANTS):
     """The groove each clip after the first plays: per clip, the first of its suffixes that
     ``grooves`` defines (case-insensitively) and no earlier clip played; None if there is none."""
@@ -519,6 +563,7 @@ class Track:
     max_clips: int = MAX_CLIPS_PER_TRACK
     track_number: int = 1
     extra: dict = field(default_factory=dict)
+    render_seconds: float = None  # MIDI: render only this much of the score (None: all of it)
 
 
 def wesnoth_tracks(cache):
@@ -714,6 +759,8 @@ def process_track(track, cache, fluidsynth, soundfont, labels=True):
                   max_clips_track=track.max_clips)
     if not labels:
         params["labels"] = False
+    if track.render_seconds is not None:
+        params["render_seconds"] = track.render_seconds
     if os.path.exists(sidecar_path):
         with open(sidecar_path) as f:
             side = json.load(f)
@@ -726,6 +773,8 @@ def process_track(track, cache, fluidsynth, soundfont, labels=True):
         import mido
 
         midi = mido.MidiFile(track.path)
+        if track.render_seconds is not None:
+            midi = truncate_midi(midi, track.render_seconds)
         if labels:
             notes, tempo_map = notes_from_messages(iter(midi))
         y = render_midi(midi, fluidsynth, soundfont)

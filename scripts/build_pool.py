@@ -63,6 +63,9 @@ if HERE not in sys.path:
 import build_dev_corpus as corpus  # noqa: E402  (the corpus builder owns the shared machinery)
 
 MAX_CLIPS_PER_TRACK = 12
+# MIDI scores are rendered up to the end of the last clip that can be kept (some game scores are
+# half-hour loops written out); the render is peak-normalised over this part
+RENDER_SECONDS = MAX_CLIPS_PER_TRACK * corpus.CLIP_SECONDS
 POOL_VERSION = 1  # part of every track's cache key: changing it re-processes every track
 
 # Reserved for an independent evaluation of models trained on the pool: never read.
@@ -344,7 +347,8 @@ def pool_tracks(candidates, soundfonts):
                 key += f"@{sf.short}"
             stem = os.path.splitext(os.path.basename(c.member))[0]
             track = corpus.Track(key, c.package, c.version, c.member, c.path, stem, "", c.package, c.licence,
-                                 c.kind, max_clips=MAX_CLIPS_PER_TRACK, extra=extra)
+                                 c.kind, max_clips=MAX_CLIPS_PER_TRACK, extra=extra,
+                                 render_seconds=RENDER_SECONDS if c.kind == "midi" else None)
             out.append((track, sf, sf_path))
     return sorted(out, key=lambda t: t[0].key)
 

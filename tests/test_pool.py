@@ -198,6 +198,9 @@ def test_pool_tracks_render_midi_once_per_soundfont(pool, tmp_path):
     audio = [w for w in work if w[0].kind == "audio"]
     midi = [w for w in work if w[0].kind == "midi"]
     assert len(audio) == 1 and audio[0][1] is None and audio[0][2] is None
+    assert audio[0][0].render_seconds is None  # recordings are decoded whole
+    assert pool.RENDER_SECONDS == pytest.approx(pool.MAX_CLIPS_PER_TRACK * 29.1)
+    assert all(t.render_seconds == pool.RENDER_SECONDS for t, _, _ in midi)
     assert sorted(sf.short for _, sf, _ in midi) == sorted(sf.short for sf in pool.SOUNDFONTS)
     for track, sf, path in midi:
         assert track.extra["soundfont"].startswith(sf.package + "=v")
