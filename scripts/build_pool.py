@@ -35,8 +35,8 @@ Output
 ------
 ``--out`` holds ``<package>/<name>-<start>-<end>.mp3`` (recordings) and
 ``<package>/<soundfont>/<name>-<start>-<end>.mp3`` (renders): consecutive 29.1 s clips from the
-start of each track, at most ``MAX_CLIPS_PER_TRACK`` per track (about 5.8 min), silent clips
-dropped, 16 kHz mono MP3 at a constant 32 kbit/s - the corpus's (and MagnaTagATune's) format, so
+start of each track, at most ``MAX_CLIPS_PER_TRACK`` per track (about 5.8 min; MIDI scores are
+rendered only that far, ``RENDER_SECONDS``), silent clips dropped, 16 kHz mono MP3 at a constant 32 kbit/s - the corpus's (and MagnaTagATune's) format, so
 features learned on the pool see the codec they are applied to, at a fifth of a 16 kHz FLAC's
 size. ``manifest.csv`` lists every clip (file, package, version, licence, track, soundfont, start,
 duration, the track's length, SHA-256 of the file), sorted by file; ``LICENSES/`` holds every
