@@ -633,7 +633,8 @@ class FeatureStore:
         elif not _same_model(recorded, info):
             raise ValueError(
                 f"feature store {self.path!r} holds features of {_describe(recorded)}; refusing to "
-                f"mix in features of {_describe(info)}. Use another store, or mode='w' to replace it."
+                f"mix in features of {_describe(info)}. Write them to another store, or replace this one "
+                "(delete it first)."
             )
 
     # -- the table ----------------------------------------------------------------------------
