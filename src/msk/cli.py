@@ -78,7 +78,9 @@ column per tag, or one column of class names (single-label; found, or --label-co
   msk export features.zarr -o features.npz       # keys, clip_index, start, end, features, tracks""",
     "info": """examples:
   msk info mymodel.npz
-  msk info features.zarr""",
+  msk info features.zarr
+  msk info song.npz                       # windows, features, times of `msk extract ... -o song.npz`
+  msk info tagger.npz""",
     "index": """examples:
   msk index features.zarr                 # writes features.zarr.index.npz beside the store
   msk index features.zarr -o tracks.index.npz --method exact
@@ -438,10 +440,104 @@ def cmd_evaluate(args):
     return 0
 
 
+def _npy_shape(f):
+    """``(shape, dtype)`` from the header of an open ``.npy`` stream, without reading its data."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return [int(n) for n in shape], str(dtype)
+
+
+def _describe_arrays(path, arrays):
+    """What msk's own array outputs hold: windows and features, times, track vectors, keys."""
+    import numpy as np
+
+    out = {"arrays": {name: {"shape": shape, "dtype": dtype} for name, (shape, dtype) in arrays.items()}}
+    features = arrays.get("features") or (arrays.get("arr_0") if len(arrays) == 1 else None)
+    if features is not None and len(features[0]) == 2:
+        out["n_windows"], out["n_features"] = features[0]
+    for name in ("track", "tracks"):
+        if name in arrays:
+            out["track_vector" if name == "track" else "track_vectors"] = arrays[name][0]
+    if "start" in arrays and "end" in arrays and arrays["end"][0] and len(arrays["end"][0]) == 1:
+        with np.load(path, allow_pickle=False) as data:
+            start, end = data["start"], data["end"]
+            if "keys" not in arrays:
+                out["last_window_end_s"] = float(end.max())
+            out["first_window_s"] = [float(start[0]), float(end[0])]
+    if "keys" in arrays:
+        out["clips"] = arrays["keys"][0][0] if arrays["keys"][0] else 0
+    return out
+
+
+def _info_array_file(path):
+    """``msk info`` of an ``.npy`` or ``.npz`` file: a model, a tagger, an index or arrays msk wrote."""
+    import zipfile
+
+    import numpy as np
+
+    from ._persist import FORMAT as MODEL_FORMAT
+
+    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger or index "
+                "(.npz), the .npy/.npz output of `msk extract` or `msk export`, or a feature store (directory)")
+    if path.lower().endswith(".npy"):
+        try:
+            with open(path, "rb") as f:
+                shape, dtype = _npy_shape(f)
+        except ValueError as exc:
+            raise _UsageError(f"{not_ours}: {exc}") from None
+        return {"file": os.path.abspath(path), **_describe_arrays(path, {"features": (shape, dtype)})}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for member in zf.infolist():
+                if not member.filename.endswith(".npy"):
+                    raise ValueError(f"member {member.filename!r} is not an .npy array")
+                with zf.open(member) as f:
+                    arrays[member.filename[:-4]] = _npy_shape(f)
+            header = None
+            if "header" in arrays:
+                with zf.open("header.npy") as f:
+                    header = json.loads(np.lib.format.read_array(f, allow_pickle=False).tobytes().decode("utf-8"))
+    except (zipfile.BadZipFile, ValueError, UnicodeDecodeError) as exc:
+        raise _UsageError(f"{not_ours}: {exc}") from None
+    fmt = header.get("format") if isinstance(header, dict) else None
+    if fmt == MODEL_FORMAT:
+        return None  # the model branch below
+    if fmt == "msk.Tagger":
+        import msk.tagger
+
+        tagger = msk.tagger.Tagger.load(path)
+        return {"tagger": os.path.abspath(path), "kind": tagger.kind, "tags": list(tagger.tag_names),
+                "n_features": int(tagger.n_features), "model": tagger.model_info,
+                "training": tagger.training}
+    if fmt == "msk.TrackIndex":
+        return {"index": os.path.abspath(path), "header": header,
+                "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
+    if header is not None:
+        raise _UsageError(f"{not_ours}: its header names format {fmt!r}")
+    return {"file": os.path.abspath(path), **_describe_arrays(path, arrays)}
+
+
 def cmd_info(args):
     import msk
 
     path = args.path
+    if not os.path.exists(path):
+        raise _UsageError(f"{path!r}: no such file or directory")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "zarr.json")):
+        raise _UsageError(f"{path!r} is a directory but not a feature store (it has no zarr.json)")
+    if not os.path.isdir(path):
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in (".npy", ".npz"):
+            raise _UsageError(f"{path!r}: msk info describes a model, tagger or index (.npz), the .npy/.npz "
+                              "output of `msk extract` or `msk export`, or a feature store (directory)")
+        described = _info_array_file(path)
+        if described is not None:
+            _print_json(described)
+            return 0
     if os.path.isdir(path):
         st = msk.store.FeatureStore(path, mode="r")
         _print_json({
@@ -676,10 +772,13 @@ def build_parser():
     _add_picture_options(p)
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("info", help="describe a model or a feature store", epilog=EPILOG["info"],
+    p = sub.add_parser("info", help="describe a model, a feature store or msk's .npy/.npz outputs", epilog=EPILOG["info"],
                        formatter_class=fmt,
-                       description="Print a model's parameters and shapes, or a store's contents, as JSON.")
-    p.add_argument("path", help="a model (.npz) or a feature store (directory)")
+                       description="Print, as JSON, a model's parameters and shapes, a tagger's tags, an "
+                                   "index's header, a store's contents, or the arrays of an .npy/.npz "
+                                   "output (windows, features, times, track vectors).")
+    p.add_argument("path", help="a model, tagger or index (.npz), an output of msk extract or msk export "
+                                "(.npy, .npz), or a feature store (directory)")
     p.set_defaults(func=cmd_info)
     _add_tagger_commands(sub, fmt)
 
