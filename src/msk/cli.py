@@ -737,7 +737,7 @@ def build_parser():
     p.add_argument("--hidden", type=positive_int, default=1000, help="MLP hidden units")
     p.add_argument("--nca-components", type=positive_int, default=50,
                    help="dimensions of the NCA map (capped at the number of features and of training clips)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("experiment", help="rerun the paper's evaluation on a dataset",
@@ -758,7 +758,7 @@ def build_parser():
     p.add_argument("--external", nargs="+", type=name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (a feature store keyed by clip id), "
                         "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
 

@@ -437,8 +437,9 @@ class FeatureStore:
             self._load_table()
             if summary is not None and summary != self._attrs["summary"]:
                 raise ValueError(
-                    f"feature store {self.path!r} holds track vectors made with summary="
-                    f"{self._attrs['summary']!r}; got summary={summary!r}. Use another store."
+                    f"feature store {self.path!r} holds track vectors of the summary "
+                    f"{self._attrs['summary']!r}; got {summary!r} (`summary`, --summary). A store's "
+                    "summary is chosen when it is created: use another store."
                 )
             if info is not None:
                 self._check_model(info)
