@@ -214,3 +214,50 @@ def test_kmeans_callback_reports_every_iteration():
         assert value == pytest.approx(ref.inertia_)
     with pytest.raises(TypeError, match="callback"):
         msk.SphericalKMeans(n_clusters=5).fit(X, callback=3)
+
+
+def _mp3_with_garbage(path, n_garbage, seed):
+    """A 10 s sine MP3 (written by libsndfile) with random bytes inserted in the middle."""
+    sr = 22050
+    t = np.arange(10 * sr) / sr
+    clean = path.with_suffix(".clean.mp3")
+    sf.write(clean, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="MP3")
+    data = clean.read_bytes()
+    clean.unlink()
+    mid = len(data) // 2
+    garbage = np.random.default_rng(seed).integers(0, 256, n_garbage, dtype=np.uint8).tobytes()
+    path.write_bytes(data[:mid] + garbage + data[mid:])
+
+
+def test_decoder_chatter_stays_out_of_the_progress_bar(tmp_path):
+    """mpg123 prints to file descriptor 2 from C; msk extract shows it only to explain a failure."""
+    import subprocess
+    import sys
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    _mp3_with_garbage(lib / "broken.mp3", 3000, 1)     # fails to decode, after printing
+    _mp3_with_garbage(lib / "noisy.mp3", 200, 2)       # decodes, after printing
+    sf.write(lib / "fine.wav", msk.load_audio(msk.example_audio())[:64000], 16000)
+    probe = subprocess.run([sys.executable, "-c", "import soundfile as sf, sys; sf.read(sys.argv[1])",
+                            str(lib / "broken.mp3")], capture_output=True, text=True)
+    assert "Illegal Audio-MPEG-Header" in probe.stderr  # the decoder does print on its own
+
+    cmd = [sys.executable, "-m", "msk", "extract", str(lib), "--n-jobs", "2", "-o"]
+    res = subprocess.run([*cmd, str(tmp_path / "s.zarr")], capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    report = next(i for i, line in enumerate(lines) if "file(s) failed" in line)
+    decoder = [i for i, line in enumerate(lines) if "MPEG" in line or "mpg123" in line or "Xing" in line]
+    assert decoder, res.stderr  # the failure is explained by what the decoder said ...
+    assert all(i > report and lines[i].startswith("  | ") for i in decoder)  # ... inside msk's report only
+    assert "broken.mp3" in lines[report + 1]
+    assert json.loads(res.stdout)["failed"]
+
+    (lib / "broken.mp3").unlink()
+    res = subprocess.run([*cmd, str(tmp_path / "t.zarr")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "MPEG" not in res.stderr and "mpg123" not in res.stderr and "part2_3_length" not in res.stderr
+    assert "2 new" in res.stderr  # msk's own progress and summary still reach stderr
