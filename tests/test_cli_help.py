@@ -205,7 +205,8 @@ def test_kmeans_callback_reports_every_iteration():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 6))
     seen = []
-    km = msk.SphericalKMeans(n_clusters=5, max_iter=10, random_state=0).fit(X, callback=lambda i, v: seen.append((i, v)))
+    km = msk.SphericalKMeans(n_clusters=5, max_iter=10, random_state=0).fit(
+        X, callback=lambda i, v: seen.append((i, v)))
     assert [i for i, _ in seen] == list(range(km.n_iter_ + 1))
     assert seen[-1][1] == pytest.approx(km.inertia_)
     # the objective of every iteration, recomputed from the same start with one iteration fewer

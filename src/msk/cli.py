@@ -172,6 +172,12 @@ def _float_in(low, high, what, *, low_open=False, high_open=False):
     return check
 
 
+positive_float = _float_in(0, float("inf"), "a positive number", low_open=True)
+non_negative_float = _float_in(0, float("inf"), "a non-negative number")
+variance_fraction = _float_in(0, 1, "a fraction in (0, 1]", low_open=True)
+open_fraction = _float_in(0, 1, "a fraction strictly between 0 and 1", low_open=True, high_open=True)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and examples kept as written; every option's default shown as ``[default]``."""
 
@@ -286,7 +292,11 @@ def _decoder_messages_captured():
     except (AttributeError, OSError, ValueError):
         python_on_fd2 = False  # sys.stderr is not the descriptor (e.g. captured by a test runner)
     captured = []
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a closed stderr): nothing to keep out of the bar
+        yield captured
+        return
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         original = sys.stderr
@@ -720,7 +730,7 @@ def build_parser():
                    help="track vector of each clip [mean; a store keeps its setting]")
     p.add_argument("--times", action="store_true",
                    help="with -o FILE.npz: also write each window's start and end (seconds)")
-    p.add_argument("--wait", type=_float_in(0, float("inf"), "a non-negative number of seconds"), default=0.0,
+    p.add_argument("--wait", type=non_negative_float, default=0.0,
                    help="seconds to wait for another process writing the store [0: refuse at once]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract)
@@ -758,12 +768,12 @@ def build_parser():
     p.add_argument("--n-clusters", type=non_negative_int, default=500, help="K per level; 0 for PCA only")
     p.add_argument("--pool-size", type=positive_int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=positive_int, default=200_000, help="training windows per level")
-    p.add_argument("--variance", type=_float_in(0, 1, "a fraction in (0, 1]", low_open=True), default=0.99, help="PCA variance kept")
+    p.add_argument("--variance", type=variance_fraction, default=0.99, help="PCA variance kept")
     p.add_argument("--encoding", default="linear", choices=("linear", "threshold"),
                    help="linear (the paper's projections) or threshold (max(0, f - 0.25))")
     p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
     p.add_argument("--max-iter", type=positive_int, default=20, help="K-means iterations")
-    p.add_argument("--log-offset", type=_float_in(0, float("inf"), "a positive number", low_open=True), default=1e-10,
+    p.add_argument("--log-offset", type=positive_float, default=1e-10,
                    help="added to the mel energies before the log")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -820,7 +830,8 @@ def build_parser():
     _add_picture_options(p)
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("info", help="describe a model, a feature store or msk's .npy/.npz outputs", epilog=EPILOG["info"],
+    p = sub.add_parser("info", help="describe a model, a feature store or msk's .npy/.npz outputs",
+                       epilog=EPILOG["info"],
                        formatter_class=fmt,
                        description="Print, as JSON, a model's parameters and shapes, a tagger's tags, an "
                                    "index's header, a store's contents, or the arrays of an .npy/.npz "
@@ -881,7 +892,7 @@ def _add_tagger_commands(sub, fmt):
     p.add_argument("store", help="a feature store (from msk extract)")
     p.add_argument("--labels", required=True, metavar="CSV", help="the labels file")
     p.add_argument("-o", "--output", required=True, help="the tagger file to write (.npz)")
-    p.add_argument("--valid-fraction", type=_float_in(0, 1, "a fraction strictly between 0 and 1", low_open=True, high_open=True), default=0.2,
+    p.add_argument("--valid-fraction", type=open_fraction, default=0.2,
                    help="fraction of the clips (groups) held out for early stopping and the AUC")
     p.add_argument("--group-column", help="a column (artist, album) whose groups are never split")
     p.add_argument("--label-column", help="the column of class names of a single-label file")
@@ -891,8 +902,8 @@ def _add_tagger_commands(sub, fmt):
     p.add_argument("--hidden", type=positive_int, default=1000, help="hidden ReLU units")
     p.add_argument("--max-iter", type=positive_int, default=200, help="maximum epochs")
     p.add_argument("--patience", type=positive_int, default=10, help="epochs without improvement before stopping")
-    p.add_argument("--learning-rate", type=_float_in(0, float("inf"), "a positive number", low_open=True), default=1e-3, help="the optimiser's step size")
-    p.add_argument("--alpha", type=_float_in(0, float("inf"), "a non-negative number"), default=1e-4, help="L2 weight decay")
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3, help="the optimiser's step size")
+    p.add_argument("--alpha", type=non_negative_float, default=1e-4, help="L2 weight decay")
     p.add_argument("--trials", type=non_negative_int, default=0,
                    help="random-search trials of learning rate and weight decay instead (0: no search)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (split and network)")
