@@ -161,10 +161,10 @@ def test_extract_dataset_then_evaluate(tiny_corpus, tmp_path, capsys):
 
 def test_runtime_errors_exit_1(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
-    bad.write_text("not a model")
+    np.savez(bad, header=np.frombuffer(b'{"format": "msk.MultiscaleFeatures", "format_version": 99}', np.uint8))
     code, out, err = run(capsys, ["info", str(bad)])
     assert code == 1 and out == ""
-    assert "bad.npz" in err and "not a readable msk model" in err
+    assert "bad.npz" in err and "format version 99" in err
     code, out, err = run(capsys, ["fit", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "x.npz")])
     assert code == 1 and "missing.wav" in err
 

@@ -244,7 +244,7 @@ def test_track_vectors(tmp_path, library, model):
             if summary == "mean+max":
                 expected = np.concatenate([expected, X.max(axis=0)])
             np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6)
-        with pytest.raises(ValueError, match="summary='mean'" if summary == "mean+max" else "mean\\+max"):
+        with pytest.raises(ValueError, match="got 'mean'" if summary == "mean+max" else "mean\\+max"):
             FeatureStore(out, mode="a", summary="mean" if summary == "mean+max" else "mean+max")
 
 

@@ -670,7 +670,8 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         if store.mode == "r":
             raise ValueError(f"`store` {store.path!r} is open read-only; open it with mode='a'.")
         if summary is not None and summary != store.summary:
-            raise ValueError(f"`summary`={summary!r} differs from the store's {store.summary!r}.")
+            raise ValueError(f"`summary` (--summary) {summary!r} differs from the store's {store.summary!r}; "
+                             "a store's summary is chosen when it is created.")
         store.check_model(info)
         own = False
     elif isinstance(store, (str, os.PathLike)):

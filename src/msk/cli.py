@@ -6,6 +6,7 @@ carries one machine-readable JSON summary per command. Exit codes: 0 success,
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -13,6 +14,18 @@ import sys
 import warnings
 
 EPILOG = {
+    "msk": """examples:
+  msk extract song.mp3 -o song.npy                 # one file's features (shipped model)
+  msk extract ~/music -o features.zarr             # a library -> a resumable feature store
+  msk index features.zarr                          # then: the most similar tracks
+  msk similar ~/music/song.mp3 --store features.zarr
+  msk train-tagger features.zarr --labels labels.csv -o tagger.npz
+  msk tag new.mp3 --tagger tagger.npz
+  msk fit ~/music -o mymodel.npz                   # learn your own model (no GPU)
+  msk info features.zarr
+Run `msk COMMAND --help` for a command's options and examples. Results go to the files named
+with -o; logs and progress go to stderr; stdout carries one JSON summary. Exit codes: 0 done,
+1 a runtime failure (listed on stderr), 2 a usage error, 130 interrupted.""",
     "extract": """examples:
   msk extract song.mp3 -o song.npy                       # shipped Laplacian model
   msk extract song.mp3 -o song.npz --times                # features, start, end (seconds)
@@ -66,7 +79,9 @@ column per tag, or one column of class names (single-label; found, or --label-co
   msk export features.zarr -o features.npz       # keys, clip_index, start, end, features, tracks""",
     "info": """examples:
   msk info mymodel.npz
-  msk info features.zarr""",
+  msk info features.zarr
+  msk info song.npz                       # windows, features, times of `msk extract ... -o song.npz`
+  msk info tagger.npz""",
     "index": """examples:
   msk index features.zarr                 # writes features.zarr.index.npz beside the store
   msk index features.zarr -o tracks.index.npz --method exact
@@ -115,6 +130,68 @@ def name_equals_path(text):
     return text
 
 
+def _int_at_least(low, what):
+    def check(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {value}")
+        return value
+
+    check.__name__ = what  # argparse names the type in its "invalid ... value" message
+    return check
+
+
+positive_int = _int_at_least(1, "a positive integer")
+non_negative_int = _int_at_least(0, "a non-negative integer")
+
+
+def n_jobs_int(text):
+    """argparse type of ``--n-jobs``: a positive number of workers, or negative (-1: all cores)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer (-1: all cores); got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of workers or negative (-1: all cores); got 0")
+    return value
+
+
+def _float_in(low, high, what, *, low_open=False, high_open=False):
+    def check(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+        if not (value > low if low_open else value >= low) or not (value < high if high_open else value <= high):
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text}")
+        return value
+
+    return check
+
+
+positive_float = _float_in(0, float("inf"), "a positive number", low_open=True)
+non_negative_float = _float_in(0, float("inf"), "a non-negative number")
+variance_fraction = _float_in(0, 1, "a fraction in (0, 1]", low_open=True)
+open_fraction = _float_in(0, 1, "a fraction strictly between 0 and 1", low_open=True, high_open=True)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples kept as written; every option's default shown as ``[default]``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        if f"[{shown}]" in text:
+            return text
+        return f"{text} [{shown.replace('%', '%%')}]"
+
+
 def parse_external(items):
     """``NAME=STORE`` arguments (checked by :func:`name_equals_path`) as a dict."""
     return dict(item.split("=", 1) for item in items or ())
@@ -129,14 +206,39 @@ def _log(msg):
     print(msg, file=sys.stderr)
 
 
-def _fit(msk, args, paths):
+class _FitProgress:
+    """``progress`` of :meth:`MultiscaleFeatures.fit` for the command line: a bar, then lines, on stderr."""
+
+    def __init__(self, n_clips):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=n_clips, unit="clip", desc="msk fit: sampling", file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def __call__(self, stage, level, done, total, value):
+        if stage == "sample":
+            self.bar.update(done - self.bar.n)
+            return
+        self.close()
+        if stage == "pca":
+            _log(f"msk fit: level {level}: PCA keeps {value} components")
+        else:
+            _log(f"msk fit: level {level}: K-means iteration {done}/{total}, objective {value:.6g}")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _fit(msk, args, paths, progress=None):
     return msk.MultiscaleFeatures(
         args.representation, levels=args.levels, width=args.width,
         n_clusters=None if args.n_clusters == 0 else args.n_clusters, pool_size=args.pool_size,
         n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
         log_offset=args.log_offset, random_state=args.seed,
-    ).fit(paths)
+    ).fit(paths, progress=progress)
 
 
 def cmd_fit(args):
@@ -151,10 +253,15 @@ def cmd_fit(args):
         paths = expand_inputs(args.inputs)
     if not paths:
         raise RuntimeError("no audio files to fit on")
-    _log(f"fitting a {args.representation} model on {len(paths)} clips")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # skipped files are listed below instead
-        model = _fit(msk, args, paths)
+    _log(f"msk fit: fitting a {args.representation} model on {len(paths)} clips")
+    progress = None if args.quiet else _FitProgress(len(paths))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # skipped files are listed below instead
+            model = _fit(msk, args, paths, progress)
+    finally:
+        if progress is not None:
+            progress.close()
     for p, r in model.skipped_:
         _log(f"msk fit: skipped {p}: {r}")
     model.save(args.output)
@@ -165,6 +272,50 @@ def cmd_fit(args):
         "n_components": [int(p.n_components_) for p in model.pca_],
     })
     return 0
+
+
+@contextlib.contextmanager
+def _decoder_messages_captured():
+    """Send file descriptor 2 to a temporary file while a batch decodes; yield a list that gets the text.
+
+    C decoders (libsndfile, mpg123) print warnings such as "Illegal Audio-MPEG-Header" straight to
+    file descriptor 2, where they would land inside the progress bar. While the block runs, fd 2
+    (process-wide, every thread) goes to a temporary file and Python's ``sys.stderr`` (the bar,
+    msk's own messages) writes to a duplicate of the original descriptor; afterwards fd 2 is
+    restored and the captured text is appended to the yielded list for the caller to show or drop.
+    """
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        python_on_fd2 = False  # sys.stderr is not the descriptor (e.g. captured by a test runner)
+    captured = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a closed stderr): nothing to keep out of the bar
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        original = sys.stderr
+        if python_on_fd2:
+            sys.stderr = open(saved, "w", buffering=1, encoding=original.encoding, errors="backslashreplace",
+                              closefd=False)
+        try:
+            yield captured
+        finally:
+            if sys.stderr is not original:
+                sys.stderr.close()  # flushes; the duplicate descriptor stays open (closefd=False)
+                sys.stderr = original
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read(_MAX_DECODER_MESSAGES).decode("utf-8", errors="replace"))
+
+
+_MAX_DECODER_MESSAGES = 64 * 1024  # bytes of decoder output kept for the failure report
 
 
 def _output_kind(output):
@@ -219,10 +370,13 @@ def cmd_extract(args):
             _log(f"msk extract: {len(not_audio)} file(s) skipped (not audio)")
     if not paths:
         raise RuntimeError("no audio files found in the inputs")
-    summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
-                               representation=args.representation, n_jobs=args.n_jobs,
-                               scheduler=args.scheduler, prune=args.prune, summary=args.summary,
-                               wait=args.wait, progress=not args.quiet)
+    with _decoder_messages_captured() as decoder_messages:
+        summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
+                                   representation=args.representation, n_jobs=args.n_jobs,
+                                   scheduler=args.scheduler, prune=args.prune, summary=args.summary,
+                                   wait=args.wait, progress=not args.quiet)
+    # The decoders' own messages matter only to explain a failure; they are dropped otherwise.
+    decoder_lines = [line for line in "".join(decoder_messages).splitlines() if line.strip()]
     _print_json(summary.as_dict())
     _log(f"msk extract: {summary}")
     if summary.not_audio:
@@ -235,6 +389,10 @@ def cmd_extract(args):
         _log(f"msk extract: {len(summary.failed)} file(s) failed (recorded in the store):")
         for key, reason in sorted(summary.failed.items()):
             _log(f"  {key}: {reason}")
+        if decoder_lines:
+            _log(f"msk extract: the audio decoders printed while reading ({len(decoder_lines)} line(s)):")
+            for line in list(dict.fromkeys(decoder_lines))[:40]:
+                _log(f"  | {line}")
         return 1
     return 0
 
@@ -340,10 +498,104 @@ def cmd_evaluate(args):
     return 0
 
 
+def _npy_shape(f):
+    """``(shape, dtype)`` from the header of an open ``.npy`` stream, without reading its data."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return [int(n) for n in shape], str(dtype)
+
+
+def _describe_arrays(path, arrays):
+    """What msk's own array outputs hold: windows and features, times, track vectors, keys."""
+    import numpy as np
+
+    out = {"arrays": {name: {"shape": shape, "dtype": dtype} for name, (shape, dtype) in arrays.items()}}
+    features = arrays.get("features") or (arrays.get("arr_0") if len(arrays) == 1 else None)
+    if features is not None and len(features[0]) == 2:
+        out["n_windows"], out["n_features"] = features[0]
+    for name in ("track", "tracks"):
+        if name in arrays:
+            out["track_vector" if name == "track" else "track_vectors"] = arrays[name][0]
+    if "start" in arrays and "end" in arrays and arrays["end"][0] and len(arrays["end"][0]) == 1:
+        with np.load(path, allow_pickle=False) as data:
+            start, end = data["start"], data["end"]
+            if "keys" not in arrays:
+                out["last_window_end_s"] = float(end.max())
+            out["first_window_s"] = [float(start[0]), float(end[0])]
+    if "keys" in arrays:
+        out["clips"] = arrays["keys"][0][0] if arrays["keys"][0] else 0
+    return out
+
+
+def _info_array_file(path):
+    """``msk info`` of an ``.npy`` or ``.npz`` file: a model, a tagger, an index or arrays msk wrote."""
+    import zipfile
+
+    import numpy as np
+
+    from ._persist import FORMAT as MODEL_FORMAT
+
+    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger or index "
+                "(.npz), the .npy/.npz output of `msk extract` or `msk export`, or a feature store (directory)")
+    if path.lower().endswith(".npy"):
+        try:
+            with open(path, "rb") as f:
+                shape, dtype = _npy_shape(f)
+        except ValueError as exc:
+            raise _UsageError(f"{not_ours}: {exc}") from None
+        return {"file": os.path.abspath(path), **_describe_arrays(path, {"features": (shape, dtype)})}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for member in zf.infolist():
+                if not member.filename.endswith(".npy"):
+                    raise ValueError(f"member {member.filename!r} is not an .npy array")
+                with zf.open(member) as f:
+                    arrays[member.filename[:-4]] = _npy_shape(f)
+            header = None
+            if "header" in arrays:
+                with zf.open("header.npy") as f:
+                    header = json.loads(np.lib.format.read_array(f, allow_pickle=False).tobytes().decode("utf-8"))
+    except (zipfile.BadZipFile, ValueError, UnicodeDecodeError) as exc:
+        raise _UsageError(f"{not_ours}: {exc}") from None
+    fmt = header.get("format") if isinstance(header, dict) else None
+    if fmt == MODEL_FORMAT:
+        return None  # the model branch below
+    if fmt == "msk.Tagger":
+        import msk.tagger
+
+        tagger = msk.tagger.Tagger.load(path)
+        return {"tagger": os.path.abspath(path), "kind": tagger.kind, "tags": list(tagger.tag_names),
+                "n_features": int(tagger.n_features), "model": tagger.model_info,
+                "training": tagger.training}
+    if fmt == "msk.TrackIndex":
+        return {"index": os.path.abspath(path), "header": header,
+                "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
+    if header is not None:
+        raise _UsageError(f"{not_ours}: its header names format {fmt!r}")
+    return {"file": os.path.abspath(path), **_describe_arrays(path, arrays)}
+
+
 def cmd_info(args):
     import msk
 
     path = args.path
+    if not os.path.exists(path):
+        raise _UsageError(f"{path!r}: no such file or directory")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "zarr.json")):
+        raise _UsageError(f"{path!r} is a directory but not a feature store (it has no zarr.json)")
+    if not os.path.isdir(path):
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in (".npy", ".npz"):
+            raise _UsageError(f"{path!r}: msk info describes a model, tagger or index (.npz), the .npy/.npz "
+                              "output of `msk extract` or `msk export`, or a feature store (directory)")
+        described = _info_array_file(path)
+        if described is not None:
+            _print_json(described)
+            return 0
     if os.path.isdir(path):
         st = msk.store.FeatureStore(path, mode="r")
         _print_json({
@@ -453,12 +705,12 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="msk",
         description="Multiscale music audio features (Dieleman & Schrauwen, ISMIR 2013).",
-        epilog="Run `msk COMMAND --help` for a command's options and examples.",
+        epilog=EPILOG["msk"], formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"msk {msk_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = HelpFormatter
     p = sub.add_parser("extract", help="extract features from audio files", epilog=EPILOG["extract"],
                        formatter_class=fmt,
                        description="Extract multiscale features: one file to .npy, or many into a "
@@ -469,7 +721,7 @@ def build_parser():
     p.add_argument("--representation", choices=("laplacian", "gaussian", "multiresolution"),
                    help="which shipped model to use [laplacian]; with --model, a check")
     p.add_argument("--model", help="a model file from `msk fit` instead of the shipped one")
-    p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers [all cores]")
+    p.add_argument("--n-jobs", type=n_jobs_int, default=-1, help="parallel workers (-1: all cores, -2: all but one)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port)")
     p.add_argument("--root", help="library root the store's keys are relative to "
                                   "[the directory given, else the files' common folder]")
@@ -478,7 +730,7 @@ def build_parser():
                    help="track vector of each clip [mean; a store keeps its setting]")
     p.add_argument("--times", action="store_true",
                    help="with -o FILE.npz: also write each window's start and end (seconds)")
-    p.add_argument("--wait", type=float, default=0.0,
+    p.add_argument("--wait", type=non_negative_float, default=0.0,
                    help="seconds to wait for another process writing the store [0: refuse at once]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract)
@@ -510,18 +762,21 @@ def build_parser():
                    help="a MagnaTagATune-layout dataset: fit on its training split")
     p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
     p.add_argument("--representation", default="laplacian",
-                   choices=("laplacian", "gaussian", "multiresolution"))
-    p.add_argument("--levels", type=int, default=6)
-    p.add_argument("--width", type=int, default=1, help="frames per window (1, 2, 4)")
-    p.add_argument("--n-clusters", type=int, default=500, help="K per level; 0 for PCA only")
-    p.add_argument("--pool-size", type=int, default=128, help="pooling window at level 0, frames")
-    p.add_argument("--n-samples", type=int, default=200_000, help="training windows per level")
-    p.add_argument("--variance", type=float, default=0.99, help="PCA variance kept")
-    p.add_argument("--encoding", default="linear", choices=("linear", "threshold"))
+                   choices=("laplacian", "gaussian", "multiresolution"), help="the time-frequency representation")
+    p.add_argument("--levels", type=positive_int, default=6, help="pyramid levels (scales)")
+    p.add_argument("--width", type=positive_int, default=1, help="frames per window (1, 2, 4)")
+    p.add_argument("--n-clusters", type=non_negative_int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--pool-size", type=positive_int, default=128, help="pooling window at level 0, frames")
+    p.add_argument("--n-samples", type=positive_int, default=200_000, help="training windows per level")
+    p.add_argument("--variance", type=variance_fraction, default=0.99, help="PCA variance kept")
+    p.add_argument("--encoding", default="linear", choices=("linear", "threshold"),
+                   help="linear (the paper's projections) or threshold (max(0, f - 0.25))")
     p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
-    p.add_argument("--max-iter", type=int, default=20, help="K-means iterations")
-    p.add_argument("--log-offset", type=float, default=1e-10)
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--max-iter", type=positive_int, default=20, help="K-means iterations")
+    p.add_argument("--log-offset", type=positive_float, default=1e-10,
+                   help="added to the mel energies before the log")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="tag prediction and artist similarity on stored features",
@@ -535,12 +790,12 @@ def build_parser():
     p.add_argument("--group-column", help="with --labels: a column whose groups no split divides")
     p.add_argument("--label-column", help="with --labels: the column of class names (single-label)")
     p.add_argument("-o", "--output", help="write the full results here (JSON)")
-    p.add_argument("--runs", type=int, default=10, help="seeds per head, tagger and NCA alike (paper: 10)")
-    p.add_argument("--trials", type=int, default=10, help="random-search trials for the MLP")
-    p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units")
-    p.add_argument("--nca-components", type=int, default=50,
+    p.add_argument("--runs", type=positive_int, default=10, help="seeds per head, tagger and NCA alike (paper: 10)")
+    p.add_argument("--trials", type=positive_int, default=10, help="random-search trials for the MLP")
+    p.add_argument("--hidden", type=positive_int, default=1000, help="MLP hidden units")
+    p.add_argument("--nca-components", type=positive_int, default=50,
                    help="dimensions of the NCA map (capped at the number of features and of training clips)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("experiment", help="rerun the paper's evaluation on a dataset",
@@ -550,18 +805,18 @@ def build_parser():
     p.add_argument("root", help="a MagnaTagATune-layout dataset")
     p.add_argument("-o", "--output", required=True, help="output folder (cache and results)")
     p.add_argument("--architectures", nargs="+", default=["subset"], help="names or groups")
-    p.add_argument("--runs", type=int, default=2, help="seeds per head (paper: 10)")
-    p.add_argument("--trials", type=int, default=4, help="random-search trials for the MLP")
+    p.add_argument("--runs", type=positive_int, default=2, help="seeds per head (paper: 10)")
+    p.add_argument("--trials", type=positive_int, default=4, help="random-search trials for the MLP")
     p.add_argument("--search", choices=("none", "small", "default"), default="none",
                    help="knob search beyond the paper, on validation only")
-    p.add_argument("--hidden", type=int, default=1000, help="MLP hidden units (paper: 1000)")
-    p.add_argument("--n-jobs", type=int, default=1, help="threads extracting features")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--hidden", type=positive_int, default=1000, help="MLP hidden units (paper: 1000)")
+    p.add_argument("--n-jobs", type=positive_int, default=1, help="threads extracting features")
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="architectures evaluated side by side, one process each (results do not depend on it)")
     p.add_argument("--external", nargs="+", type=name_equals_path, metavar="NAME=STORE",
                    help="features computed elsewhere (a feature store keyed by clip id), "
                         "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
 
@@ -575,10 +830,14 @@ def build_parser():
     _add_picture_options(p)
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("info", help="describe a model or a feature store", epilog=EPILOG["info"],
+    p = sub.add_parser("info", help="describe a model, a feature store or msk's .npy/.npz outputs",
+                       epilog=EPILOG["info"],
                        formatter_class=fmt,
-                       description="Print a model's parameters and shapes, or a store's contents, as JSON.")
-    p.add_argument("path", help="a model (.npz) or a feature store (directory)")
+                       description="Print, as JSON, a model's parameters and shapes, a tagger's tags, an "
+                                   "index's header, a store's contents, or the arrays of an .npy/.npz "
+                                   "output (windows, features, times, track vectors).")
+    p.add_argument("path", help="a model, tagger or index (.npz), an output of msk extract or msk export "
+                                "(.npy, .npz), or a feature store (directory)")
     p.set_defaults(func=cmd_info)
     _add_tagger_commands(sub, fmt)
 
@@ -599,7 +858,7 @@ def build_parser():
     p.add_argument("query", help="a key of the store or an audio file")
     p.add_argument("--store", required=True, help="the feature store that was indexed")
     p.add_argument("--index", help="the index file [STORE.index.npz beside the store]")
-    p.add_argument("-k", type=int, default=10, help="neighbours to print [10]")
+    p.add_argument("-k", type=positive_int, default=10, help="neighbours to print [10]")
     p.add_argument("--exclude-same", metavar="GROUPS_CSV",
                    help="CSV of key,group (artist or album): leave out the query's group")
     p.add_argument("--model", help="the store's model file, for a new audio file [the shipped model]")
@@ -652,48 +911,38 @@ def _resume_hint(args):
 
 
 def _add_tagger_commands(sub, fmt):
-    class Formatter(fmt):
-        """Examples kept as written; every option's default shown as ``[default]``."""
-
-        def _get_help_string(self, action):
-            text = action.help or ""
-            default = action.default
-            if default is not None and default is not False and default != argparse.SUPPRESS and "[" not in text:
-                text += " [%(default)s]"
-            return text
-
     p = sub.add_parser("train-tagger", help="train a tagger on your own labels",
-                       epilog=EPILOG["train-tagger"], formatter_class=Formatter,
+                       epilog=EPILOG["train-tagger"], formatter_class=fmt,
                        description="Train the paper's MLP head on the store's features of the clips in a "
                                    "labels CSV, early-stopped on held-out clips; prints the validation "
                                    "AUC of every tag and saves the tagger (.npz, no pickle).")
     p.add_argument("store", help="a feature store (from msk extract)")
     p.add_argument("--labels", required=True, metavar="CSV", help="the labels file")
     p.add_argument("-o", "--output", required=True, help="the tagger file to write (.npz)")
-    p.add_argument("--valid-fraction", type=float, default=0.2,
+    p.add_argument("--valid-fraction", type=open_fraction, default=0.2,
                    help="fraction of the clips (groups) held out for early stopping and the AUC")
     p.add_argument("--group-column", help="a column (artist, album) whose groups are never split")
     p.add_argument("--label-column", help="the column of class names of a single-label file")
     p.add_argument("--key-column", help="the key column [the first column]")
     p.add_argument("--model", help="the model file the store was extracted with, recorded for `msk tag` "
                                    "(not needed for the shipped models)")
-    p.add_argument("--hidden", type=int, default=1000, help="hidden ReLU units")
-    p.add_argument("--max-iter", type=int, default=200, help="maximum epochs")
-    p.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="the optimiser's step size")
-    p.add_argument("--alpha", type=float, default=1e-4, help="L2 weight decay")
-    p.add_argument("--trials", type=int, default=0,
+    p.add_argument("--hidden", type=positive_int, default=1000, help="hidden ReLU units")
+    p.add_argument("--max-iter", type=positive_int, default=200, help="maximum epochs")
+    p.add_argument("--patience", type=positive_int, default=10, help="epochs without improvement before stopping")
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3, help="the optimiser's step size")
+    p.add_argument("--alpha", type=non_negative_float, default=1e-4, help="L2 weight decay")
+    p.add_argument("--trials", type=non_negative_int, default=0,
                    help="random-search trials of learning rate and weight decay instead (0: no search)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split and network)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (split and network)")
     p.set_defaults(func=cmd_train_tagger)
 
     p = sub.add_parser("tag", help="tag audio files with a trained tagger", epilog=EPILOG["tag"],
-                       formatter_class=Formatter,
+                       formatter_class=fmt,
                        description="Extract each file with the tagger's feature model and print its most "
                                    "probable tags.")
     p.add_argument("inputs", nargs="+", help="audio files, directories or glob patterns")
     p.add_argument("--tagger", required=True, help="a tagger from msk train-tagger")
-    p.add_argument("--top", type=int, default=5, help="tags shown per file")
+    p.add_argument("--top", type=positive_int, default=5, help="tags shown per file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--model", help="the feature model file, if the tagger's is not found")
     p.set_defaults(func=cmd_tag)
@@ -705,7 +954,7 @@ def _add_picture_options(p):
     p.add_argument("--color-by", metavar="COLUMN",
                    help="map: the column to colour by [the class column of a single-label file]")
     p.add_argument("--method", choices=("pca", "tsne"), default="pca", help="map: the 2-D projection [pca]")
-    p.add_argument("--seed", type=int, default=0, help="map: random seed of the projection [0]")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="map: random seed of the projection [0]")
     p.add_argument("--model", help="timeline: a model file [the shipped Laplacian model]")
 
 

@@ -185,7 +185,7 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
 
     # ----- fitting ------------------------------------------------------------------
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callback=None):
         """Learn the centroids from ``X``.
 
         Parameters
@@ -195,6 +195,12 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             samples. float32 and float64 are kept, anything else becomes float64.
         y : None
             Ignored.
+        callback : callable or None, default=None
+            Called as ``callback(iteration, inertia)`` after the assignment
+            step of every iteration (``iteration`` counts from 0, the random
+            initialisation), with the objective of the centroids of that
+            iteration (the sum over samples of ``|x|^2 - max_k (d_k . x)^2``,
+            which decreases). None reports nothing.
 
         Returns
         -------
@@ -211,6 +217,8 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             whatever ``n_clusters``.
         """
         self._check_params()
+        if callback is not None and not callable(callback):
+            raise TypeError(f"`callback` must be a callable or None; got {type(callback).__name__}.")
         X = self._validate_X(X, reset=True)
         n, p = X.shape
         if n < self.n_clusters:
@@ -227,6 +235,8 @@ class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transformer
             while True:
                 final = n_iter == self.max_iter
                 labels, values, energy, update = run(X, centers, accumulate=not final)
+                if callback is not None:
+                    callback(n_iter, max(0.0, sum_squares - energy))
                 if final:
                     break
                 if prev is not None and np.count_nonzero(labels != prev) <= tol_count:

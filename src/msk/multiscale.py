@@ -123,6 +123,10 @@ class _Samples:
         return out
 
 
+def _no_progress(stage, level, done, total, value):
+    """The default ``progress`` of :meth:`MultiscaleFeatures.fit`: report nothing."""
+
+
 def _same_param(a, b):
     """Whether two parameter values are equal (tuples and lists alike, arrays element-wise)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -475,7 +479,7 @@ class MultiscaleFeatures(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
 
-    def fit(self, clips, y=None):
+    def fit(self, clips, y=None, *, progress=None):
         """Learn the whitening and the dictionary of every level from ``clips``.
 
         Parameters
@@ -487,6 +491,30 @@ class MultiscaleFeatures(BaseEstimator):
             warning); fitting fails only if no clip is usable.
         y : None
             Ignored.
+        progress : callable or None, default=None
+            Called as ``progress(stage, level, done, total, value)`` as the
+            fit advances; None (the default) reports nothing. The stages are
+
+            - ``"sample"`` after every clip read (``level`` None, ``done``
+              clips so far, ``total`` the number of clips or None for an
+              iterable without a length, ``value`` None; skipped files count);
+            - ``"pca"`` after each level's whitening (``done = level + 1``
+              of ``total = levels``, ``value`` the components kept);
+            - ``"kmeans"`` after each K-means iteration of a level (``done``
+              the iteration, ``total`` ``max_iter``, ``value`` the objective
+              reported by :meth:`SphericalKMeans.fit`'s ``callback``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from msk import MultiscaleFeatures
+        >>> rng = np.random.default_rng(0)
+        >>> clips = [rng.standard_normal((200, 16)).astype(np.float32) for _ in range(3)]
+        >>> events = []
+        >>> model = MultiscaleFeatures(levels=2, n_clusters=4, max_iter=3, random_state=0).fit(
+        ...     clips, progress=lambda *e: events.append(e[:4]))
+        >>> events[:4]
+        [('sample', None, 1, 3), ('sample', None, 2, 3), ('sample', None, 3, 3), ('pca', 0, 1, 2)]
 
         Returns
         -------
@@ -499,6 +527,11 @@ class MultiscaleFeatures(BaseEstimator):
                 "`clips` must be an iterable of clips (paths, waveforms or spectrograms); got "
                 f"{type(clips).__name__}. Wrap a single clip in a list."
             )
+        if progress is None:
+            progress = _no_progress
+        elif not callable(progress):
+            raise TypeError(f"`progress` must be a callable or None; got {type(progress).__name__}.")
+        total = len(clips) if hasattr(clips, "__len__") else None
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=(self.levels, 2))
         reservoirs = [
@@ -513,6 +546,7 @@ class MultiscaleFeatures(BaseEstimator):
                 if not isinstance(clip, (str, os.PathLike)):
                     raise
                 skipped.append((os.fspath(clip), str(exc)))
+                progress("sample", None, i + 1, total, None)
                 continue
             if n_mels is None:
                 n_mels = levels[0].shape[1]
@@ -524,6 +558,7 @@ class MultiscaleFeatures(BaseEstimator):
             for res, frames in zip(reservoirs, levels):
                 res.update(self._padded(frames), name="clip")
             n_clips += 1
+            progress("sample", None, i + 1, total, None)
         if skipped:
             listed = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
             more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
@@ -554,6 +589,7 @@ class MultiscaleFeatures(BaseEstimator):
             pca.components_ = pca.components_.astype(np.float32).astype(np.float64)
             pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
             pcas.append(pca)
+            progress("pca", lev, lev + 1, self.levels, int(pca.n_components_))
             if self.n_clusters is None:
                 kms.append(None)
                 continue
@@ -561,7 +597,8 @@ class MultiscaleFeatures(BaseEstimator):
             del X
             kms.append(
                 SphericalKMeans(n_clusters=self.n_clusters, max_iter=self.max_iter,
-                                random_state=int(seeds[lev, 1])).fit(Z)
+                                random_state=int(seeds[lev, 1])).fit(
+                    Z, callback=lambda it, obj, lev=lev: progress("kmeans", lev, it, self.max_iter, obj))
             )
         self.pca_ = pcas
         self.kmeans_ = kms if self.n_clusters is not None else None

@@ -437,8 +437,9 @@ class FeatureStore:
             self._load_table()
             if summary is not None and summary != self._attrs["summary"]:
                 raise ValueError(
-                    f"feature store {self.path!r} holds track vectors made with summary="
-                    f"{self._attrs['summary']!r}; got summary={summary!r}. Use another store."
+                    f"feature store {self.path!r} holds track vectors of the summary "
+                    f"{self._attrs['summary']!r}; got {summary!r} (`summary`, --summary). A store's "
+                    "summary is chosen when it is created: use another store."
                 )
             if info is not None:
                 self._check_model(info)
@@ -633,7 +634,8 @@ class FeatureStore:
         elif not _same_model(recorded, info):
             raise ValueError(
                 f"feature store {self.path!r} holds features of {_describe(recorded)}; refusing to "
-                f"mix in features of {_describe(info)}. Use another store, or mode='w' to replace it."
+                f"mix in features of {_describe(info)}. Write them to another store, or replace this one "
+                "(delete it first)."
             )
 
     # -- the table ----------------------------------------------------------------------------
