@@ -614,3 +614,35 @@ def test_cv_bad_arguments_and_tracks_across_folders(cv_corpus, tmp_path):
     build_tiny_corpus(root, layout, clip_seconds=1.0)
     with pytest.raises(ValueError, match="track 'Ann/album of Ann/1/song 1' has clips in folders '0' and '1'"):
         run_cv(root, architectures=[], baselines=["mfcc"], out=out)
+
+
+def test_cli_cv_protocol_experiment_and_evaluate(cv_corpus, tmp_path, capsys):
+    from msk.cli import main
+
+    out = str(tmp_path / "cv")
+    common = ["--rotations", "0", "--runs", "1", "--trials", "1", "--hidden", "16", "--resamples", "50"]
+    code = main(["experiment", cv_corpus, "-o", out, "--protocol", "cv", "--architectures", "mfcc",
+                 "--baselines", "logmel-stats", "-q"] + common)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["protocol"] == "cv" and summary["rotations"] == [0]
+    assert [fs["name"] for fs in summary["feature_sets"]] == ["mfcc", "logmel-stats"]
+    assert {c["metric"] for c in summary["comparisons"]} == set(msk.experiment.CV_METRICS)
+    assert os.path.exists(os.path.join(out, "cv_results.json")) and os.path.exists(os.path.join(out, "cv_summary.csv"))
+    # msk evaluate: a store evaluated on the folds, paired with baselines computed on the fly; the store
+    # holds mfcc's own features, so it ties mfcc exactly
+    store = os.path.join(out, "mfcc", "features.zarr")
+    code = main(["evaluate", store, "--dataset", cv_corpus, "--protocol", "cv", "-o", str(tmp_path / "ev"),
+                 "--name", "same-as-mfcc", "--baselines", "mfcc"] + common)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [fs["name"] for fs in summary["feature_sets"]] == ["mfcc", "same-as-mfcc"]
+    for c in summary["comparisons"]:
+        assert c["feature_set"] == "same-as-mfcc" and c["baseline"] == "mfcc"
+        assert c["difference"] == c["low"] == c["high"] == 0.0 and c["verdict"] == "tie"
+    for argv in (["evaluate", store, "--dataset", cv_corpus, "--protocol", "cv"],  # no -o
+                 ["experiment", cv_corpus, "-o", out, "--protocol", "cv", "--search", "small"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "--protocol cv" in capsys.readouterr().err
