@@ -979,15 +979,6 @@ def _watch_parent(parent):
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _evaluate_in_worker(ctx, arch):
-    """One architecture in a worker process: BLAS on one thread, no progress bars."""
-    from threadpoolctl import threadpool_limits
-
-    ctx = _Context(ctx.data, ctx.out, dict(ctx.cfg, progress=False))
-    with threadpool_limits(1):
-        return _evaluate(ctx, arch)
-
-
 def _evaluate_all(ctx, archs, n_workers, bar, t_start):
     """Rows of all ``archs`` in order; ``n_workers`` processes evaluate architectures side by side.
 
@@ -1002,26 +993,9 @@ def _evaluate_all(ctx, archs, n_workers, bar, t_start):
         _write_outputs(ctx.out, ctx.data, [r for r in rows if r is not None], {}, ctx.cfg, t_start,
                        partial=True)
 
-    if n_workers == 1 or len(archs) == 1:
-        from threadpoolctl import threadpool_limits
-
-        # One BLAS thread, as in the workers: OpenBLAS rounds differently when a GEMM is
-        # split across threads, and a row must not depend on how it was computed.
-        with threadpool_limits(1):
-            for i, arch in enumerate(archs):
-                done(i, _evaluate(ctx, arch, bar=bar))
-        return rows
-    import concurrent.futures
-    import multiprocessing
-
-    # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
-    with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(archs)),
-                                                mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(_evaluate_in_worker, ctx, arch): i for i, arch in enumerate(archs)}
+    if n_workers > 1 and len(archs) > 1:
         bar.set_postfix_str(f"{min(n_workers, len(archs))} worker processes")
-        for fut in concurrent.futures.as_completed(futures):
-            done(futures[fut], fut.result())
+    _map_jobs(_evaluate, ctx, [(arch,) for arch in archs], n_workers, done, serial_kw={"bar": bar})
     return rows
 
 
@@ -1498,12 +1472,14 @@ def _in_worker(fn, ctx, *args):
         return fn(ctx, *args)
 
 
-def _map_jobs(fn, ctx, jobs, n_workers, done):
+def _map_jobs(fn, ctx, jobs, n_workers, done, *, serial_kw=None):
     """``fn(ctx, *job)`` for every job; results in order. ``n_workers`` spawned processes run jobs side by side.
 
     Every job seeds itself from its arguments, so a result does not depend on the
     process that computed it; BLAS runs on one thread everywhere (OpenBLAS rounds
-    differently when a GEMM is split across threads).
+    differently when a GEMM is split across threads). ``done(i, result)`` is called
+    in this process as results arrive; ``serial_kw`` are extra keyword arguments of
+    ``fn`` when the jobs run in this process (e.g. a progress bar).
     """
     out = [None] * len(jobs)
     if n_workers == 1 or len(jobs) <= 1:
@@ -1511,12 +1487,13 @@ def _map_jobs(fn, ctx, jobs, n_workers, done):
 
         with threadpool_limits(1):
             for i, job in enumerate(jobs):
-                out[i] = fn(ctx, *job)
+                out[i] = fn(ctx, *job, **(serial_kw or {}))
                 done(i, out[i])
         return out
     import concurrent.futures
     import multiprocessing
 
+    # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
     with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(jobs)),
                                                 mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_watch_parent, initargs=(os.getpid(),)) as pool:

@@ -359,8 +359,9 @@ def _as_strata(name, x):
 def _check_bootstrap_input(x, y_true, groups):
     """Strata as (values of shape (n_runs, n_clips[, n_tags]), Y or None, unit codes)."""
     xs = _as_strata("x", x)
-    ys = None if y_true is None else _as_strata("y_true", y_true)
-    gs = None if groups is None else _as_strata("groups", groups)
+    single = isinstance(x, np.ndarray)  # one stratum: y_true and groups are its arrays
+    ys = None if y_true is None else [np.asarray(y_true)] if single else _as_strata("y_true", y_true)
+    gs = None if groups is None else [np.asarray(groups)] if single else _as_strata("groups", groups)
     for name, other in (("y_true", ys), ("groups", gs)):
         if other is not None and len(other) != len(xs):
             raise ValueError(f"`{name}` must have one array per stratum ({len(xs)}); got {len(other)}.")
@@ -490,7 +491,8 @@ def bootstrap_metric(x, *, y_true=None, groups=None, n_resamples=1000, random_st
     Parameters
     ----------
     x : ndarray or list of ndarray
-        One array per stratum (an ndarray alone is one stratum): tag scores
+        One array per stratum (an ndarray alone is one stratum, and then
+        ``y_true`` and ``groups`` are that stratum's arrays): tag scores
         of shape (n_runs, n_clips, n_tags) or (n_clips, n_tags) with
         ``y_true``; per-clip values of shape (n_runs, n_clips) or
         (n_clips,) without.
