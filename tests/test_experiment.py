@@ -607,6 +607,16 @@ def test_cv_bad_arguments_and_tracks_across_folders(cv_corpus, tmp_path):
     with pytest.raises(ValueError, match="`confidence_level` must"):
         run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out, confidence_level=1.0)
     assert not os.path.exists(out)
+    # predictions files are checked on reading
+    from msk.experiment import load_cv_predictions
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable predictions file"):
+        load_cv_predictions(str(bad))
+    np.savez(str(tmp_path / "other.npz"), header=np.frombuffer(b'{"format": "x"}', dtype=np.uint8))
+    with pytest.raises(ValueError, match="not a msk.cv-predictions file"):
+        load_cv_predictions(str(tmp_path / "other.npz"))
     # a track in two folders is refused by name
     root = str(tmp_path / "crossing")
     layout = list(CV_LAYOUT)
