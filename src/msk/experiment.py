@@ -34,7 +34,7 @@ import zlib
 import numpy as np
 
 from ._json import jsonable
-from ._validation import check_int, check_log_range
+from ._validation import check_float, check_int, check_log_range
 from .baselines import BaselineFeatures
 from .datasets import load_magnatagatune
 from .heads import NCA, MLPTagger, SearchResult, evaluate_similarity, evaluate_tagging
@@ -1620,8 +1620,6 @@ def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_
     See ``tests/test_experiment.py`` and ``scripts/run_experiment.py
     --protocol cv``; a run needs a dataset on disk.
     """
-    from .metrics import bootstrap_metric  # noqa: F401  (checked early: the summary needs it)
-
     t_start = time.perf_counter()
     if isinstance(architectures, str):
         architectures = [architectures]
@@ -1656,8 +1654,6 @@ def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_
     n_jobs = check_int("n_jobs", n_jobs, low=1)
     n_workers = check_int("n_workers", n_workers, low=1)
     n_resamples = check_int("n_resamples", n_resamples, low=1)
-    from ._validation import check_float
-
     confidence_level = check_float("confidence_level", confidence_level, low=0.0, high=1.0, low_inclusive=False,
                                    high_inclusive=False)
     features = _check_dict("features", features, _MSF_KEYS)
