@@ -20,7 +20,7 @@ Group ``nca-gradient`` members:
 * ``sklearn-iter1`` / ``sklearn-iter5``: ``NeighborhoodComponentsAnalysis.fit``
   with ``init='identity'``, ``tol=0`` and ``max_iter`` 1 and 5 (float64, as
   scikit-learn always computes). scikit-learn offers no public per-evaluation
-  entry (``_loss_grad_lbfgs`` is private, STYLE rule 47), so its cost per
+  entry (``_loss_grad_lbfgs`` is private), so its cost per
   L-BFGS iteration is ``(t5 - t1) / 4``; L-BFGS-B does about one
   objective + gradient evaluation per iteration after the first.
 

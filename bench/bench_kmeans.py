@@ -5,7 +5,7 @@ Run:
     python -m pytest bench/bench_kmeans.py --benchmark-only --benchmark-min-rounds=7 \
         --benchmark-autosave
 
-Shape: X (100 000, 400) float32, K = 500 centroids (SPEC.md section 7), on 1 and on 2
+Shape: X (100 000, 400) float32, K = 500 centroids, on 1 and on 2
 threads (``threadpoolctl.threadpool_limits`` around every call: it sets both the BLAS and
 the OpenMP pools; faiss's OpenMP is also set with ``faiss.omp_set_num_threads``).
 One group per thread count, members:

@@ -7,7 +7,7 @@ OpenCV is set to one thread here; the msk kernels are single-threaded)::
         --benchmark-columns=median,min,iqr,rounds
 
 Input: a (910, 200) float32 spectrogram, the log-mel of a 29.1 s clip at 16 kHz
-with hop 512 (SPEC.md section 7). Six levels, smoothing along time only. Every
+with hop 512. Six levels, smoothing along time only. Every
 result is checked against the scipy reference after timing.
 """
 

@@ -418,6 +418,50 @@ def mma_song(groove, progression, tempo, bars, changes=()):
     return "\n".join(lines) + "\n"
 
 
+def truncate_midi(midi, seconds):
+    """A copy of a mido.MidiFile that ends at ``seconds`` (tempo map applied), or ``midi`` itself
+    when it is not longer.
+
+    Events at or after the cut are dropped and every note still sounding there is ended there,
+    so a render of the copy is the first ``seconds`` of the score. Type-2 files (independent
+    sequences, no common time line) are returned unchanged.
+    """
+    import mido
+
+    if midi.type == 2 or midi.length <= seconds:
+        return midi
+    tempo, t, tick, cutoff = 500_000, 0.0, 0, None
+    for msg in mido.merge_tracks(midi.tracks):
+        dt = mido.tick2second(msg.time, midi.ticks_per_beat, tempo)
+        if t + dt >= seconds:
+            cutoff = tick + int(math.ceil(mido.second2tick(seconds - t, midi.ticks_per_beat, tempo)))
+            break
+        t, tick = t + dt, tick + msg.time
+        if msg.type == "set_tempo":
+            tempo = msg.tempo
+    out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
+    for track in midi.tracks:
+        new, now, last, held = mido.MidiTrack(), 0, 0, set()
+        for msg in track:
+            now += msg.time
+            if now >= cutoff:
+                break
+            if msg.type == "end_of_track":
+                continue
+            new.append(msg.copy(time=now - last))
+            last = now
+            if msg.type == "note_on" and msg.velocity > 0:
+                held.add((msg.channel, msg.note))
+            elif msg.type in ("note_on", "note_off"):
+                held.discard((msg.channel, msg.note))
+        for channel, note in sorted(held):
+            new.append(mido.Message("note_off", channel=channel, note=note, velocity=0, time=cutoff - last))
+            last = cutoff
+        new.append(mido.MetaMessage("end_of_track", time=cutoff - last))
+        out.tracks.append(new)
+    return out
+
+
 def mma_variants(main, grooves, choices=MMA_VARIANTS):
     """The groove each clip after the first plays: per clip, the first of its suffixes that
     ``grooves`` defines (case-insensitively) and no earlier clip played; None if there is none."""
@@ -519,6 +563,7 @@ class Track:
     max_clips: int = MAX_CLIPS_PER_TRACK
     track_number: int = 1
     extra: dict = field(default_factory=dict)
+    render_seconds: float = None  # MIDI: render only this much of the score (None: all of it)
 
 
 def wesnoth_tracks(cache):
@@ -699,8 +744,12 @@ def estimate_bpm(y):
     return float(librosa.feature.tempo(y=y.astype(np.float32), sr=SR, aggregate=np.median)[0])
 
 
-def process_track(track, cache, fluidsynth, soundfont):
-    """Cut, tag and encode one track into cache/clips/<hash>/; return its sidecar dict."""
+def process_track(track, cache, fluidsynth, soundfont, labels=True):
+    """Cut, tag and encode one track into cache/clips/<hash>/; return (folder, sidecar dict).
+
+    With ``labels=False`` (an unlabelled pool) the clips are cut and encoded the same way but no
+    tempo or instrument is derived: each clip's record has only its file, index, start and level.
+    """
     import soundfile as sf
 
     tid = hashlib.sha256(track.key.encode()).hexdigest()[:16]
@@ -708,6 +757,10 @@ def process_track(track, cache, fluidsynth, soundfont):
     sidecar_path = os.path.join(folder, "clips.json")
     params = dict(PARAMS, key=track.key, version_of_source=track.version, extra=track.extra,
                   max_clips_track=track.max_clips)
+    if not labels:
+        params["labels"] = False
+    if track.render_seconds is not None:
+        params["render_seconds"] = track.render_seconds
     if os.path.exists(sidecar_path):
         with open(sidecar_path) as f:
             side = json.load(f)
@@ -720,7 +773,10 @@ def process_track(track, cache, fluidsynth, soundfont):
         import mido
 
         midi = mido.MidiFile(track.path)
-        notes, tempo_map = notes_from_messages(iter(midi))
+        if track.render_seconds is not None:
+            midi = truncate_midi(midi, track.render_seconds)
+        if labels:
+            notes, tempo_map = notes_from_messages(iter(midi))
         y = render_midi(midi, fluidsynth, soundfont)
     else:
         data, sr = sf.read(track.path, dtype="float32", always_2d=True)
@@ -734,6 +790,13 @@ def process_track(track, cache, fluidsynth, soundfont):
         if level < SILENT_DBFS:
             continue
         t0, t1 = start / SR, stop / SR
+        index = start // CLIP_LEN
+        name = f"{index:03d}.mp3"
+        sf.write(os.path.join(folder, name), np.clip(piece, -1.0, 1.0), SR, **MP3_OPTIONS)
+        clip = dict(file=name, index=index, start_s=round(t0, 3), rms_dbfs=round(level, 3))
+        clips.append(clip)
+        if not labels:
+            continue
         instruments = set()
         if notes is not None:
             bpm, bpm_source = mean_bpm(tempo_map, t0, t1), "score"
@@ -742,11 +805,7 @@ def process_track(track, cache, fluidsynth, soundfont):
             bpm, bpm_source = track.bpm, "album.json"
         else:
             bpm, bpm_source = estimate_bpm(piece), "signal"
-        index = start // CLIP_LEN
-        name = f"{index:03d}.mp3"
-        sf.write(os.path.join(folder, name), np.clip(piece, -1.0, 1.0), SR, **MP3_OPTIONS)
-        clips.append(dict(file=name, index=index, start_s=round(t0, 3), rms_dbfs=round(level, 3),
-                          bpm=round(bpm, 3), bpm_source=bpm_source, instruments=sorted(instruments)))
+        clip.update(bpm=round(bpm, 3), bpm_source=bpm_source, instruments=sorted(instruments))
     side = dict(params=params, n_samples=len(y), clips=clips)
     with open(sidecar_path + ".tmp", "w") as f:
         json.dump(side, f, indent=1, sort_keys=True)
@@ -758,26 +817,58 @@ def process_track(track, cache, fluidsynth, soundfont):
 # Assembly
 # ----------------------------------------------------------------------------------------------
 
+# How each source package's tracks are found (the corpus's source list).
+DISCOVER = {
+    "wesnoth-1.16-music": wesnoth_tracks,
+    "warzone2100-music": warzone_tracks,
+    "extremetuxracer-data": etr_tracks,
+    "freedink-data": freedink_tracks,
+    "mma": mma_tracks,
+}
+
+
+def corpus_tracks(cache, *, use_mma=True, packages=None):
+    """Every candidate track of the corpus, sorted by key (``package:path inside the package``).
+
+    ``packages`` limits the discovery to those source packages (others are not downloaded).
+    A candidate whose audio yields no clip (too short or silent) is still listed: this is the
+    list that other data sets built from the same packages must keep apart from.
+    """
+    tracks = []
+    for package, discover in DISCOVER.items():
+        if (package == "mma" and not use_mma) or (packages is not None and package not in packages):
+            continue
+        tracks += discover(cache)
+    return sorted(tracks, key=lambda t: t.key)
+
+
+def process_tracks(tracks, cache, fluidsynth, soundfonts, *, jobs=1, labels=True):
+    """Yield ``(track, (folder, sidecar))`` for each track in order, ``jobs`` tracks at a time.
+
+    ``soundfonts`` is one SoundFont path per track (ignored for recordings). Tracks are
+    independent and each is rendered single-threaded, so the bytes written do not depend on
+    ``jobs`` or on which process did the work.
+    """
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tracks)))) as pool:
+        work = pool.map(process_track, tracks, itertools.repeat(cache), itertools.repeat(fluidsynth),
+                        soundfonts, itertools.repeat(labels))
+        for i, (track, result) in enumerate(zip(tracks, work), 1):
+            log(f"[{i}/{len(tracks)}] {track.key}")
+            yield track, result
+
+
 def build(out, cache, *, use_mma=True, jobs=1):
     t_start = time.monotonic()
     os.makedirs(out, exist_ok=True)
     os.makedirs(cache, exist_ok=True)
-    tracks = wesnoth_tracks(cache) + warzone_tracks(cache) + etr_tracks(cache) + freedink_tracks(cache)
-    if use_mma:
-        tracks += mma_tracks(cache)
-    tracks.sort(key=lambda t: t.key)
+    tracks = corpus_tracks(cache, use_mma=use_mma)
     sf_root, sf_version = fetch(SOUNDFONT[0], cache)
     soundfont = os.path.join(sf_root, SOUNDFONT[1])
     fluidsynth = fluidsynth_command(cache) if any(t.kind == "midi" for t in tracks) else None
 
-    # tracks are independent and each is rendered single-threaded: one process per core; the
-    # bytes written do not depend on which process did the work
     done = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tracks)))) as pool:
-        work = pool.map(process_track, tracks, *(itertools.repeat(a) for a in (cache, fluidsynth, soundfont)))
-        for i, (track, result) in enumerate(zip(tracks, work), 1):
-            log(f"[{i}/{len(tracks)}] {track.key}")
-            done[track.key] = result
+    for track, result in process_tracks(tracks, cache, fluidsynth, [soundfont] * len(tracks), jobs=jobs):
+        done[track.key] = result
     tracks = [t for t in tracks if done[t.key][1]["clips"]]
     folder_of = assign_folders({t.key: len(done[t.key][1]["clips"]) for t in tracks})
 

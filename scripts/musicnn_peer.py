@@ -480,8 +480,9 @@ def write_store(out, model, layer):
     store = FeatureStore(path, mode="w", model_info=info, durable=False)
     order = np.argsort(clip_index, kind="stable")
     bounds = np.searchsorted(clip_index[order], np.arange(len(clip_ids) + 1))
-    for j, cid in enumerate(clip_ids.tolist()):
-        store.put(str(cid), X[order[bounds[j]:bounds[j + 1]]])
+    with store:
+        for j, cid in enumerate(clip_ids.tolist()):
+            store.put(str(cid), X[order[bounds[j]:bounds[j + 1]]])
     return path
 
 

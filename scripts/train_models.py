@@ -2,7 +2,7 @@
 
     python scripts/train_models.py [--root ~/.cache/msk/devcorpus] [--out src/msk/models]
 
-One model per representation, with the paper's settings (SPEC.md section 4):
+One model per representation, with the paper's settings:
 Laplacian pyramid with windows of 1 frame, Gaussian pyramid with 2 frames,
 multiresolution spectrograms with 1 frame; K = 500 means, 6 levels, pooling
 over 128 frames, max-pooling, linear encoding, log(mel + 1e-10), PCA keeping

@@ -1,4 +1,4 @@
-"""Shared fixtures and the one tolerance helper (STYLE.md rules 34 and 38)."""
+"""Shared fixtures and the one tolerance helper."""
 
 import numpy as np
 import pytest

@@ -89,11 +89,12 @@ def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, cap
         code, out, err = run(capsys, argv)
         assert code == 1
         summary = json.loads(out)
-        assert summary["done"] == 4 and len(summary["failed"]) == 1
-        assert "broken.mp3" in err
+        assert summary["new"] == 4 and list(summary["failed"]) == ["sub/broken.mp3"]
+        assert summary["not_audio"] == [str(audio_dir / "notes.txt")]
+        assert "broken.mp3" in err and "skipped (not audio)" in err
         # resumable: a second run skips the four finished clips
         code, out, err = run(capsys, argv)
-        assert json.loads(out)["skipped"] == 4
+        assert json.loads(out)["unchanged"] == 4
         code, out, err = run(capsys, ["info", str(store)])
         assert code == 0, err
         info = json.loads(out)
@@ -147,7 +148,7 @@ def test_extract_dataset_then_evaluate(tiny_corpus, tmp_path, capsys):
     store = tmp_path / "tiny.zarr"
     code, out, err = run(capsys, ["extract", tiny_corpus, "-o", str(store), "--model", str(model), "-q"])
     assert code == 1  # the corpus holds one broken MP3: listed, the rest stored
-    assert json.loads(out)["done"] == 16 and "not an mp3" not in out
+    assert json.loads(out)["new"] == 16 and "not an mp3" not in out
     code, out, err = run(capsys, ["evaluate", str(store), "--dataset", tiny_corpus, "--runs", "1",
                                   "--trials", "1", "--hidden", "16", "-o", str(tmp_path / "ev.json")])
     assert code == 0, err

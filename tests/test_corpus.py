@@ -194,3 +194,47 @@ def test_mma_variants(corpus):
     assert corpus.mma_variants("swing", ["SWING", "swingsus"], (("Sus",),)) == ["swingsus"]
     assert corpus.mma_variants("Rock", ["Rock"]) == [None] * (corpus.MMA_CLIPS - 1)
     assert len(corpus.MMA_VARIANTS) == corpus.MMA_CLIPS - 1
+
+
+def _two_track_file():
+    mido = pytest.importorskip("mido")
+    f = mido.MidiFile(type=1, ticks_per_beat=480)
+    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0),  # 120 BPM: 960 ticks/s
+                           mido.MetaMessage("set_tempo", tempo=1000000, time=1920),  # 60 BPM from 2 s
+                           mido.MetaMessage("end_of_track", time=4800)])  # 12 s
+    notes = mido.MidiTrack([mido.Message("program_change", channel=0, program=40, time=0),
+                            mido.Message("note_on", channel=0, note=60, velocity=80, time=0),
+                            mido.Message("note_off", channel=0, note=60, time=960),  # 0-1 s
+                            mido.Message("note_on", channel=0, note=62, velocity=80, time=960),  # 2 s
+                            mido.Message("note_off", channel=0, note=62, time=1920),  # 6 s
+                            mido.Message("note_on", channel=9, note=36, velocity=90, time=480),  # 7 s
+                            mido.Message("note_off", channel=9, note=36, time=480),  # 8 s
+                            mido.MetaMessage("end_of_track", time=0)])
+    f.tracks.extend([meta, notes])
+    return f
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (4.0, [(0.0, 1.0, 0, 40), (2.0, 4.0, 0, 40)]),  # the held note ends at the cut
+    (7.5, [(0.0, 1.0, 0, 40), (2.0, 6.0, 0, 40), (7.0, 7.5, 9, 0)]),
+    (2.0, [(0.0, 1.0, 0, 40)]),  # an event exactly at the cut is dropped
+])
+def test_truncate_midi(corpus, seconds, expected):
+    import io
+
+    mido = pytest.importorskip("mido")
+    f = _two_track_file()
+    assert f.length == pytest.approx(12.0)
+    t = corpus.truncate_midi(f, seconds)
+    assert t is not f and t.length == pytest.approx(seconds)
+    buf = io.BytesIO()
+    t.save(file=buf)  # a valid file: fluidsynth renders what mido re-reads
+    buf.seek(0)
+    again = mido.MidiFile(file=buf)
+    for g in (t, again):
+        notes, tempo_map = corpus.notes_from_messages(iter(g))
+        got = [(round(n.start, 6), round(n.end, 6), n.channel, n.program) for n in notes]
+        assert got == expected
+        assert tempo_map == [(0.0, 120.0)] + ([(2.0, 60.0)] if seconds > 2.0 else [])
+    assert len(f.tracks[1]) == 8  # the original is untouched
+    assert corpus.truncate_midi(f, 12.0) is f and corpus.truncate_midi(f, 30.0) is f

@@ -1,4 +1,4 @@
-"""Run every docstring example of the installed package (STYLE.md rule 30)."""
+"""Run every docstring example of the installed package."""
 
 import doctest
 import importlib

@@ -1,4 +1,4 @@
-"""scikit-learn API conformance of every msk estimator (STYLE.md rule 37)."""
+"""scikit-learn API conformance of every msk estimator."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 

@@ -13,7 +13,6 @@ import csv
 import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -336,9 +335,8 @@ def test_new_clips_are_extracted_incrementally(tiny_corpus, tmp_path):
     # forget three cached clips: the next run extracts exactly those
     store = msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="r")
     assert len(store) == 16 and set(store.failures()) == {"101", "102"}
-    clips = os.path.join(out, "mfcc", "features.zarr", "clips")
-    for key in ("1", "7", "16"):
-        shutil.rmtree(os.path.join(clips, msk.store.entry_name(key)))
+    with msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="a") as writable:
+        assert writable.prune(["1", "7", "16"]) == 3
     res = run_experiment(tiny_corpus, architectures=["mfcc"], out=out, **kw)
     assert res["architectures"][0]["n_extracted"] == 3
     assert len(msk.store.FeatureStore(os.path.join(out, "mfcc", "features.zarr"), mode="r")) == 16
@@ -357,6 +355,7 @@ def test_external_features_get_the_same_heads(tiny_corpus, tmp_path):
         X[:, :3] += 2.0 * data.tags[i]  # every tag written into the features: all learnable
         # keyed by clip id, one by its path relative to the dataset: both are found
         store.put(os.path.relpath(data.paths[i], data.root) if cid == 3 else str(cid), X)
+    store.close()
     out = str(tmp_path / "ext")
     fast = dict(FAST, mlp={"n_hidden": 16, "batch_size": 8, "max_iter": 60, "patience": 20},
                 learning_rate_range=(0.03, 0.1))  # enough steps to learn from 33 training windows
@@ -378,7 +377,8 @@ def test_external_features_get_the_same_heads(tiny_corpus, tmp_path):
     assert again["architectures"][0]["reused"] is True
     assert again["architectures"][0]["tag_auc_mean"] == r["tag_auc_mean"]
     # the store changed (the peer finished clip 16): evaluated afresh
-    msk.store.FeatureStore(store.path, mode="a").put("16", np.zeros((3, 5), np.float32))
+    with msk.store.FeatureStore(store.path, mode="a") as writable:
+        writable.put("16", np.zeros((3, 5), np.float32))
     third = run_experiment(tiny_corpus, architectures=[], out=out, figures=False, per_level=False,
                            external={"my-peer": store.path}, **fast)
     assert third["architectures"][0]["reused"] is False and third["architectures"][0]["n_clips"] == 16

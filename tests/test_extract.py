@@ -305,6 +305,10 @@ def _audio_files(root):
     return sorted(str(p) for p in root.rglob("clip*"))
 
 
+def _key(path, root):
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
 def _store_contents(path):
     store = FeatureStore(path, mode="r")
     return {k: store.get(k) for k in store.keys()}, store.failures()
@@ -313,18 +317,24 @@ def _store_contents(path):
 def test_extract_many_directory_and_resume(tmp_path, clip_dir, model, capsys):
     out = tmp_path / "features.zarr"
     summary = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2)
-    assert summary.done == 8 and summary.skipped == 0 and summary.total == 10
-    assert sorted(os.path.basename(k) for k in summary.failed) == ["README.txt", "broken.mp3"]
-    assert "README.txt" in summary.failed[str(clip_dir / "README.txt")]
+    assert (summary.new, summary.unchanged, summary.total) == (8, 0, 9)
+    assert list(summary.failed) == ["broken.mp3"]
+    assert summary.not_audio == [str(clip_dir / "README.txt")]
     assert "msk extract" in capsys.readouterr().err  # the progress bar
     features, failures = _store_contents(out)
     assert failures == summary.failed
+    store = FeatureStore(out, mode="r")
     for path in _audio_files(clip_dir):
-        np.testing.assert_array_equal(features[path], msk.extract(path, model=model))
-        assert FeatureStore(out, mode="r").meta(path)["path"] == path
+        key = _key(path, clip_dir)
+        np.testing.assert_array_equal(features[key], msk.extract(path, model=model))
+        rec = store.record(key)
+        assert rec["path"] == path and rec["size"] == os.path.getsize(path)
+        start, end = store.times(key)
+        np.testing.assert_allclose(start, np.arange(len(start)) * 128 * 512 / SR)
+        np.testing.assert_allclose(end, start + 128 * 512 / SR)
     again = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2, progress=False)
-    assert (again.done, again.skipped, sorted(again.failed)) == (0, 8, sorted(summary.failed))
-    assert "8 already done" in str(again)
+    assert (again.new, again.changed, again.unchanged, sorted(again.failed)) == (0, 0, 8, ["broken.mp3"])
+    assert "8 unchanged" in str(again) and "1 skipped (not audio)" in str(again)
 
 
 @pytest.mark.parametrize("n_jobs", [1, 3])
@@ -359,10 +369,12 @@ def test_extract_many_arguments(tmp_path, clip_dir, model, model_path):
         msk.extract_many(paths, model=model, store=3)
     with pytest.raises(TypeError, match="`scheduler`"):
         msk.extract_many(paths[:1], model=model, store=out, scheduler=3.5, progress=False)
+    with pytest.raises(ValueError, match="not inside the library root"):
+        msk.extract_many(paths, model=model, store=out, root=clip_dir / "sub", progress=False)
     # a store object; the model given as a path is the same model
-    store = FeatureStore(out)
-    summary = msk.extract_many(paths[:2], model=model_path, store=store, progress=False)
-    assert summary.done == 2 and len(store) == 2
+    with FeatureStore(out) as store:
+        summary = msk.extract_many(paths[:2], model=model_path, store=store, progress=False)
+        assert summary.done == 2 and len(store) == 2
     with pytest.raises(ValueError, match="read-only"):
         msk.extract_many(paths, model=model, store=FeatureStore(out, mode="r"))
     with threadpool_limits(1):
@@ -374,9 +386,15 @@ def test_extract_many_arguments(tmp_path, clip_dir, model, model_path):
 
 _BATCH = textwrap.dedent("""
     import sys, msk
-    paths = sys.argv[3:]
-    msk.extract_many(paths, model=sys.argv[1], store=sys.argv[2], n_jobs=2, progress=False)
+    store = msk.store.FeatureStore(sys.argv[2], batch_size=2)
+    msk.extract_many(sys.argv[3], model=sys.argv[1], store=store, n_jobs=2, progress=False)
+    store.close()
 """)
+
+
+def _n_committed(out):
+    table = out / "clip" / "msk-table.jsonl"
+    return table.read_bytes().count(b"\n") if table.exists() else 0
 
 
 def test_killed_batch_resumes_to_the_same_store(tmp_path, y, model, model_path):
@@ -390,26 +408,22 @@ def test_killed_batch_resumes_to_the_same_store(tmp_path, y, model, model_path):
                  subtype="PCM_16")
         paths.append(str(path))
     out = tmp_path / "features.zarr"
-    proc = subprocess.Popen([sys.executable, "-c", _BATCH, model_path, str(out), *paths])
-    entries = out / "clips"
-
-    def n_done():
-        return sum(p.is_dir() for p in entries.iterdir()) if entries.exists() else 0
-
+    proc = subprocess.Popen([sys.executable, "-c", _BATCH, model_path, str(out), str(clips)])
     deadline = time.monotonic() + 120
-    while n_done() < 4 and proc.poll() is None and time.monotonic() < deadline:
+    while _n_committed(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = n_done()
     assert proc.returncode == -signal.SIGKILL
+    killed_at = len(FeatureStore(out, mode="r"))
     assert 4 <= killed_at < 30, killed_at  # killed mid-way
-    summary = msk.extract_many(paths, model=model_path, store=out, n_jobs=1, progress=False)
-    assert summary.skipped == killed_at and summary.done == 30 - killed_at and not summary.failed
+    summary = msk.extract_many(clips, model=model_path, store=out, n_jobs=1, progress=False)
+    assert summary.unchanged == killed_at and summary.new == 30 - killed_at and not summary.failed
     features, failures = _store_contents(out)
-    assert not failures and sorted(features) == paths
+    assert not failures and sorted(features) == [os.path.basename(p) for p in paths]
     for path in paths:
-        np.testing.assert_array_equal(features[path], msk.extract(path, model=model), err_msg=path)
+        np.testing.assert_array_equal(features[os.path.basename(path)], msk.extract(path, model=model),
+                                      err_msg=path)
 
 
 # -- Dask ------------------------------------------------------------------------------------
@@ -430,7 +444,7 @@ def test_dask_same_store_as_threads(tmp_path, clip_dir, model, dask_cluster):
     msk.extract_many(clip_dir, model=model, store=threads, n_jobs=2, progress=False)
     on_dask = tmp_path / "dask.zarr"
     summary = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=client, progress=False)
-    assert summary.done == 8 and len(summary.failed) == 2
+    assert summary.done == 8 and len(summary.failed) == 1
     (f_threads, fail_threads), (f_dask, fail_dask) = _store_contents(threads), _store_contents(on_dask)
     assert f_dask.keys() == f_threads.keys() and fail_dask == fail_threads
     for k in f_threads:
@@ -441,4 +455,4 @@ def test_dask_same_store_as_threads(tmp_path, clip_dir, model, dask_cluster):
     # by address; a re-run skips what is done
     again = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=cluster.scheduler_address,
                              progress=False)
-    assert again.done == 0 and again.skipped == 8
+    assert again.done == 0 and again.unchanged == 8

@@ -140,7 +140,7 @@ def test_kernel_reports_non_finite_rows(rng, dtype, bad):
 
 
 def test_kernel_rejects_arrays_outside_its_contract(rng):
-    """Python owns coercion: a wrong array reaching the kernel fails loudly (STYLE.md rule 22)."""
+    """Python owns coercion: a wrong array reaching the kernel fails loudly."""
     X = rng.standard_normal((50, 6))
     D = unit_rows(rng.standard_normal((4, 6)))
     labels, values, energy = np.empty(50, np.int32), np.empty(50), np.zeros(1)
@@ -151,7 +151,7 @@ def test_kernel_rejects_arrays_outside_its_contract(rng):
 
 
 def test_kernel_from_a_thread_pool_matches_serial(rng):
-    """The kernel releases the GIL and keeps no shared state (STYLE.md rule 24)."""
+    """The kernel releases the GIL and keeps no shared state."""
     jobs = []
     for i in range(8):
         dtype = DTYPES[i % 2]
@@ -455,7 +455,7 @@ def test_wrong_shapes_are_rejected(rng):
 
 
 def test_complex_input_is_rejected(rng):
-    # scikit-learn's API checks require ValueError here (STYLE.md rule 21 would say TypeError).
+    # scikit-learn's API checks require ValueError here (TypeError would otherwise fit a wrong type).
     with pytest.raises(ValueError, match="Complex data not supported"):
         msk.SphericalKMeans(n_clusters=2).fit(rng.standard_normal((10, 3)) + 1j)
 

@@ -159,3 +159,4 @@ def test_bad_data_are_rejected(rng):
         pca.transform(np.where(np.isnan(bad), np.inf, bad))
     with pytest.raises(ValueError, match=r"`X` must have n_components_=\d+ columns"):
         pca.inverse_transform(np.ones((2, pca.n_components_ + 1)))
+

@@ -9,6 +9,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
 
 import msk
 from conftest import assert_close
@@ -344,3 +345,22 @@ def test_not_a_pipeline_transformer_but_a_clonable_estimator(clips):
     for F, c in zip(features, clips):
         np.testing.assert_array_equal(F, model.transform(c))
     assert {F.shape[0] for F in features} == {model.n_pools(1 + c.shape[0] // 512) for c in clips}
+
+
+def test_set_params_of_a_fitted_model_refuses_fixed_parameters(tmp_path):
+    """Changing pool_size (or any parameter the fitted arrays depend on) after fitting is refused."""
+    with threadpool_limits(1):
+        model = msk.MultiscaleFeatures(levels=2, n_clusters=4, n_samples=500, max_iter=2,
+                                       random_state=0).fit([msk.example_audio()])
+    F = model.transform(msk.example_audio())
+    with pytest.raises(ValueError, match="cannot change 'n_clusters', 'pool_size' of a fitted"):
+        model.set_params(pool_size=64, n_clusters=8)
+    assert model.pool_size == 128 and model.n_clusters == 4
+    model.set_params(pool_size=128, random_state=5, max_iter=7)  # unchanged or fit-only: accepted
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = msk.MultiscaleFeatures.load(path)
+    np.testing.assert_array_equal(loaded.transform(msk.example_audio()), F)
+    with pytest.raises(ValueError, match="'pool_size'"):
+        loaded.set_params(pool_size=32)
+    assert clone(model).set_params(pool_size=64).pool_size == 64  # an unfitted copy takes anything

@@ -294,12 +294,13 @@ def fake_store(path, rng, keys, n_dims=12):
         F = rng.standard_normal((int(rng.integers(1, 5)), n_dims)).astype(np.float32)
         store.put(k, F)
         out[k] = F
-    return store, out
+    store.close()
+    return out
 
 
 def test_index_store_means_and_incremental_update(tmp_path, rng):
     path = tmp_path / "features.zarr"
-    store, features = fake_store(path, rng, keys_of(40))
+    features = fake_store(path, rng, keys_of(40))
     index, summary = index_store(path)
     assert summary["path"] == index_path(path) == str(path) + ".index.npz"
     assert summary["built"] and summary["added"] == 40 and os.path.isfile(summary["path"])
@@ -308,7 +309,7 @@ def test_index_store_means_and_incremental_update(tmp_path, rng):
     mean = features[k].astype(np.float64).mean(axis=0)
     assert_close(index.vectors[index.keys.index(k)], mean / np.linalg.norm(mean), atol=1e-6)
     # the store grows: only the new keys are added
-    _, more = fake_store(path, rng, keys_of(5, prefix="new"))
+    fake_store(path, rng, keys_of(5, prefix="new"))
     index, summary = index_store(path)
     assert not summary["built"]
     assert (summary["added"], summary["removed"], summary["changed"], summary["unchanged"]) == (5, 0, 0, 40)
@@ -348,14 +349,17 @@ def library(tmp_path_factory):
     rng = np.random.default_rng(5)
     for i in range(20):
         store.put(f"synthetic{i:02d}", np.abs(rng.standard_normal((2, 3000))).astype(np.float32))
+    store.close()
     shutil.copy(paths[1], root / "copy-of-piece1.wav")
     groups = root / "artists.csv"
-    groups.write_text("key,artist\n" + "".join(f"{p},A\n" for p in paths[:2]) + f"{paths[2]},B\n")
+    keys = [os.path.basename(p) for p in paths]  # keys are relative to the library root
+    groups.write_text("key,artist\n" + "".join(f"{k},A\n" for k in keys[:2]) + f"{keys[2]},B\n")
     return root, store_path, paths
 
 
 def test_cli_index_and_similar(library, capsys):
     root, store, paths = library
+    keys = [os.path.basename(p) for p in paths]  # keys are relative to the library root
     code, out, _ = run(capsys, ["index", str(store)])
     assert code == 0
     summary = json.loads(out)
@@ -363,21 +367,21 @@ def test_cli_index_and_similar(library, capsys):
     code, out, _ = run(capsys, ["similar", paths[0], "--store", str(store), "-k", "3", "--json"])
     assert code == 0
     result = json.loads(out)
-    assert result["key"] == paths[0]
+    assert result["key"] == keys[0]
     neighbours = [n["key"] for n in result["neighbours"]]
     assert [n["rank"] for n in result["neighbours"]] == [1, 2, 3]
-    assert paths[0] not in neighbours and set(paths[1:]) <= set(neighbours[:2])  # real music first
+    assert keys[0] not in neighbours and set(keys[1:]) <= set(neighbours[:2])  # real music first
     # same artist left out
     code, out, _ = run(capsys, ["similar", paths[0], "--store", str(store), "-k", "3", "--json",
                                 "--exclude-same", str(root / "artists.csv")])
     assert code == 0
     neighbours = [n["key"] for n in json.loads(out)["neighbours"]]
-    assert paths[1] not in neighbours and neighbours[0] == paths[2]
+    assert keys[1] not in neighbours and neighbours[0] == keys[2]
     # a new file (a copy of piece 1) is extracted on the fly: piece 1 comes first, score 1
     code, out, _ = run(capsys, ["similar", str(root / "copy-of-piece1.wav"), "--store", str(store), "-k", "2"])
     assert code == 0
     first = out.splitlines()[0].split()
-    assert first[0] == "1" and first[2] == paths[1] and float(first[1]) == pytest.approx(1.0, abs=1e-4)
+    assert first[0] == "1" and first[2] == keys[1] and float(first[1]) == pytest.approx(1.0, abs=1e-4)
     # rerun of index: nothing to do
     code, out, _ = run(capsys, ["index", str(store)])
     assert json.loads(out)["unchanged"] == 23 and not json.loads(out)["built"]

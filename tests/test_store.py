@@ -1,409 +1,597 @@
-"""msk.store.FeatureStore: roundtrip, resumption, crash safety, concurrency, model checks, Zarr."""
+"""The feature store: layout readable without msk, commits, crashes, writers, damage, keys, export."""
 
+import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import soundfile as sf
+from threadpoolctl import threadpool_limits
 
 import msk
-from msk.store import FeatureStore, entry_name, model_fingerprint
+from msk.cli import main
+from msk.store import FeatureStore
 
-MODEL_A = {"class": "msk.MultiscaleFeatures", "n_features": 6, "fingerprint": "a" * 64}
-MODEL_B = {"class": "msk.MultiscaleFeatures", "n_features": 6, "fingerprint": "b" * 64}
-
-ODD_KEYS = [
-    "plain",
-    "dir/sub/clip 1.mp3",
-    "/abs/path/x.wav",
-    "100%",
-    ".hidden",
-    "..",
-    "__reserved",
-    "tilde~key",
-    "ünïcødé/名前.flac",
-    "Case",
-    "x" * 300,
-    "x" * 299 + "y",
-]
-
-
-def features(i, n_pools=3, n_features=6, dtype=np.float32):
-    """Deterministic features of entry ``i``."""
-    return np.random.default_rng(i).standard_normal((n_pools + i % 3, n_features)).astype(dtype)
-
-
-@pytest.fixture
-def path(tmp_path):
-    return str(tmp_path / "features.zarr")
-
-
-# -- roundtrip -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_roundtrip(path, dtype):
-    store = FeatureStore(path, mode="w")
-    for i in range(4):
-        store.put(f"clip{i}", features(i, dtype=dtype), meta={"i": i, "src": f"/a/{i}.mp3"})
-    assert len(store) == 4
-    assert store.keys() == ["clip0", "clip1", "clip2", "clip3"]
-    assert list(store) == store.keys()
-    for i in range(4):
-        got = store.get(f"clip{i}")
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(got, features(i, dtype=dtype))
-        np.testing.assert_array_equal(store[f"clip{i}"], got)
-        assert store.meta(f"clip{i}") == {"i": i, "src": f"/a/{i}.mp3"}
-        assert store.shape(f"clip{i}") == features(i).shape
-        assert store.status(f"clip{i}") == "done"
-    assert "clip0" in store and "nope" not in store and 3 not in store
-    assert store.status("nope") is None
-
-
-def test_fortran_and_strided_input_stored_as_values(path, rng):
-    store = FeatureStore(path, mode="w")
-    X = rng.standard_normal((8, 6)).astype(np.float32)
-    wide = rng.standard_normal((10, 12)).astype(np.float32)
-    store.put("F", np.asfortranarray(X))
-    store.put("strided", wide[::2, ::2])
-    store.put("int", np.arange(24).reshape(4, 6))
-    np.testing.assert_array_equal(store.get("F"), X)
-    np.testing.assert_array_equal(store.get("strided"), wide[::2, ::2])
-    assert store.get("int").dtype == np.float64
-    np.testing.assert_array_equal(store.get("int"), np.arange(24).reshape(4, 6))
-
-
-def test_concatenated(path):
-    store = FeatureStore(path, mode="w")
-    for i in range(5):
-        store.put(f"k{i}", features(i))
-    keys = ["k3", "k0", "k4"]
-    X, clip_index = store.concatenated(keys)
-    expected = np.vstack([features(3), features(0), features(4)])
-    np.testing.assert_array_equal(X, expected)
-    assert X.dtype == np.float32
-    np.testing.assert_array_equal(
-        clip_index, np.repeat([0, 1, 2], [len(features(3)), len(features(0)), len(features(4))])
-    )
-    X_all, idx_all = store.concatenated()
-    assert X_all.shape[0] == sum(len(features(i)) for i in range(5))
-    assert idx_all.max() == 4
-    with pytest.raises(KeyError, match="'missing'"):
-        store.concatenated(["k0", "missing"])
-    X2, idx2 = store.concatenated(["k0", "missing", "k1"], missing="skip")
-    np.testing.assert_array_equal(X2, np.vstack([features(0), features(1)]))
-    assert set(idx2.tolist()) == {0, 2}
-    X64, _ = store.concatenated(["k1"], dtype=np.float64)
-    assert X64.dtype == np.float64
-    with pytest.raises(ValueError, match="`missing`"):
-        store.concatenated(missing="drop")
-
-
-# -- keys --------------------------------------------------------------------------------------
-
-
-def test_entry_names_are_safe_and_distinct():
-    names = [entry_name(k) for k in ODD_KEYS]
-    assert len(set(names)) == len(names)
-    for name in names:
-        assert len(name) <= 200
-        assert "/" not in name and not name.startswith((".", "_")) and name not in (".", "..")
-    assert entry_name("dir/a b.mp3") == "dir%2Fa%20b.mp3"
-    assert entry_name("100%") == "100%25"
-    assert entry_name("tilde~key") == "tilde%7Ekey"
-    assert "~" in entry_name("x" * 300)
-
-
-def test_odd_keys_roundtrip_and_reopen(path):
-    store = FeatureStore(path, mode="w")
-    for i, key in enumerate(ODD_KEYS):
-        store.put(key, features(i), meta={"key": key})
-    reopened = FeatureStore(path, mode="r")
-    assert reopened.keys() == sorted(ODD_KEYS)
-    for i, key in enumerate(ODD_KEYS):
-        np.testing.assert_array_equal(reopened.get(key), features(i))
-        assert reopened.meta(key) == {"key": key}
-
-
-def test_bad_input(path, rng):
-    store = FeatureStore(path, mode="w")
-    with pytest.raises(TypeError, match="key must be a str"):
-        store.put(3, features(0))
-    with pytest.raises(ValueError, match="non-empty"):
-        store.put("", features(0))
-    with pytest.raises(ValueError, match="`features` must be a 2-D"):
-        store.put("a", np.zeros(6))
-    with pytest.raises(ValueError, match="`features` contains NaN"):
-        store.put("a", np.full((2, 6), np.nan))
-    with pytest.raises(TypeError, match="`features` must be an array of numbers"):
-        store.put("a", "abc")
-    with pytest.raises(TypeError, match="`meta` must be JSON-serialisable"):
-        store.put("a", features(0), meta={"x": object()})
-    with pytest.raises(TypeError, match="`meta` must be a mapping"):
-        store.put("a", features(0), meta=[1])
-    store.put("a", features(0))
-    with pytest.raises(ValueError, match="5 columns.*have 6"):
-        store.put("b", np.zeros((2, 5), np.float32))
-    with pytest.raises(ValueError, match="`mode`"):
-        FeatureStore(path, mode="x")
-    with pytest.raises(TypeError, match="`path`"):
-        FeatureStore(3)
-    with pytest.raises(TypeError, match="`model_info`"):
-        FeatureStore(path, model_info=[1, 2])
-    with pytest.raises(KeyError, match="'zz' is not in feature store"):
-        store.get("zz")
-
-
-# -- reopening, modes, resumption ------------------------------------------------------------
-
-
-def test_modes(tmp_path, path):
-    with pytest.raises(FileNotFoundError, match="no feature store"):
-        FeatureStore(path, mode="r")
-    store = FeatureStore(path)  # "a" creates
-    store.put("a", features(0))
-    ro = FeatureStore(path, mode="r")
-    assert ro.keys() == ["a"]
-    with pytest.raises(ValueError, match="read-only"):
-        ro.put("b", features(1))
-    with pytest.raises(ValueError, match="read-only"):
-        ro.fail("b", "x")
-    fresh = FeatureStore(path, mode="w")
-    assert len(fresh) == 0 and not os.path.exists(os.path.join(path, "clips", "a"))
-    other = tmp_path / "not_a_store"
-    other.mkdir()
-    (other / "precious.txt").write_text("keep me")
-    for mode in ("w", "a"):
-        with pytest.raises(ValueError, match="not an msk feature store"):
-            FeatureStore(other, mode=mode)
-    assert (other / "precious.txt").read_text() == "keep me"
-    (other / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
-    with pytest.raises(ValueError, match="not an msk feature store"):
-        FeatureStore(other, mode="r")
-
-
-def test_failures_and_resume(path):
-    store = FeatureStore(path, mode="w")
-    store.put("good", features(0))
-    store.fail("bad", "could not be decoded: junk")
-    store.fail("later-good", "transient")
-    assert store.failures() == {"bad": "could not be decoded: junk", "later-good": "transient"}
-    assert store.status("bad") == "failed"
-    with pytest.raises(KeyError, match="it failed: could not be decoded"):
-        store.get("bad")
-    reopened = FeatureStore(path)
-    assert reopened.failures() == store.failures()
-    assert reopened.keys() == ["good"]
-    reopened.put("later-good", features(1))
-    assert reopened.failures() == {"bad": "could not be decoded: junk"}
-    assert FeatureStore(path, mode="r").failures() == {"bad": "could not be decoded: junk"}
-    with pytest.raises(ValueError, match="already in feature store.*overwrite=True"):
-        reopened.put("good", features(2))
-    reopened.put("good", features(2), overwrite=True)
-    np.testing.assert_array_equal(FeatureStore(path, mode="r").get("good"), features(2))
-    reopened.fail("good", "ignored: it is done")
-    assert "good" not in FeatureStore(path).failures()
-
-
-def test_manifest_records(path):
-    store = FeatureStore(path, mode="w")
-    store.put("a", features(0))
-    store.fail("b", "why")
-    with open(os.path.join(path, "_state", "manifest.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    assert [(r["key"], r["status"]) for r in records] == [("a", "done"), ("b", "failed")]
-    assert records[0]["shape"] == list(features(0).shape) and records[0]["dtype"] == "float32"
-    assert records[1]["reason"] == "why"
-
-
-def test_repairs_after_crash_artefacts(path):
-    """What a crash can leave: a torn manifest line, an entry without its record, a temp dir."""
-    store = FeatureStore(path, mode="w")
-    store.put("a", features(0))
-    store.put("y" * 250, features(1))  # a cut name: its key is recovered from the attributes
-    manifest = os.path.join(path, "_state", "manifest.jsonl")
-    with open(manifest) as f:
-        lines = f.readlines()
-    with open(manifest, "w") as f:  # lose the second record, tear a third
-        f.write(lines[0] + '{"key": "torn", "sta')
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    import socket
-
-    leftover = os.path.join(path, "_state", "tmp", f"{socket.gethostname()}-{dead.stdout.strip()}-abc")
-    os.makedirs(os.path.join(leftover, "c", "0"))
-    reopened = FeatureStore(path)
-    assert reopened.keys() == sorted(["a", "y" * 250])
-    np.testing.assert_array_equal(reopened.get("y" * 250), features(1))
-    assert not os.path.exists(leftover)
-    with open(manifest) as f:
-        records = [json.loads(line) for line in f]  # every line complete again
-    assert records[-1]["key"] == "y" * 250 and records[-1]["recovered"] is True
-    reopened.put("b", features(2))
-    assert FeatureStore(path, mode="r").keys() == sorted(["a", "b", "y" * 250])
-
-
-def test_corrupt_manifest_line_is_an_error(path):
-    store = FeatureStore(path, mode="w")
-    store.put("a", features(0))
-    with open(os.path.join(path, "_state", "manifest.jsonl"), "a") as f:
-        f.write("garbage\n")
-        f.write('{"key": "b", "status": "failed", "reason": "r"}\n')
-    with pytest.raises(ValueError, match="line 2 of .*manifest.jsonl is corrupt"):
-        FeatureStore(path)
-
-
-# -- concurrency and crashes -------------------------------------------------------------------
-
-
-def test_concurrent_writers_from_a_thread_pool(path):
-    store = FeatureStore(path, mode="w")
-
-    def work(i):
-        if i % 7 == 3:
-            store.fail(f"k{i:03d}", f"reason {i}")
-        else:
-            store.put(f"k{i:03d}", features(i), meta={"i": i})
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(work, range(64)))
-    failed = {f"k{i:03d}" for i in range(64) if i % 7 == 3}
-    reopened = FeatureStore(path, mode="r")
-    assert set(reopened.failures()) == failed
-    assert len(reopened) == 64 - len(failed)
-    for i in range(64):
-        if f"k{i:03d}" not in failed:
-            np.testing.assert_array_equal(reopened.get(f"k{i:03d}"), features(i))
-    with open(os.path.join(path, "_state", "manifest.jsonl")) as f:
-        assert len([json.loads(line) for line in f]) == 64
-
-
-_WRITER = textwrap.dedent("""
-    import sys, numpy as np
-    from msk.store import FeatureStore
-    store = FeatureStore(sys.argv[1], durable=False)
-    base = np.random.default_rng(0).standard_normal((304, 2000)).astype(np.float32)
-    for i in range(100000):
-        if f"k{i}" in store:  # resume: skip what is done
-            continue
-        store.put(f"k{i}", base[: 300 + i % 5] + i, meta={"i": i})
-""")
-
-
-def _expected(i):
-    return np.random.default_rng(0).standard_normal((304, 2000)).astype(np.float32)[: 300 + i % 5] + i
-
-
-def test_sigkill_mid_put_leaves_no_corrupt_entry(path):
-    """Kill a writer at several moments; every visible entry must be complete and exact."""
-    FeatureStore(path, mode="w")
-    entries = os.path.join(path, "clips")
-
-    def n_entries():
-        return sum(de.is_dir() for de in os.scandir(entries))
-
-    killed_mid_put = 0
-    for round_ in range(3):
-        before = n_entries()
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, path])
-        deadline = time.monotonic() + 60
-        while n_entries() < before + 3 + round_ and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.003 * round_)  # land somewhere inside a put
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        killed_mid_put += len(os.listdir(os.path.join(path, "_state", "tmp"))) > 1
-        store = FeatureStore(path)  # reopening repairs the manifest and removes the temp dir
-        assert len(store) >= before + 3
-        assert os.listdir(os.path.join(path, "_state", "tmp")) == ["zarr.json"]
-    store = FeatureStore(path, mode="r")
-    for key in store.keys():
-        i = int(key[1:])
-        np.testing.assert_array_equal(store.get(key), _expected(i), err_msg=key)
-        assert store.meta(key) == {"i": i}
-    print(f"killed inside a put in {killed_mid_put} of 3 rounds")
-
-
-# -- models ------------------------------------------------------------------------------------
-
-
-def test_other_model_rejected(path):
-    store = FeatureStore(path, mode="w", model_info=MODEL_A)
-    store.put("a", features(0))
-    assert FeatureStore(path).model_info == MODEL_A
-    assert FeatureStore(path, model_info=dict(MODEL_A)).keys() == ["a"]
-    with pytest.raises(ValueError, match=r"feature store '.*features\.zarr' holds features of .*aaaaaaaaaaaa.*bbbbbbbbbbbb"):
-        FeatureStore(path, model_info=MODEL_B)
-    # a store of an unrecorded model that already has entries cannot be vouched for
-    other = os.path.join(os.path.dirname(path), "other.zarr")
-    FeatureStore(other).put("a", features(0))
-    with pytest.raises(ValueError, match="unrecorded model"):
-        FeatureStore(other, model_info=MODEL_A)
-    # an empty store adopts the model given
-    empty = os.path.join(os.path.dirname(path), "empty.zarr")
-    FeatureStore(empty)
-    assert FeatureStore(empty, model_info=MODEL_B).model_info == MODEL_B
-    with pytest.raises(ValueError, match="7 columns.*have 6"):
-        FeatureStore(empty, model_info=MODEL_B).put("wide", np.zeros((1, 7), np.float32))
+SR = 16000
+STEP = 128 * 512 / SR  # seconds per pooling window of the models below
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    from threadpoolctl import threadpool_limits
-
-    clips = [msk.example_audio()]
-    with threadpool_limits(1):  # threaded LAPACK eigh crawls on a loaded 2-core machine
-        a = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=400, max_iter=3, random_state=0).fit(clips)
-        b = msk.MultiscaleFeatures(levels=2, n_clusters=8, n_samples=400, max_iter=3, random_state=1).fit(clips)
-    saved = tmp_path_factory.mktemp("models") / "a.npz"
-    a.save(saved)
-    return a, b, msk.MultiscaleFeatures.load(saved)
+def y():
+    return msk.load_audio(msk.example_audio())
 
 
-def test_model_fingerprint(tiny_models, path):
-    a, b, a_loaded = tiny_models
-    fa = model_fingerprint(a)
-    assert fa == model_fingerprint(a_loaded)
-    assert fa["fingerprint"] != model_fingerprint(b)["fingerprint"]
-    assert fa["n_features"] == a.n_features_out_ == 16
-    assert fa["params"]["representation"] == "laplacian"
-    json.dumps(fa)  # serialisable
-    FeatureStore(path, model_info=a).put("x", np.zeros((2, 16), np.float32))
-    FeatureStore(path, model_info=a_loaded)  # the same model
-    with pytest.raises(ValueError, match="refusing to mix"):
-        FeatureStore(path, model_info=b)
-    with pytest.raises(ValueError, match="8 columns.*have 16"):
-        FeatureStore(path, model_info=a).put("y", np.zeros((2, 8), np.float32))
+@pytest.fixture(scope="module")
+def model(y):
+    with threadpool_limits(1):
+        return msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=6, n_samples=800, max_iter=3,
+                                      random_state=0).fit([y[: 12 * SR], y[12 * SR :]])
 
 
-# -- read without msk --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_path(model, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "model.npz")
+    model.save(path)
+    return path
 
 
-def test_readable_with_plain_zarr(path):
-    zarr = pytest.importorskip("zarr", minversion="3")
-    store = FeatureStore(path, mode="w", model_info=MODEL_A)
-    for i, key in enumerate(["clip/1.mp3", "clip 2", "x" * 300]):
-        store.put(key, features(i, dtype=np.float32 if i else np.float64), meta={"i": i})
-    store.fail("bad", "nope")
-    root = zarr.open_group(path, mode="r")
-    assert root.attrs["msk"]["model"] == MODEL_A
-    assert sorted(root.group_keys()) == ["_state", "clips"]
-    clips = root["clips"]
-    found = {}
-    for name, array in clips.arrays():
-        found[array.attrs["key"]] = array
-        assert name == entry_name(array.attrs["key"])
-    assert sorted(found) == sorted(store.keys())
-    for i, key in enumerate(["clip/1.mp3", "clip 2", "x" * 300]):
-        np.testing.assert_array_equal(found[key][...], store.get(key))
-        assert found[key].dtype == store.get(key).dtype
-        assert found[key].attrs["meta"] == {"i": i}
-        assert found[key].metadata.dimension_names == ("pool", "feature")
+def _write_clips(folder, y, n, seed=0):
+    """``n`` short WAV clips (1.5 to 13 s: some shorter than one window) in ``folder`` and a subfolder."""
+    rng = np.random.default_rng(seed)
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        seconds = rng.uniform(1.5, 13.0)
+        a = rng.integers(0, len(y) - int(13 * SR))
+        path = folder / ("sub" if i % 3 == 0 else "") / f"clip{i:04d}.wav"
+        sf.write(path, y[a : a + int(seconds * SR)], SR, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, y):
+    root = tmp_path_factory.mktemp("library")
+    _write_clips(root, y, 12)
+    (root / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (root / ".hidden.wav").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
+def store_path(library, model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stores") / "features.zarr"
+    msk.extract_many(library, store=out, model=model, n_jobs=2, progress=False)
+    return out
+
+
+def _contents(path):
+    st = FeatureStore(path, mode="r")
+    return {k: (st.get(k), *st.times(k)) for k in st.keys()}, st.failures()
+
+
+# -- the dataset, read without msk -------------------------------------------------------------
+
+
+def test_layout_opens_with_xarray_dask_and_zarr(store_path, library, model):
+    xr = pytest.importorskip("xarray")
+    da = pytest.importorskip("dask.array")
+    import zarr
+
+    st = FeatureStore(store_path, mode="r")
+    keys = st.keys()
+    X, clip_index = st.concatenated()
+    ds = xr.open_zarr(store_path)
+    assert dict(ds.windows.sizes) == {"window": X.shape[0], "feature": model.n_features_out_}
+    assert dict(ds.tracks.sizes) == {"clip": 12, "track_feature": model.n_features_out_}
+    assert sorted(ds["clip"].values.tolist()) == keys  # the keys index the clip dimension
+    assert set(ds.status.values.tolist()) == {"ok"}
+    # rows of one clip, found through the dataset alone
+    key = "sub/clip0003.wav"
+    i = ds["clip"].values.tolist().index(key)
+    rows = ds.windows.values[ds.clip_index.values == i]
+    np.testing.assert_array_equal(rows, st.get(key))
+    np.testing.assert_array_equal(rows, msk.extract(library / key, model=model))
+    np.testing.assert_array_equal(ds.start.values[ds.clip_index.values == i], st.times(key)[0])
+    # dask and plain zarr: the same matrix
+    np.testing.assert_array_equal(da.from_zarr(str(store_path), component="windows").compute(),
+                                  ds.windows.values)
+    # no stray files: listing without the consolidated metadata warns about nothing
+    members = dict(zarr.open_group(str(store_path), mode="r", use_consolidated=False).members())
+    assert {"windows", "tracks", "clip", "clip_index", "start", "end", "status"} <= set(members)
+    assert set(xr.open_datatree(store_path, engine="zarr").to_dataset().data_vars) == set(ds.data_vars)
+    group = zarr.open_group(str(store_path), mode="r")
+    assert group.attrs["msk"]["format"] == "msk.FeatureStore"
+    assert group["windows"].dtype == np.float32
+    np.testing.assert_array_equal(group["windows"][:], ds.windows.values)
+    assert {c["name"] for c in group["windows"].metadata.to_dict()["codecs"]} == {"sharding_indexed"}
+    assert "crc32c" in json.dumps(group["windows"].metadata.to_dict()["codecs"])
+    assert "crc32c" in json.dumps(group["clip"].metadata.to_dict()["codecs"])
+    # concatenated() in store order is the dataset's rows of the live clips
+    order = [ds["clip"].values.tolist().index(k) for k in keys]
+    np.testing.assert_array_equal(X, np.vstack([ds.windows.values[ds.clip_index.values == j] for j in order]))
+
+
+def test_times_cover_each_window_and_short_clips(store_path, library):
+    st = FeatureStore(store_path, mode="r")
+    seen_short = False
+    for key in st.keys():
+        start, end = st.times(key)
+        duration = sf.info(library / key).duration
+        n = len(start)
+        assert n == st.get(key).shape[0] == st.record(key)["n_windows"]
+        if duration < STEP:  # one window over what there is
+            seen_short = True
+            assert n == 1 and start[0] == 0 and end[0] == pytest.approx(duration)
+        else:
+            np.testing.assert_allclose(start, np.arange(n) * STEP)
+            np.testing.assert_allclose(end, (np.arange(n) + 1) * STEP)
+            assert end[-1] <= duration
+    assert seen_short
+
+
+def test_many_clips_few_files(tmp_path, y, model):
+    """Files grow with batches, not clips (the 0.1 store had 5 per clip)."""
+    lib = tmp_path / "lib"
+    _write_clips(lib, y, 150, seed=1)
+    out = tmp_path / "s.zarr"
+    summary = msk.extract_many(lib, store=out, model=model, n_jobs=2, progress=False)
+    assert summary.new == 150
+    n_files = sum(len(files) for _, _, files in os.walk(out))
+    assert n_files < 40, n_files
+
+
+# -- keys and reruns ---------------------------------------------------------------------------
+
+
+def test_keys_from_three_working_directories_give_one_entry(tmp_path, y, model, monkeypatch):
+    lib = tmp_path / "lib"
+    paths = _write_clips(lib, y, 4, seed=2)
+    out = str(tmp_path / "s.zarr")
+    monkeypatch.chdir(tmp_path)
+    first = msk.extract_many("lib", store=out, model=model, progress=False)
+    monkeypatch.chdir(lib)
+    second = msk.extract_many(".", store=out, model=model, progress=False)
+    monkeypatch.chdir(lib / "sub")
+    third = msk.extract_many(str(lib), store=out, model=model, progress=False)
+    assert (first.new, second.unchanged, third.unchanged) == (4, 4, 4)
+    # files given one by one: relative to --root, whatever the working directory
+    fourth = msk.extract_many([os.path.relpath(p) for p in paths], root="../", store=out, model=model,
+                              progress=False)
+    assert fourth.unchanged == 4 and fourth.new == 0
+    st = FeatureStore(out, mode="r")
+    assert st.keys() == sorted(os.path.relpath(p, lib).replace(os.sep, "/") for p in paths)
+    assert len(st) == 4 and all("./" not in k and not k.startswith("/") for k in st.keys())
+
+
+def test_rerun_is_change_aware_and_prunes(tmp_path, y, model):
+    lib = tmp_path / "lib"
+    paths = _write_clips(lib, y, 6, seed=3)
+    out = tmp_path / "s.zarr"
+    msk.extract_many(lib, store=out, model=model, progress=False)
+    before, _ = _contents(out)
+    changed, touched, deleted = paths[1], paths[2], paths[4]
+    sf.write(changed, y[5 * SR : 14 * SR], SR, subtype="PCM_16")  # new audio
+    st = os.stat(touched)
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same content, new mtime
+    os.remove(deleted)
+    summary = msk.extract_many(lib, store=out, model=model, progress=False)
+    assert (summary.new, summary.changed, summary.unchanged, summary.pruned) == (0, 1, 4, 0)
+    key = lambda p: os.path.relpath(p, lib).replace(os.sep, "/")  # noqa: E731
+    after, _ = _contents(out)
+    np.testing.assert_array_equal(after[key(changed)][0], msk.extract(changed, model=model))
+    assert not np.array_equal(after[key(changed)][0][:1], before[key(changed)][0][:1])
+    assert key(deleted) in after  # kept without --prune
+    pruned = msk.extract_many(lib, store=out, model=model, prune=True, progress=False)
+    assert (pruned.pruned, pruned.unchanged) == (1, 5)
+    final, _ = _contents(out)
+    assert sorted(final) == sorted(key(p) for p in paths if p != deleted)
+    for k in final:
+        for a, b in zip(final[k], (after[k])):
+            np.testing.assert_array_equal(a, b)
+    # the dataset view marks the replaced and the pruned clips
+    xr = pytest.importorskip("xarray")
+    ds = xr.open_zarr(out)
+    status = dict(zip(range(ds.sizes["clip"]), ds.status.values.tolist()))
+    assert sorted(status.values()) == ["ok"] * 5 + ["pruned", "replaced"]
+    ok = ds["clip"].values[ds.status.values == "ok"].tolist()
+    assert sorted(ok) == sorted(final)
+
+
+def test_non_utf8_file_name_round_trips(tmp_path, y, model):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    name = os.fsdecode(b"caf\xe9 \xff.wav")
+    buffer = io.BytesIO()
+    sf.write(buffer, y[: 5 * SR], SR, format="WAV", subtype="PCM_16")
+    try:
+        with open(os.path.join(os.fsencode(lib), b"caf\xe9 \xff.wav"), "wb") as f:
+            f.write(buffer.getvalue())
+    except OSError:
+        pytest.skip("the file system refuses non-UTF-8 file names")
+    sf.write(lib / "plain.wav", y[SR : 6 * SR], SR, subtype="PCM_16")
+    out = tmp_path / "s.zarr"
+    summary = msk.extract_many(lib, store=out, model=model, progress=False)
+    assert summary.new == 2 and not summary.failed
+    st = FeatureStore(out, mode="r")
+    assert st.keys() == sorted([name, "plain.wav"])
+    np.testing.assert_array_equal(st.get(name), msk.extract(os.path.join(lib, name), model=model))
+    assert os.fsencode(st.record(name)["path"]) == os.path.join(os.fsencode(lib), b"caf\xe9 \xff.wav")
+    again = msk.extract_many(lib, store=out, model=model, progress=False)
+    assert again.unchanged == 2
+    xr = pytest.importorskip("xarray")
+    assert "caf\\xe9 \\xff.wav" in xr.open_zarr(out)["clip"].values.tolist()
+
+
+def test_track_vectors(tmp_path, library, model):
+    for summary in ("mean", "mean+max"):
+        out = tmp_path / f"{summary}.zarr"
+        msk.extract_many(library, store=out, model=model, summary=summary, progress=False)
+        st = FeatureStore(out, mode="r")
+        keys, T = st.tracks()
+        assert keys == st.keys() and T.dtype == np.float32
+        for k, row in zip(keys, T):
+            X = st.get(k)
+            expected = X.astype(np.float64).mean(axis=0)
+            if summary == "mean+max":
+                expected = np.concatenate([expected, X.max(axis=0)])
+            np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6)
+        with pytest.raises(ValueError, match="summary='mean'" if summary == "mean+max" else "mean\\+max"):
+            FeatureStore(out, mode="a", summary="mean" if summary == "mean+max" else "mean+max")
+
+
+# -- crashes, writers, damage -------------------------------------------------------------------
+
+
+_RUN = textwrap.dedent("""
+    import sys, msk
+    store = msk.store.FeatureStore(sys.argv[2], batch_size=int(sys.argv[4]))
+    msk.extract_many(sys.argv[3], model=sys.argv[1], store=store, n_jobs=2, progress=False)
+    store.close()
+""")
+
+
+def _table_lines(out):
+    table = out / "clip" / "msk-table.jsonl"
+    return table.read_bytes().count(b"\n") if table.exists() else 0
+
+
+def _kill_and_resume(tmp_path, y, model, model_path, n_clips, n_kills, batch):
+    lib = tmp_path / "lib"
+    _write_clips(lib, y, n_clips, seed=4)
+    reference = tmp_path / "reference.zarr"
+    msk.extract_many(lib, store=reference, model=model, n_jobs=2, progress=False)
+    out = tmp_path / "killed.zarr"
+    rng = np.random.default_rng(5)
+    kills = 0
+    for _ in range(n_kills):
+        proc = subprocess.Popen([sys.executable, "-c", _RUN, model_path, str(out), str(lib), str(batch)])
+        target = _table_lines(out) + int(rng.integers(1, 2 * batch))
+        deadline = time.monotonic() + 120
+        while _table_lines(out) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(float(rng.uniform(0, 0.05)))  # somewhere inside the next batch
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        FeatureStore(out, mode="r")  # opens between runs
+    assert kills >= 1
+    done = len(FeatureStore(out, mode="r"))
+    summary = msk.extract_many(lib, store=out, model=model, n_jobs=2, progress=False)
+    assert summary.unchanged == done and summary.new == n_clips - done and not summary.failed
+    got, failures = _contents(out)
+    want, _ = _contents(reference)
+    assert not failures and got.keys() == want.keys()
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a, b, err_msg=k)
+    np.testing.assert_array_equal(FeatureStore(out, mode="r").tracks()[1],
+                                  FeatureStore(reference, mode="r").tracks()[1])
+    assert FeatureStore(out, mode="r").check()["problems"] == []
+
+
+def test_killed_runs_resume_to_an_uninterrupted_result(tmp_path, y, model, model_path):
+    _kill_and_resume(tmp_path, y, model, model_path, n_clips=80, n_kills=4, batch=8)
+
+
+@pytest.mark.slow
+def test_killed_runs_of_1000_clips(tmp_path, y, model, model_path):
+    _kill_and_resume(tmp_path, y, model, model_path, n_clips=1000, n_kills=8, batch=32)
+
+
+_HOLD = textwrap.dedent("""
+    import sys, time, msk
+    store = msk.store.FeatureStore(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_second_writer_is_refused_and_a_dead_writer_lock_is_taken_over(tmp_path, store_path):
+    out = tmp_path / "s.zarr"
+    FeatureStore(out, mode="w").close()
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=f"being written by host .* pid {proc.pid}"):
+            FeatureStore(out, mode="a")
+        with pytest.raises(ValueError, match="being written"):
+            FeatureStore(out, mode="w")
+        FeatureStore(out, mode="r")  # readers need no lock
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    with FeatureStore(out, mode="a") as st:  # the dead writer's lock is taken over
+        st.put("x", np.ones((2, 3), np.float32))
+        with pytest.raises(ValueError, match=f"pid {os.getpid()}"):
+            FeatureStore(out, mode="a")  # one writer per store, in one process too
+    # waiting instead of refusing
+    holder = FeatureStore(out, mode="a")
+    threading.Timer(0.3, holder.close).start()
+    with FeatureStore(out, mode="a", wait=60) as st:
+        st.put("y", np.ones((1, 3), np.float32))
+    assert FeatureStore(out, mode="r").keys() == ["x", "y"]
+
+
+def test_two_concurrent_extract_runs(tmp_path, y, model_path):
+    """Two `msk extract` runs on one store: the second waits (--wait) or is refused; none aborts halfway."""
+    lib = tmp_path / "lib"
+    _write_clips(lib, y, 20, seed=6)
+    out = tmp_path / "s.zarr"
+    cmd = [sys.executable, "-m", "msk", "extract", str(lib), "-o", str(out), "--model", model_path, "-q"]
+    a = subprocess.Popen(cmd + ["--wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    b = subprocess.Popen(cmd + ["--wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    results = [p.communicate() for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, results
+    summaries = sorted((json.loads(out_)["new"], json.loads(out_)["unchanged"]) for out_, _ in results)
+    assert summaries == [(0, 20), (20, 0)]
+    assert len(FeatureStore(out, mode="r")) == 20
+
+
+def test_corrupt_and_torn_table_lines(tmp_path, library, model):
+    out = tmp_path / "s.zarr"
+    msk.extract_many(library, store=out, model=model, progress=False)
+    keys = FeatureStore(out, mode="r").keys()
+    table = out / "clip" / "msk-table.jsonl"
+    lines = table.read_bytes().split(b"\n")
+    victim = json.loads(lines[3])["record"]["key"]
+    lines[3] = lines[3].replace(b'"n_windows": ', b'"n_windows": 9', 1)  # a changed digit: CRC fails
+    table.write_bytes(b"\n".join(lines) + b'{"crc": 1, "rec')  # and a torn last line
+    with pytest.warns(UserWarning, match="line 4 is corrupt"):
+        st = FeatureStore(out, mode="r")
+    assert st.keys() == [k for k in keys if k != victim]
+    assert any("line 4" in d for d in st.damage) and any("torn" in d for d in st.damage)
+    X, _ = st.concatenated()  # everything else reads
+    assert X.shape[0] > 0
+    with pytest.warns(UserWarning, match="line 4"):
+        assert main(["store", "check", str(out)]) == 1
+    with pytest.warns(UserWarning, match="line 4"):
+        assert main(["store", "check", "--repair", str(out)]) == 0
+    st = FeatureStore(out, mode="r")  # no warning: repaired
+    assert st.damage == [] and victim not in st.keys() and st.check()["problems"] == []
+    rerun = msk.extract_many(library, store=out, model=model, progress=False)
+    assert (rerun.new, rerun.unchanged) == (1, len(keys) - 1)
+    np.testing.assert_array_equal(FeatureStore(out, mode="r").get(victim),
+                                  msk.extract(library / victim, model=model))
+
+
+def test_flipped_bit_in_a_chunk_is_detected(tmp_path, library, model):
+    out = tmp_path / "s.zarr"
+    msk.extract_many(library, store=out, model=model, progress=False)
+    chunk = out / "windows" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0x04
+    chunk.write_bytes(bytes(data))
+    st = FeatureStore(out, mode="r")
+    key = st.keys()[0]
+    with pytest.raises(ValueError, match=f"{out}.*'windows'.*damaged"):
+        st.get(key)
+    with pytest.raises(ValueError, match="damaged"):
+        st.concatenated()
+    report = st.check()
+    assert report["problems"] and report["damaged_keys"]
+    with FeatureStore(out, mode="a") as writable:
+        fixed = writable.check(repair=True)
+    assert set(fixed["damaged_keys"]) <= set(FeatureStore(out, mode="r").failures())
+    rerun = msk.extract_many(library, store=out, model=model, progress=False)
+    assert rerun.new == len(fixed["damaged_keys"]) and not rerun.failed
+    st = FeatureStore(out, mode="r")
+    for k in fixed["damaged_keys"]:
+        np.testing.assert_array_equal(st.get(k), msk.extract(library / k, model=model))
+    # a damaged chunk of the keys array: msk reads its table; the repair rebuilds the view
+    chunk = out / "clip" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[5] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    xr = pytest.importorskip("xarray")
+    with pytest.raises(ValueError, match="checksum"):
+        xr.open_zarr(out)["clip"].values
+    assert FeatureStore(out, mode="r").keys() == st.keys()
+    with FeatureStore(out, mode="a") as writable:
+        assert writable.check(repair=True)["damaged_keys"] == []
+    ds = xr.open_zarr(out)
+    assert sorted(ds["clip"].values[ds.status.values == "ok"].tolist()) == st.keys()
+
+
+def test_tampered_metadata_and_odd_chunk_files_are_refused(tmp_path, library, model):
+    out = tmp_path / "s.zarr"
+    msk.extract_many(library, store=out, model=model, progress=False)
+    meta_path = out / "windows" / "zarr.json"
+    original = meta_path.read_text()
+
+    def tamper(**changes):
+        meta = json.loads(original)
+        meta.update(changes)
+        meta_path.write_text(json.dumps(meta))
+        return FeatureStore(out, mode="r")
+
+    n = model.n_features_out_
+    with pytest.raises(ValueError, match="'windows' has data type int32"):
+        tamper(data_type="int32").concatenated()
+    rows = json.loads(original)["shape"][0]
+    with pytest.raises(ValueError, match=f"'windows' has {2 * n} columns"):
+        tamper(shape=[rows // 2, 2 * n]).concatenated()
+    st = tamper(shape=[10**9, n])  # rows beyond the commit are never read
+    assert st.concatenated()[0].shape[0] == rows
+    meta_path.write_text(original)
+    # stray directories (in the store, in an array's folder) do not block opening for writing
+    (out / "stray").mkdir()
+    (out / "clip" / "stray").mkdir()
+    keys = FeatureStore(out, mode="r").keys()
+    with FeatureStore(out, mode="a") as writable:
+        assert writable.keys() == keys
+    chunk = out / "windows" / "c" / "0" / "0"
+    chunk.unlink()
+    chunk.symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="not a regular file"):
+        FeatureStore(out, mode="r").concatenated()
+    chunk.unlink()
+    os.mkfifo(chunk)
+    assert stat.S_ISFIFO(os.lstat(chunk).st_mode)
+    with pytest.raises(ValueError, match="not a regular file"):
+        FeatureStore(out, mode="r").get(FeatureStore(out, mode="r").keys()[0])
+    chunk.unlink()
+    chunk.write_bytes(b"\0" * (64 << 20))
+    with pytest.raises(ValueError, match="more than a chunk"):
+        FeatureStore(out, mode="r").concatenated()
+
+
+# -- the 0.1 store ------------------------------------------------------------------------------
+
+
+def test_store_of_msk_01_is_detected_and_migrated(tmp_path, model, y):
+    import _store_v01
+
+    old = tmp_path / "old.zarr"
+    store = _store_v01.FeatureStore(old, mode="w", model_info=model)
+    rng = np.random.default_rng(0)
+    want = {}
+    for i in range(5):
+        X = rng.standard_normal((i + 1, model.n_features_out_)).astype(np.float32)
+        store.put(f"music/{i}.mp3", X, meta={"path": f"/lib/music/{i}.mp3", "n_pools": i + 1})
+        want[f"music/{i}.mp3"] = X
+    store.fail("bad.mp3", "could not be decoded")
+    with pytest.raises(ValueError, match="msk 0.1.*msk store migrate"):
+        FeatureStore(old, mode="r")
+    new = tmp_path / "new.zarr"
+    assert main(["store", "migrate", str(old), str(new)]) == 0
+    st = FeatureStore(new, mode="r")
+    assert st.keys() == sorted(want) and st.failures() == {"bad.mp3": "could not be decoded"}
+    with open(old / "zarr.json") as f:
+        assert st.model_info == json.load(f)["attributes"]["msk"]["model"]  # the model, as recorded
+    for k, X in want.items():
+        np.testing.assert_array_equal(st.get(k), X)
+        np.testing.assert_allclose(st.times(k)[0], np.arange(len(X)) * STEP)
+    assert st.record("music/2.mp3")["path"] == "/lib/music/2.mp3"
+    with pytest.raises(ValueError, match="exists"):
+        msk.store.migrate(old, new)
+    with pytest.raises(ValueError, match="not a readable msk 0.1"):
+        msk.store.migrate(new, tmp_path / "third.zarr")
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".npz", ".csv", ".parquet"])
+def test_export_round_trips(tmp_path, store_path, ext):
+    st = FeatureStore(store_path, mode="r")
+    keys = st.keys()
+    X, clip_index = st.concatenated()
+    start = np.concatenate([st.times(k)[0] for k in keys])
+    end = np.concatenate([st.times(k)[1] for k in keys])
+    out = tmp_path / f"features{ext}"
+    assert main(["export", str(store_path), "-o", str(out)]) == 0
+    if ext == ".npz":
+        with np.load(out) as z:
+            assert z["keys"].tolist() == keys
+            np.testing.assert_array_equal(z["features"], X)
+            np.testing.assert_array_equal(z["clip_index"], clip_index)
+            np.testing.assert_array_equal(z["start"], start)
+            np.testing.assert_array_equal(z["end"], end)
+            np.testing.assert_array_equal(z["tracks"], st.tracks()[1])
+        return
+    if ext == ".csv":
+        import csv
+
+        with open(out, newline="") as f:
+            rows = list(csv.reader(f))
+        header, rows = rows[0], rows[1:]
+        got_keys = [r[0] for r in rows]
+        table = np.array([[float(v) for v in r[1:]] for r in rows])
+    else:
+        pq = pytest.importorskip("pyarrow.parquet")
+        t = pq.read_table(out)
+        header = t.column_names
+        got_keys = t.column("key").to_pylist()
+        table = np.column_stack([t.column(c).to_numpy() for c in header[1:]])
+    assert header[:4] == ["key", "start", "end", "f0"] and len(header) == 3 + X.shape[1]
+    assert got_keys == [keys[i] for i in clip_index]
+    np.testing.assert_array_equal(table[:, 0], start)
+    np.testing.assert_array_equal(table[:, 1], end)
+    np.testing.assert_array_equal(table[:, 2:].astype(np.float32), X)
+
+
+def test_export_without_pyarrow_says_how_to_get_it(tmp_path, store_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ImportError, match=r"msk\[export\]"):
+        msk.store.export(store_path, tmp_path / "x.parquet")
+    assert main(["export", str(store_path), "-o", str(tmp_path / "x.parquet")]) == 1
+    assert "msk[export]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(store_path), "-o", str(tmp_path / "x.xlsx")])
+    assert exc.value.code == 2
+
+
+# -- CLI output kinds and the folder rule --------------------------------------------------------
+
+
+def test_cli_output_kinds(tmp_path, library, model_path, model, capsys):
+    clip = max((str(p) for p in library.rglob("*.wav") if not p.name.startswith(".")),
+               key=lambda p: sf.info(p).duration)  # several windows
+    for bad in ("t.csv", "features"):
+        with pytest.raises(SystemExit) as exc:
+            main(["extract", str(library), "-o", str(tmp_path / bad), "--model", model_path, "-q"])
+        assert exc.value.code == 2 and not (tmp_path / bad).exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", clip, "-o", str(tmp_path / "x.npy"), "--times", "--model", model_path])
+    assert exc.value.code == 2
+    capsys.readouterr()
+    assert main(["extract", clip, "-o", str(tmp_path / "x.npz"), "--times", "--summary", "mean+max",
+                 "--model", model_path]) == 0
+    with np.load(tmp_path / "x.npz") as z:
+        F = msk.extract(clip, model=model)
+        np.testing.assert_array_equal(z["features"], F)
+        np.testing.assert_allclose(z["start"], np.arange(len(F)) * STEP)
+        np.testing.assert_allclose(z["end"], (np.arange(len(F)) + 1) * STEP)
+        np.testing.assert_allclose(z["track"], np.concatenate([F.mean(axis=0), F.max(axis=0)]), rtol=1e-6)
+
+
+def test_one_rule_for_what_a_folder_holds(tmp_path, y, model_path, capsys):
+    lib = tmp_path / "lib"
+    _write_clips(lib, y, 3, seed=7)
+    (lib / "notes.txt").write_text("x")
+    (lib / "LOUD.WAV").write_bytes((lib / "clip0001.wav").read_bytes())
+    (lib / ".hidden").mkdir()
+    (lib / ".hidden" / "x.wav").write_bytes((lib / "clip0001.wav").read_bytes())
+    audio, other = msk.audio.audio_files(lib)
+    assert [os.path.relpath(p, lib) for p in audio] == ["LOUD.WAV", "clip0001.wav", "clip0002.wav",
+                                                        os.path.join("sub", "clip0000.wav")]
+    assert other == [str(lib / "notes.txt")]
+    # a store inside the folder it reads is never an input, however often it runs
+    out = lib / "features.zarr"
+    for _ in range(2):
+        assert main(["extract", str(lib), "-o", str(out), "--model", model_path, "-q"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["failed"] == {} and summary["not_audio"] == [str(lib / "notes.txt")]
+    assert msk.audio.audio_files(lib) == (audio, other)
+    assert summary["unchanged"] == 4

@@ -2,7 +2,7 @@
 
 A window of ``width`` frames at position ``t`` is ``frames[t : t + width]``
 flattened into ``width * n_mels`` values; a clip of ``n_frames`` frames has
-``n_frames - width + 1`` positions (SPEC §3). :func:`all_windows` gives all of
+``n_frames - width + 1`` positions. :func:`all_windows` gives all of
 them as a zero-copy view; :class:`WindowReservoir` and :func:`sample_windows`
 draw a uniform random sample of windows across many clips while holding only
 the sample and the current clip in memory.

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_int
 
-__all__ = ["example_audio", "load_audio", "stream"]
+__all__ = ["audio_extensions", "audio_files", "example_audio", "load_audio", "stream"]
 
 # libsndfile's log line for a WAV 'data' chunk longer than the file, e.g. "data : 352800 (should
 # be 317515)"; sizes from 0x7ffff000 up are "unknown length" placeholders of streaming writers.
@@ -27,6 +27,103 @@ _OGG_CUT = ("Ogg: Junk after the last page", "Ogg: Last page lacks an end-of-str
 # Frames per read: 56 MP3 frames of 1152 samples (a multiple of every MPEG layer's frame), since
 # libsndfile's MP3 decoding gives slightly different samples when a read ends inside a frame.
 _BLOCK_FRAMES = 1152 * 56
+
+
+# File name extensions of the formats libsndfile decodes (the keys of soundfile.available_formats).
+# Formats that are not music files in practice are left out: RAW (headerless), MAT4/MAT5 (MATLAB),
+# HTK (speech features) and MPC2K/SDS/XI (sampler instruments).
+_FORMAT_EXTENSIONS = {
+    "WAV": ("wav",), "WAVEX": ("wav",), "RF64": ("rf64",), "W64": ("w64",), "FLAC": ("flac",),
+    "OGG": ("ogg", "oga", "opus"), "MP3": ("mp3",), "AIFF": ("aif", "aiff", "aifc"),
+    "AU": ("au", "snd"), "CAF": ("caf",), "SD2": ("sd2",), "IRCAM": ("sf",), "VOC": ("voc",),
+    "NIST": ("nist", "sph"), "SVX": ("8svx", "iff"), "PAF": ("paf",), "AVR": ("avr",),
+    "WVE": ("wve",), "PVF": ("pvf",),
+}
+
+
+def audio_extensions():
+    """The file name extensions msk reads as audio: the formats this libsndfile decodes.
+
+    Returns
+    -------
+    extensions : tuple of str
+        Lower-case extensions with their dot (``".wav"``, ``".mp3"``, ...),
+        sorted. Matching is case-insensitive.
+
+    Examples
+    --------
+    >>> import msk
+    >>> {".wav", ".flac", ".mp3", ".ogg"} <= set(msk.audio.audio_extensions())
+    True
+    """
+    import soundfile as sf
+
+    formats = sf.available_formats()
+    return tuple(sorted({f".{ext}" for fmt, exts in _FORMAT_EXTENSIONS.items() if fmt in formats
+                         for ext in exts}))
+
+
+def _is_zarr_hierarchy(path):
+    return os.path.isfile(os.path.join(path, "zarr.json")) or os.path.isfile(os.path.join(path, ".zgroup"))
+
+
+def audio_files(root):
+    """What a folder holds: its audio files and the other files, recursively.
+
+    The one rule that ``msk extract``, :func:`msk.extract_many` and
+    :meth:`msk.MultiscaleFeatures.fit` apply to a folder. A file is audio
+    when its extension (case-insensitive) is one of :func:`audio_extensions`.
+    Hidden files and folders (names starting with ``.``) are left out, and so
+    is every Zarr hierarchy (a folder holding ``zarr.json`` or ``.zgroup``,
+    such as a feature store written into the folder it reads). Symbolic links
+    to files are followed; links to folders are not (no loops).
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder.
+
+    Returns
+    -------
+    audio : list of str
+        The audio files, as ``os.path.join(root, ...)`` paths, sorted.
+    not_audio : list of str
+        The other (visible) files, sorted: reported as "skipped (not audio)".
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``root`` is not a folder.
+
+    Examples
+    --------
+    >>> import os, tempfile, msk
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> for name in ("a.wav", "b.MP3", "cover.jpg", ".hidden.wav"):
+    ...     open(os.path.join(tmp.name, name), "wb").close()
+    >>> audio, other = msk.audio.audio_files(tmp.name)
+    >>> [os.path.basename(p) for p in audio], [os.path.basename(p) for p in other]
+    (['a.wav', 'b.MP3'], ['cover.jpg'])
+    >>> tmp.cleanup()
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"`root` must be a str or os.PathLike; got {type(root).__name__}.")
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{root!r} is not a folder.")
+    extensions = audio_extensions()
+    audio, other = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and not _is_zarr_hierarchy(os.path.join(dirpath, d))
+        )
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            (audio if name.lower().endswith(extensions) else other).append(path)
+    return sorted(audio), sorted(other)
 
 
 def example_audio():
@@ -96,7 +193,7 @@ def _open(path):
     import soundfile as sf
 
     try:
-        return sf.SoundFile(path)
+        return sf.SoundFile(os.fsencode(path))  # bytes: file names that are not UTF-8 too
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path!r} could not be decoded as audio: {exc}") from None
 

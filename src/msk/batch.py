@@ -12,6 +12,7 @@
   no corrupt entry.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -19,7 +20,8 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as _wait_futures
 from importlib import resources
 
 import numpy as np
@@ -28,7 +30,7 @@ from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option
 from .multiscale import REPRESENTATIONS, MultiscaleFeatures
 
-__all__ = ["BatchSummary", "default_model", "extract", "extract_many"]
+__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key", "window_times"]
 
 
 # =====================================================================================
@@ -218,27 +220,43 @@ class BatchSummary:
     ----------
     store : str
         Path of the feature store.
-    done : int
-        Clips extracted and stored by this run.
-    skipped : int
-        Clips already in the store before this run (not recomputed).
+    new : int
+        Files not in the store before, extracted and stored by this run.
+    changed : int
+        Files whose size, mtime and content changed since they were stored,
+        extracted again by this run.
+    unchanged : int
+        Files already in the store, unchanged (not recomputed).
+    pruned : int
+        Keys dropped because their files are gone (``prune=True``).
     failed : dict of str to str
-        Clips that failed in this run, by key, with the reason (also recorded
-        in the store's manifest: see ``FeatureStore.failures``).
+        Files that failed in this run, by key, with the reason (also recorded
+        in the store: see ``FeatureStore.failures``).
+    not_audio : list of str
+        Files of the input folders that are not audio (skipped, see
+        :func:`msk.audio.audio_files`).
     seconds : float
         Wall-clock time of the run.
     """
 
     store: str
-    done: int
-    skipped: int
+    new: int
+    changed: int
+    unchanged: int
+    pruned: int
     failed: dict
+    not_audio: list
     seconds: float
 
     @property
+    def done(self):
+        """Files extracted and stored by this run (new and changed)."""
+        return self.new + self.changed
+
+    @property
     def total(self):
-        """Clips in the batch."""
-        return self.done + self.skipped + len(self.failed)
+        """Audio files in the batch."""
+        return self.new + self.changed + self.unchanged + len(self.failed)
 
     def as_dict(self):
         """A JSON-serialisable dict of the summary."""
@@ -246,22 +264,22 @@ class BatchSummary:
 
     def __str__(self):
         return (
-            f"{self.done} extracted, {self.skipped} already done, {len(self.failed)} failed "
-            f"in {self.seconds:.1f} s -> {self.store}"
+            f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged, {self.pruned} pruned, "
+            f"{len(self.failed)} failed, {len(self.not_audio)} skipped (not audio) in {self.seconds:.1f} s "
+            f"-> {self.store}"
         )
 
 
 def _list_paths(paths):
-    """The files to process: a directory's files (recursively, sorted), one file, or an iterable."""
+    """(files, not-audio files, default root) of a folder, one file, or an iterable of files."""
+    from .audio import audio_files
+
     if isinstance(paths, (str, os.PathLike)):
-        root = os.fspath(paths)
-        if not os.path.isdir(root):
-            return [root]
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
-        return found
+        path = os.fspath(paths)
+        if os.path.isdir(path):
+            audio, other = audio_files(path)
+            return audio, other, path
+        return [path], [], os.path.dirname(os.path.abspath(path))
     if isinstance(paths, (bytes, np.ndarray)) or not hasattr(paths, "__iter__"):
         raise TypeError(
             f"`paths` must be an iterable of file paths or a directory; got {type(paths).__name__}."
@@ -271,7 +289,79 @@ def _list_paths(paths):
         if not isinstance(p, (str, os.PathLike)):
             raise TypeError(f"`paths` must hold str or os.PathLike items; got {type(p).__name__} ({p!r}).")
         out.append(os.fspath(p))
-    return out
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in out]) if out else os.getcwd()
+    return out, [], root
+
+
+def library_key(path, root):
+    """The store key of ``path`` in a library rooted at ``root``: its relative path, with ``/``.
+
+    The same file gets the same key from any working directory: both paths
+    are made absolute (without resolving symbolic links) before the relative
+    path is taken, and the separators are ``/`` on every platform.
+
+    Parameters
+    ----------
+    path, root : str or os.PathLike
+
+    Returns
+    -------
+    key : str
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not inside ``root``.
+
+    Examples
+    --------
+    >>> from msk.batch import library_key
+    >>> library_key("/music/a/b.mp3", "/music/")
+    'a/b.mp3'
+    """
+    path, root = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(root))
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise ValueError(f"{path!r} is not inside the library root {root!r}; give `root` (--root) "
+                         "a folder that holds every input file.")
+    return rel.replace(os.sep, "/")
+
+
+def window_times(model, n_windows, duration=None):
+    """Start and end (seconds) of the pooling windows of a clip, from the model's geometry.
+
+    Window i covers level-0 frames ``[i * pool_size, (i + 1) * pool_size)`` (frame t
+    is centred at ``t * hop_length`` samples), i.e. seconds
+    ``[i, i + 1) * pool_size * hop_length / sr``;
+    a clip shorter than one window has one window from 0 to its duration.
+
+    Parameters
+    ----------
+    model : MultiscaleFeatures
+        The model (its ``pool_size``, ``hop_length`` and ``sr``).
+    n_windows : int
+        Rows of the clip's features.
+    duration : float or None, default=None
+        The clip's duration in seconds (used for a clip shorter than one window).
+
+    Returns
+    -------
+    start, end : ndarray of shape (n_windows,), dtype float64
+
+    Examples
+    --------
+    >>> import msk
+    >>> from msk.batch import window_times
+    >>> start, end = window_times(msk.MultiscaleFeatures(), 2)
+    >>> start.tolist(), end.tolist()
+    ([0.0, 4.096], [4.096, 8.192])
+    """
+    step = model.pool_size * model.hop_length / model.sr
+    start = np.arange(n_windows, dtype=np.float64) * step
+    end = start + step
+    if n_windows == 1 and duration is not None and duration < step:
+        end[0] = duration
+    return start, end
 
 
 def _check_n_jobs(n_jobs):
@@ -286,10 +376,31 @@ def _failure_reason(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def _extract_one(model, path):
-    """(features, None) or (None, reason) for one file: never raises for a bad file."""
+def _extract_one(model, path, with_source=True):
+    """(result, None) or (None, reason) for one file: never raises for a bad file.
+
+    ``result`` is a dict: ``features``, ``start``, ``end`` and ``source``
+    (path, size, mtime in ns, SHA-256, duration), the file's state taken
+    before it is read, so that a file changed meanwhile is seen as changed
+    by the next run.
+    """
+    import soundfile as sf
+
     try:
-        return model.transform(path), None
+        source = {"path": os.path.abspath(path)}
+        if with_source:
+            st = os.stat(path)
+            source.update(size=st.st_size, mtime=st.st_mtime_ns)
+        X = model.transform(path)
+        duration = None
+        with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
+            duration = float(sf.info(os.fsencode(path)).duration)
+        if with_source:
+            from .store import file_hash
+
+            source.update(hash=file_hash(path), duration=duration)
+        start, end = window_times(model, X.shape[0], duration)
+        return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure
         return None, _failure_reason(exc)
 
@@ -308,7 +419,7 @@ def _run_threads(model, todo, n_jobs):
                 while queue and len(pending) < 2 * n_jobs:
                     key, path = queue.popleft()
                     pending[pool.submit(_extract_one, model, path)] = (key, path)
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = _wait_futures(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     key, path = pending.pop(fut)
                     yield (key, path, *fut.result())
@@ -412,25 +523,28 @@ def _run_dask(model, fingerprint, todo, scheduler):
 
 
 def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, scheduler=None,
-                 keys=None, progress=True):
+                 keys=None, root=None, prune=False, summary=None, progress=True, wait=0.0):
     """Extract the features of many files into a feature store, in parallel, resumably.
 
-    Every file's features (:func:`extract`) are written to ``store`` as soon
-    as they are computed, each entry atomically. A file that cannot be read
-    or analysed is recorded in the store's manifest with its reason and the
-    batch goes on. Keys already in the store are skipped, so re-running the
-    same call after an interruption (a crash, a killed job, a power cut)
-    finishes the work without redoing any of it.
+    Features are buffered and written to ``store`` in batches (see
+    :class:`msk.store.FeatureStore`); a file that cannot be read or analysed
+    is recorded with its reason and the batch goes on. A rerun is
+    change-aware: files already stored and unchanged (same size and mtime,
+    or same content) are skipped, changed files are extracted again, new
+    ones added, and with ``prune=True`` the keys whose files are gone are
+    dropped. A run killed at any moment loses at most the batch in flight;
+    the same call then resumes.
 
     Parameters
     ----------
-    paths : iterable of str or os.PathLike, or a directory
-        The audio files. A directory means every file under it, recursively
-        and sorted (hidden files and folders excluded); files that are not
-        audio are recorded as failed.
+    paths : iterable of str or os.PathLike, a file, or a directory
+        The audio files. A directory means its audio files, recursively (the
+        rule of :func:`msk.audio.audio_files`: audio extensions only, hidden
+        files and Zarr stores left out); its other files are listed in the
+        summary as not audio.
     store : FeatureStore, str or os.PathLike
-        The feature store, or its path (opened with mode "a": created if
-        missing, resumed if it exists). The store records the model; a store
+        The feature store, or its path (created if missing, resumed if it
+        exists, closed at the end). The store records the model; a store
         made with another model is refused.
     model : MultiscaleFeatures, str, os.PathLike or None, default=None
         As in :func:`extract` (None: the shipped model of ``representation``).
@@ -445,42 +559,61 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         (``"tcp://host:8786"``) or a connected ``distributed.Client``. Needs
         the ``dask`` extra; see the Notes.
     keys : sequence of str or None, default=None
-        The store key of each path, in order (e.g. clip ids). None uses the
-        paths as given (``os.fspath``), so the same call resumes the same keys.
+        The store key of each path, in order (e.g. clip ids). None: each
+        file's path relative to ``root`` with ``/`` separators
+        (:func:`library_key`), so the same file has the same key whatever the
+        working directory.
+    root : str, os.PathLike or None, default=None
+        The library root the keys are relative to. None: the directory when
+        ``paths`` is a directory, else the deepest folder holding every file
+        (their common parent; a single file's folder).
+    prune : bool, default=False
+        Drop the keys of the store whose source files no longer exist.
+    summary : {"mean", "mean+max"} or None, default=None
+        How the track vector of each clip (the store's ``tracks``) is made;
+        None: the store's setting ("mean" for a new store).
     progress : bool, default=True
         Show a progress bar (tqdm) on stderr with counts, rate and ETA.
+    wait : float, default=0
+        Seconds to wait for another process writing the store before giving up.
 
     Returns
     -------
     summary : BatchSummary
-        Counts of clips extracted, skipped (already done) and failed (with
-        reasons) by this run.
+        How many files were new, changed, unchanged, pruned, failed (with
+        reasons) and not audio.
 
     Raises
     ------
     TypeError, ValueError
-        For bad arguments (duplicate keys, a store made with another model, ...).
+        For bad arguments (duplicate keys, a store made with another model or
+        being written by another process, a file outside ``root``, ...).
     OSError
-        If the store cannot be written (the batch stops: what was stored stays).
+        If the store cannot be written (the batch stops: what was committed stays).
 
     See Also
     --------
     extract : one clip.
-    msk.store.FeatureStore : reading the results (``get``, ``concatenated``, ``failures``).
+    msk.store.FeatureStore : reading the results (``get``, ``tracks``, ``concatenated``).
 
     Notes
     -----
     Features do not depend on ``n_jobs`` or on the scheduler: every clip is
     computed by single-threaded kernels in the same way.
 
+    Each window's start and end are computed from the model's geometry:
+    window i covers ``[i, i + 1) * pool_size * hop_length / sr`` seconds (4.096 s
+    with the defaults); a clip shorter than one window has one window from
+    0 to its duration. The partial window at the end of a clip is dropped,
+    as in the paper.
+
     With a Dask ``scheduler``, the model is sent to every worker once (as its
     ``.npz`` bytes) and loaded once per worker process, cached by its
     fingerprint; the workers read the audio files themselves, so the paths
     must be valid on the workers (a shared file system), and need msk
     installed. Workers return the features to this process, which alone
-    writes the store and its manifest: a store on a network file system then
-    has one writer, and a worker that dies loses no stored work. A file that
-    kills the workers repeatedly is recorded as failed (``KilledWorker``).
+    writes the store. A file that kills the workers repeatedly is recorded as
+    failed (``KilledWorker``).
 
     Examples
     --------
@@ -491,11 +624,12 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     >>> tmp = tempfile.TemporaryDirectory()
     >>> out = os.path.join(tmp.name, "features.zarr")
     >>> summary = msk.extract_many([msk.example_audio()], model=model, store=out,
-    ...                            keys=["example"], progress=False)
-    >>> summary.done, summary.failed
+    ...                            progress=False)
+    >>> summary.new, summary.failed
     (1, {})
-    >>> msk.store.FeatureStore(out, mode="r").get("example").shape
-    (7, 16)
+    >>> store = msk.store.FeatureStore(out, mode="r")
+    >>> store.keys(), store.get("example.mp3").shape
+    (['example.mp3'], (7, 16))
     >>> tmp.cleanup()
     """
     from tqdm.auto import tqdm
@@ -505,17 +639,10 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     rep = _check_representation(representation)
     model = _resolve_model(model, rep)
     info = model_fingerprint(model)
-    if isinstance(store, FeatureStore):
-        if store.mode == "r":
-            raise ValueError(f"`store` {store.path!r} is open read-only; open it with mode='a'.")
-        store.check_model(info)
-    elif isinstance(store, (str, os.PathLike)):
-        store = FeatureStore(store, mode="a", model_info=info)
-    else:
-        raise TypeError(f"`store` must be a FeatureStore or a path; got {type(store).__name__}.")
-    paths = _list_paths(paths)
+    paths, not_audio, default_root = _list_paths(paths)
+    root = default_root if root is None else os.fspath(root)
     if keys is None:
-        keys = list(paths)
+        keys = [library_key(p, root) for p in paths]
     else:
         if isinstance(keys, (str, bytes)):
             raise TypeError("`keys` must be a sequence of str, one per path; got a single string.")
@@ -536,52 +663,79 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         n_jobs = _check_n_jobs(n_jobs)
     else:
         _check_scheduler(scheduler)
-    todo = [(k, p) for k, p in zip(keys, paths) if not store.done(k)]
-    skipped = len(keys) - len(todo)
+    settings = {"root": os.path.abspath(root), "window_hop_seconds": model.pool_size * model.hop_length / model.sr,
+                "last_window": "drop"}
+    if isinstance(store, FeatureStore):
+        if store.mode == "r":
+            raise ValueError(f"`store` {store.path!r} is open read-only; open it with mode='a'.")
+        if summary is not None and summary != store.summary:
+            raise ValueError(f"`summary`={summary!r} differs from the store's {store.summary!r}.")
+        store.check_model(info)
+        own = False
+    elif isinstance(store, (str, os.PathLike)):
+        store = FeatureStore(store, mode="a", model_info=info, summary=summary, settings=settings, wait=wait)
+        own = True
+    else:
+        raise TypeError(f"`store` must be a FeatureStore or a path; got {type(store).__name__}.")
 
     start = time.perf_counter()
-    done, failed = 0, {}
-    bar = tqdm(total=len(keys), initial=skipped, unit="clip", desc="msk extract", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    lock = threading.Lock()
+    try:
+        states = {k: store.compare(k, p) for k, p in zip(keys, paths)}
+        todo = [(k, p) for k, p in zip(keys, paths) if states[k] != "unchanged"]
+        unchanged = len(keys) - len(todo)
+        n_pruned = 0
+        if prune:
+            listed = set(keys)
+            gone = []
+            for k in store.keys() + list(store.failures()):
+                if k in listed:
+                    continue
+                src = store.record(k).get("path") or os.path.join(root, k)
+                if not os.path.exists(src):
+                    gone.append(k)
+            n_pruned = store.prune(gone)
+        counts = {"new": 0, "changed": 0}
+        failed = {}
+        bar = tqdm(total=len(keys), initial=unchanged, unit="clip", desc="msk extract", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
 
-    def record(key, path, X, reason):
-        nonlocal done
-        if reason is None:
-            meta = {"path": os.path.abspath(path), "n_pools": int(X.shape[0])}
-            store.put(key, X, meta=meta, overwrite=store.done(key))
-            with lock:
-                done += 1
-        else:
-            store.fail(key, reason)
-            with lock:
+        def record(key, path, result, reason):
+            if reason is None:
+                store.put(key, result["features"], start=result["start"], end=result["end"],
+                          source=result["source"])
+                counts["changed" if states[key] == "changed" else "new"] += 1
+            else:
+                store.fail(key, reason, source={"path": os.path.abspath(path)})
                 failed[key] = reason
-        with lock:
             bar.update(1)
             if failed:
                 bar.set_postfix(failed=len(failed), refresh=False)
 
-    results = (
-        _run_threads(model, todo, n_jobs) if scheduler is None
-        else _run_dask(model, info["fingerprint"], todo, scheduler)
-    )
-    # Writes (with their fsyncs) run on their own threads so that computing never waits on the disk.
-    n_writers = 4
-    with SingleThreadedBlas(), ThreadPoolExecutor(n_writers, thread_name_prefix="msk-store") as writer:
-        writes = set()
-        try:
-            for item in results:
-                writes.add(writer.submit(record, *item))
-                if len(writes) >= 4 * n_writers:
-                    finished, writes = wait(writes, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        fut.result()  # a store error stops the batch
-            for fut in writes:
-                fut.result()
-        finally:
-            results.close()
-            for fut in writes:
-                fut.cancel()
-            bar.close()
-    return BatchSummary(store=store.path, done=done, skipped=skipped, failed=dict(sorted(failed.items())),
+        results = (
+            _run_threads(model, todo, n_jobs) if scheduler is None
+            else _run_dask(model, info["fingerprint"], todo, scheduler)
+        )
+        # Batches are written on their own thread, so that computing never waits on the disk.
+        with SingleThreadedBlas(), ThreadPoolExecutor(1, thread_name_prefix="msk-store") as writer:
+            writes = set()
+            try:
+                for item in results:
+                    writes.add(writer.submit(record, *item))
+                    if len(writes) >= 64:
+                        finished, writes = _wait_futures(writes, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            fut.result()  # a store error stops the batch
+                for fut in writes:
+                    fut.result()
+                store.flush()
+            finally:
+                results.close()
+                for fut in writes:
+                    fut.cancel()
+                bar.close()
+    finally:
+        if own:
+            store.close()
+    return BatchSummary(store=store.path, new=counts["new"], changed=counts["changed"], unchanged=unchanged,
+                        pruned=n_pruned, failed=dict(sorted(failed.items())), not_audio=not_audio,
                         seconds=time.perf_counter() - start)

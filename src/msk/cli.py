@@ -12,17 +12,21 @@ import os
 import sys
 import warnings
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
-
 EPILOG = {
     "extract": """examples:
   msk extract song.mp3 -o song.npy                       # shipped Laplacian model
+  msk extract song.mp3 -o song.npz --times                # features, start, end (seconds)
   msk extract song.mp3 -o song.npy --representation multiresolution
   msk extract ~/music -o features.zarr --n-jobs 2        # a directory -> a feature store
-  msk extract 'clips/**/*.mp3' -o features.zarr --model mymodel.npz
+  msk extract 'clips/**/*.mp3' -o features.zarr --model mymodel.npz --root clips
+  msk extract ~/music -o features.zarr --prune           # rerun: new/changed files, drop gone ones
   msk extract ~/music -o features.zarr --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
-A store is resumable: run the same command again and finished clips are skipped.
-Files that cannot be read are recorded in the store's manifest and listed on stderr.""",
+The output kind follows its extension: .npy or .npz for one file, .zarr for a feature store.
+Keys are paths relative to --root (default: the directory given, else the common folder of
+the files), so the same file has the same key from any working directory. A rerun skips
+unchanged files, extracts new and changed ones, and resumes a killed run. Files that cannot
+be read are recorded in the store and listed on stderr; files that are not audio are listed
+as skipped.""",
     "fit": """examples:
   msk fit ~/music/*.mp3 -o mymodel.npz
   msk fit --dataset ~/.cache/msk/devcorpus --representation gaussian --width 2 -o gaussian.npz
@@ -54,6 +58,14 @@ column per tag, or one column of class names (single-label; found, or --label-co
     "tag": """examples:
   msk tag song.mp3 other.flac --tagger tagger.npz
   msk tag ~/new-music --tagger tagger.npz --top 3 --json""",
+    "store": """examples:
+  msk store check features.zarr              # read every chunk, verify checksums and the table
+  msk store check --repair features.zarr     # drop damaged table lines, re-queue damaged clips
+  msk store migrate old.zarr new.zarr        # convert a store written by msk 0.1""",
+    "export": """examples:
+  msk export features.zarr -o features.parquet   # needs pyarrow (pip install 'msk[export]')
+  msk export features.zarr -o features.csv
+  msk export features.zarr -o features.npz       # keys, clip_index, start, end, features, tracks""",
     "info": """examples:
   msk info mymodel.npz
   msk info features.zarr""",
@@ -71,8 +83,14 @@ direction).""",
 }
 
 
-def expand_inputs(inputs):
-    """Files, directories (searched recursively for audio) and glob patterns -> sorted paths."""
+def expand_inputs(inputs, not_audio=None):
+    """Files, directories and glob patterns -> sorted paths.
+
+    Directories are read with :func:`msk.audio.audio_files` (audio files,
+    recursively); their other files are appended to ``not_audio`` if given.
+    """
+    from .audio import audio_files
+
     paths = []
     for item in inputs:
         matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
@@ -80,9 +98,10 @@ def expand_inputs(inputs):
             raise FileNotFoundError(f"{item!r} matches no file")
         for m in matches:
             if os.path.isdir(m):
-                for root, _, files in os.walk(m):
-                    paths.extend(os.path.join(root, f) for f in files
-                                 if f.lower().endswith(AUDIO_EXTENSIONS))
+                audio, other = audio_files(m)
+                paths.extend(audio)
+                if not_audio is not None:
+                    not_audio.extend(other)
             elif os.path.exists(m):
                 paths.append(m)
             else:
@@ -150,30 +169,72 @@ def cmd_fit(args):
     return 0
 
 
+def _output_kind(output):
+    ext = os.path.splitext(output.rstrip("/" + os.sep))[1].lower()
+    if ext in (".npy", ".npz"):
+        return ext
+    if ext == ".zarr" or os.path.isfile(os.path.join(output, "zarr.json")):
+        return "store"
+    raise _UsageError(
+        f"-o {output!r}: the output kind follows its extension: .npy or .npz (one audio file) or "
+        ".zarr (a feature store directory)"
+    )
+
+
 def cmd_extract(args):
     import numpy as np
 
     import msk
 
-    model = args.model
-    single = len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and args.output.endswith(".npy")
-    if single:
-        F = msk.extract(args.inputs[0], representation=args.representation, model=model)
-        np.save(args.output, F)
-        _print_json({"input": os.path.abspath(args.inputs[0]), "output": os.path.abspath(args.output),
-                     "shape": list(F.shape), "dtype": str(F.dtype)})
+    kind = _output_kind(args.output)
+    if kind != "store":
+        if len(args.inputs) != 1 or not os.path.isfile(args.inputs[0]):
+            raise _UsageError(f"{kind} output takes one audio file; use a .zarr store for several files")
+        if args.times and kind == ".npy":
+            raise _UsageError("--times needs an .npz output (features, start, end)")
+        import soundfile as sf
+
+        from .batch import default_model, window_times
+
+        model = (msk.MultiscaleFeatures.load(args.model) if args.model
+                 else default_model(args.representation or "laplacian"))
+        F = msk.extract(args.inputs[0], model=model, representation=args.representation)
+        out = {"input": os.path.abspath(args.inputs[0]), "output": os.path.abspath(args.output),
+               "shape": list(F.shape), "dtype": str(F.dtype)}
+        if kind == ".npy":
+            np.save(args.output, F)
+        else:
+            start, end = window_times(model, F.shape[0], sf.info(os.fsencode(args.inputs[0])).duration)
+            arrays = {"features": F, "start": start, "end": end}
+            if args.summary:
+                arrays["track"] = msk.store.track_vector(F, args.summary)
+            np.savez(args.output, **arrays)
+            out["arrays"] = sorted(arrays)
+        _print_json(out)
         return 0
-    if args.output.endswith(".npy"):
-        raise _UsageError("several inputs need a feature store as output (a directory, e.g. features.zarr)")
-    paths = expand_inputs(args.inputs)
+    if len(args.inputs) == 1 and os.path.isdir(args.inputs[0]) and not glob.has_magic(args.inputs[0]):
+        paths = args.inputs[0]
+    else:
+        not_audio = []
+        paths = expand_inputs(args.inputs, not_audio)
+        if not_audio:
+            _log(f"msk extract: {len(not_audio)} file(s) skipped (not audio)")
     if not paths:
         raise RuntimeError("no audio files found in the inputs")
-    summary = msk.extract_many(paths, store=args.output, model=model,
+    summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
                                representation=args.representation, n_jobs=args.n_jobs,
-                               scheduler=args.scheduler, progress=not args.quiet)
+                               scheduler=args.scheduler, prune=args.prune, summary=args.summary,
+                               wait=args.wait, progress=not args.quiet)
     _print_json(summary.as_dict())
+    _log(f"msk extract: {summary}")
+    if summary.not_audio:
+        _log(f"msk extract: {len(summary.not_audio)} file(s) skipped (not audio):")
+        for p in summary.not_audio[:20]:
+            _log(f"  {p}")
+        if len(summary.not_audio) > 20:
+            _log(f"  ... and {len(summary.not_audio) - 20} more")
     if summary.failed:
-        _log(f"msk extract: {len(summary.failed)} file(s) failed (recorded in the store's manifest):")
+        _log(f"msk extract: {len(summary.failed)} file(s) failed (recorded in the store):")
         for key, reason in sorted(summary.failed.items()):
             _log(f"  {key}: {reason}")
         return 1
@@ -199,6 +260,40 @@ def _run_cv(args, *, architectures, external):
         mlp={"n_hidden": args.hidden}, external=external, n_workers=args.workers, n_resamples=args.resamples,
     )
     _print_json(_cv_summary(res, args.output))
+    return 0
+
+
+def cmd_store(args):
+    import msk
+
+    if args.store_command == "check":
+        st = msk.store.FeatureStore(args.store, mode="a" if args.repair else "r")
+        try:
+            report = st.check(repair=args.repair)
+        finally:
+            st.close()
+        _print_json(report)
+        for p in report["problems"]:
+            _log(f"msk store check: {p}")
+        unrepaired = report["problems"] and not args.repair
+        return 1 if unrepaired else 0
+    st = msk.store.migrate(args.old, args.new)
+    _print_json({"old": os.path.abspath(args.old), "new": st.path, "clips": len(st),
+                 "failed": len(st.failures())})
+    return 0
+
+
+def cmd_export(args):
+    import msk
+
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in (".parquet", ".npz", ".csv"):
+        raise _UsageError(f"-o {args.output!r}: the export format follows the extension: .parquet, .npz or .csv")
+    try:
+        n = msk.store.export(args.store, args.output)
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+    _print_json({"store": os.path.abspath(args.store), "output": os.path.abspath(args.output), "rows": n})
     return 0
 
 
@@ -300,11 +395,10 @@ def cmd_info(args):
     path = args.path
     if os.path.isdir(path):
         st = msk.store.FeatureStore(path, mode="r")
-        keys = st.keys()
         _print_json({
-            "store": os.path.abspath(path), "clips": len(keys), "failed": st.failures(),
-            "model": st.model_info,
-            "n_features": None if not keys else int(st.shape(keys[0])[1]),
+            "store": os.path.abspath(path), "clips": len(st), "failed": st.failures(),
+            "model": st.model_info, "n_features": st.n_features, "summary": st.summary,
+            "settings": st.settings, "damage": st.damage,
         })
         return 0
     model = msk.MultiscaleFeatures.load(path)
@@ -357,14 +451,17 @@ def _read_groups(path):
     return groups
 
 
-def _query_key(index, query):
-    """The index key a QUERY names (itself, or a file's path as stored), or None."""
+def _query_key(index, query, store_path):
+    """The index key a QUERY names: itself, or the key of a file the store was extracted from."""
     if query in index:
         return query
     if os.path.exists(query):
-        for candidate in (os.path.normpath(query), os.path.abspath(query), os.path.realpath(query)):
-            if candidate in index:
-                return candidate
+        from msk.store import FeatureStore
+
+        with FeatureStore(store_path, mode="r") as store:
+            key = store.key_of(query)
+        if key is not None and key in index:
+            return key
     return None
 
 
@@ -381,7 +478,7 @@ def cmd_similar(args):
     except ImportError as exc:
         raise RuntimeError(str(exc)) from None
     groups = _read_groups(args.exclude_same) if args.exclude_same else None
-    key = _query_key(index, args.query)
+    key = _query_key(index, args.query, args.store)
     if key is not None:
         keys, scores = index.query(key, args.k, groups=groups)
     elif os.path.isfile(args.query):
@@ -417,14 +514,42 @@ def build_parser():
                                    "resumable feature store (Zarr v3 format).")
     p.add_argument("inputs", nargs="+", help="audio files, directories or glob patterns")
     p.add_argument("-o", "--output", required=True,
-                   help="a .npy file (one input) or a feature store directory")
+                   help="a .npy or .npz file (one input) or a feature store directory (.zarr)")
     p.add_argument("--representation", choices=("laplacian", "gaussian", "multiresolution"),
                    help="which shipped model to use [laplacian]; with --model, a check")
     p.add_argument("--model", help="a model file from `msk fit` instead of the shipped one")
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers [all cores]")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port)")
+    p.add_argument("--root", help="library root the store's keys are relative to "
+                                  "[the directory given, else the files' common folder]")
+    p.add_argument("--prune", action="store_true", help="drop store entries whose files are gone")
+    p.add_argument("--summary", choices=("mean", "mean+max"),
+                   help="track vector of each clip [mean; a store keeps its setting]")
+    p.add_argument("--times", action="store_true",
+                   help="with -o FILE.npz: also write each window's start and end (seconds)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait for another process writing the store [0: refuse at once]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("store", help="check, repair or migrate a feature store", epilog=EPILOG["store"],
+                       formatter_class=fmt, description="Maintenance of feature stores.")
+    ssub = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+    q = ssub.add_parser("check", help="verify checksums and the table; --repair fixes what it can")
+    q.add_argument("store")
+    q.add_argument("--repair", action="store_true",
+                   help="rewrite the table without damaged lines; re-queue clips with damaged chunks")
+    q = ssub.add_parser("migrate", help="convert a store written by msk 0.1")
+    q.add_argument("old")
+    q.add_argument("new")
+    p.set_defaults(func=cmd_store)
+
+    p = sub.add_parser("export", help="write a store's features to Parquet, npz or CSV",
+                       epilog=EPILOG["export"], formatter_class=fmt,
+                       description="One row per window with the clip's key and the window's start and end.")
+    p.add_argument("store")
+    p.add_argument("-o", "--output", required=True, help="features.parquet, .npz or .csv")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("fit", help="learn a feature model from audio", epilog=EPILOG["fit"],
                        formatter_class=fmt,

@@ -2,7 +2,7 @@
 
 MagnaTagATune (MTAT; Law et al. 2009) is the tagging dataset of the paper.
 It cannot be redistributed, so msk reads a copy the user already has, in its
-original layout (SPEC.md section 5)::
+original layout::
 
     root/
         annotations_final.csv    tab-separated, every field in double quotes:

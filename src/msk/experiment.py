@@ -862,12 +862,9 @@ def _external_for(ctx, arch):
         raise ValueError(f"external features {arch.name!r}: cannot open the feature store {path!r}: {exc}") from None
     keys = store.keys()
     failed = len(store.failures())
-    # the store's identity: its model description and its manifest, which logs every write with its
-    # time (a rewritten store invalidates the cached results)
-    import hashlib
-
-    with open(os.path.join(path, "_state", "manifest.jsonl"), "rb") as f:
-        manifest = hashlib.sha256(f.read()).hexdigest()
+    # the store's identity: its model description and the digest of its table, which records every
+    # write with its time (a rewritten store invalidates the cached results)
+    manifest = store.digest()
     _write_json(os.path.join(d, "extractor.json"),
                 {"kind": "external", "store": path, "model": store.model_info, "clips": len(keys),
                  "failed": failed, "manifest_sha256": manifest})

@@ -122,6 +122,16 @@ class _Samples:
         return out
 
 
+def _same_param(a, b):
+    """Whether two parameter values are equal (tuples and lists alike, arrays element-wise)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_param(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return a is b
+
+
 class MultiscaleFeatures(BaseEstimator):
     """Multiscale features of music audio (Dieleman & Schrauwen 2013).
 
@@ -269,6 +279,50 @@ class MultiscaleFeatures(BaseEstimator):
         self.random_state = random_state
 
     # -- parameters and representations ------------------------------------------------------
+
+    # Parameters that only steer fitting; every other one defines the fitted arrays or the output.
+    _FIT_ONLY_PARAMS = ("n_samples", "max_iter", "random_state")
+
+    def set_params(self, **params):
+        """Set parameters; on a fitted model, refuse those that fitting has fixed.
+
+        A fitted model's dictionaries, whitening and pooling were computed
+        with its parameters, so changing ``pool_size``, ``levels``, ``n_clusters``,
+        ... afterwards would make ``transform`` and a saved copy disagree.
+        Only ``n_samples``, ``max_iter`` and ``random_state`` (which act in
+        ``fit`` alone) may change; setting a parameter to its current value
+        is always allowed.
+
+        Parameters
+        ----------
+        **params
+            Estimator parameters.
+
+        Returns
+        -------
+        self : MultiscaleFeatures
+
+        Raises
+        ------
+        ValueError
+            If the model is fitted and a parameter other than the fit-only
+            ones would change; the message names them. Refit (``fit``) a
+            clone with the new parameters instead.
+        """
+        if hasattr(self, "pca_"):
+            current = self.get_params(deep=False)
+            fixed = sorted(
+                k for k, v in params.items()
+                if k in current and k not in self._FIT_ONLY_PARAMS and not _same_param(current[k], v)
+            )
+            if fixed:
+                raise ValueError(
+                    f"cannot change {', '.join(map(repr, fixed))} of a fitted MultiscaleFeatures: the "
+                    "fitted arrays depend on them. Fit a new model, e.g. "
+                    "sklearn.base.clone(model).set_params(...).fit(clips)."
+                )
+        return super().set_params(**params)
+
 
     def _check_params(self):
         check_option("representation", self.representation, REPRESENTATIONS)

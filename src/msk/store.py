@@ -1,70 +1,73 @@
-"""On-disk feature store: one array of pooled features per clip, crash-safe and resumable.
+"""The feature store: the window features of a music library as one Zarr dataset.
 
 A :class:`FeatureStore` is a directory in the `Zarr version 3
-<https://zarr-specs.readthedocs.io/en/latest/v3/core/index.html>`_ format, so any
-Zarr reader (zarr-python >= 3, xarray, zarr.js, tensorstore) reads it without msk::
+<https://zarr-specs.readthedocs.io/en/latest/v3/core/index.html>`_ format,
+written with zarr-python. Without msk it opens as one dataset with
+``xarray.open_zarr(path)``, array by array with ``dask.array.from_zarr(path,
+component="windows")``, and with plain ``zarr.open_group(path, mode="r")``::
 
     features.zarr/
-        zarr.json                 root group; attributes["msk"] = format, version, model
-        clips/zarr.json           group of the entries
-        clips/<name>/zarr.json    one array per clip: shape (n_pools, n_features),
-                                  attributes {"key": ..., "meta": {...}}
-        clips/<name>/c/0/0        its one chunk: raw little-endian values, C order
-        _state/zarr.json          group holding msk's bookkeeping:
-        _state/manifest.jsonl     append-only log, one JSON object per line
-        _state/tmp/               entries being written
+        zarr.json          root group: attributes["msk"] (format, version, msk version,
+                           model fingerprint, extraction settings) and the consolidated
+                           metadata of every array (as of the last commit)
+        windows/           (window, feature)        float32  every clip's window features
+        clip_index/        (window,)                int64    the clip of each window row
+        start/, end/       (window,)                float64  seconds covered by each row
+        tracks/            (clip, track_feature)    float32  one vector per clip (the summary)
+        clip/              (clip,)                  str      the key of each clip
+        path/              (clip,)                  str      the source file
+        size/, mtime/      (clip,)                  int64    its bytes and mtime (ns)
+        hash/              (clip,)                  str      SHA-256 of its content
+        duration/          (clip,)                  float64  seconds
+        n_windows/, offset/ (clip,)                 int64    its rows of ``windows``
+        status/            (clip,)                  str      ok, failed, replaced, pruned
+        reason/            (clip,)                  str      why it failed
+        clip/msk-table.jsonl   msk's commit log (the truth; see below)
+        clip/msk-writer.lock   the writer's lock
 
-(Zarr readers list ``clips`` and ``_state`` as the root's groups; listing the
-members of ``_state`` itself warns that ``manifest.jsonl`` is not a Zarr node.)
+Every array uses the ``crc32c`` codec, so a flipped bit in a chunk is an
+error on reading, not a silent change. ``windows`` is sharded along rows
+(shards of about 16 MB holding chunks of about 1 MB), so a store has a few
+files per batch of clips, not per clip, and reading one clip reads about
+1 MB. ``xarray`` sees the dimensions ``window``, ``feature``, ``clip`` and
+``track_feature``; ``clip`` is indexed by the keys, ``clip_index`` maps
+rows to clips. A clip whose status is not ``"ok"`` (a failure, a file
+re-extracted since, or one pruned) keeps its place in the ``clip``
+dimension: select ``status == "ok"``.
 
-Why Zarr, written by msk itself
--------------------------------
-A directory per entry makes every write atomic without a journal: an entry is
-written completely in a temporary directory, its files are flushed to disk, and the
-directory is renamed from ``_state/tmp/`` into ``clips/`` in one ``os.rename``. A process killed at
-any moment leaves either no entry or a complete one, and concurrent writers
-(threads or processes) never touch the same file. An HDF5 file, by contrast, is
-one file that a crash in the middle of a write can leave unreadable, and h5py
-serialises all threads on one lock. The format is simple enough (a JSON header
-and one raw chunk, no compression) that msk writes and reads it with the
-standard library and NumPy: zarr-python is not a dependency (it is the test
-oracle), and writing an entry costs a few hundred microseconds instead of the
-~3 ms of zarr-python's asynchronous machinery, which would be a third of the
-extraction time of a 30 s clip. Features are not compressed: pooled float32
-codes compress by a few percent only.
+Commits, crashes and concurrent writers
+---------------------------------------
+Clips are buffered and written in batches. A batch is appended to the
+arrays (rows after the last committed row, each chunk written to a
+temporary file and renamed), flushed to disk (``durable=True``), and then
+committed by appending one JSON line per clip to ``clip/msk-table.jsonl``
+in a single ``write`` (then ``fsync``). Each line names the clip's rows
+(``offset``, ``n_windows``) and carries a CRC-32 of its own text. The table
+is the truth: rows that no line references (a batch killed before its
+commit) are ignored and overwritten by the next batch, so a run killed at
+any moment loses only its batch in flight. Finally the root ``zarr.json``
+is rewritten (one atomic rename) with the consolidated metadata of the
+committed arrays, which is what xarray and zarr read.
 
-Keys and entry names
---------------------
-A key is any non-empty string (a clip id, a path). Its entry name under
-``clips/`` is the key percent-encoded as UTF-8, keeping ``A-Z a-z 0-9 - _ .``
-and encoding everything else (``/`` becomes ``%2F``, ``%`` becomes ``%25``, a
-space ``%20``); a leading ``.`` or ``_`` is encoded too, so that no name is
-hidden, ``.``/``..`` or reserved by Zarr (``__``). A name longer than 200
-characters is cut to 160 and followed by ``~`` and 32 hex digits of the key's
-SHA-256 (``~`` never occurs otherwise, since it is encoded as ``%7E``). The
-exact key is stored in the entry's attributes and checked when it is read, so
-two keys that map to one name on a case-insensitive file system are detected
-instead of mixed up. :func:`entry_name` gives the name of a key.
+A line that fails its CRC (or is not a record) is skipped with a warning
+naming it; the store stays readable, the clip it described is extracted
+again by the next run, and :meth:`FeatureStore.check` (``msk store check
+--repair``) rewrites the table without it. An unterminated last line (a
+write in flight, or one a crash cut) is ignored by readers and cut off by
+the next writer. One process writes a store at a time: a
+writer holds an exclusive lock (``flock``) on ``clip/msk-writer.lock``,
+which records its host and pid; a second writer is refused with a message
+naming them (or waits, with ``wait=``). The lock of a process that died is
+released by the operating system and taken over. Readers need no lock.
 
-Manifest and status
--------------------
-``_state/manifest.jsonl`` records every outcome, one JSON object per line, written
-with a single ``write`` on a file opened in append mode and then ``fsync``-ed:
-``{"key": ..., "status": "done", "shape": [n, f], "dtype": "float32", "time": ...}``
-or ``{"key": ..., "status": "failed", "reason": "...", "time": ...}``. The
-directory is the truth for what is done: a key is done when its entry exists
-(entries are complete by construction). A key is failed when its last manifest
-record says so and it is not done. On opening for writing, entries that a crash
-left without a manifest record are recorded, a torn last line is cut off, and
-the temporary directories of dead writers on this host are removed.
-
-The model
----------
-A store records the model its features came from (:func:`model_fingerprint`:
-the class, every parameter, the output width and a SHA-256 of the fitted
-arrays). Opening an existing store with another model's ``model_info`` raises
-a ``ValueError`` naming the store, so that features of two models are never
-mixed in one store.
+Keys
+----
+A key is a non-empty ``str``. :func:`msk.extract_many` uses the file's
+path relative to the library root, with ``/`` separators. File names that
+are not valid UTF-8 are kept exactly as Python represents them
+(``os.fsdecode``, lone surrogates): the table's JSON escapes them, and the
+``clip`` and ``path`` arrays, which must hold UTF-8, show such bytes as
+``\\xNN``.
 """
 
 import contextlib
@@ -72,11 +75,12 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import threading
-import uuid
+import time
+import warnings
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -84,25 +88,36 @@ import numpy as np
 from . import _persist
 from ._persist import msk_version
 
-__all__ = ["FeatureStore", "entry_name", "model_fingerprint"]
+__all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
 _FORMAT = "msk.FeatureStore"
-_FORMAT_VERSION = 1
-_ENTRIES = "clips"
-_STATE = "_state"
-_MANIFEST = os.path.join(_STATE, "manifest.jsonl")
-_TMP = os.path.join(_STATE, "tmp")
-_CHUNK = ("c", "0", "0")
-_MAX_NAME = 200
-_CUT_NAME = 160
-_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
-_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+_FORMAT_VERSION = 2
+_TABLE = os.path.join("clip", "msk-table.jsonl")
+_LOCK = os.path.join("clip", "msk-writer.lock")
 _MODES = ("r", "a", "w")
+_SUMMARIES = ("mean", "mean+max")
+_STATUS = ("ok", "failed", "replaced", "pruned")
+# Per-clip arrays: name -> (numpy dtype, fill value).
+_CLIP_ARRAYS = {
+    "clip": (str, ""), "path": (str, ""), "size": (np.int64, -1), "mtime": (np.int64, -1),
+    "hash": (str, ""), "duration": (np.float64, np.nan), "n_windows": (np.int64, 0),
+    "offset": (np.int64, 0), "status": (str, ""), "reason": (str, ""),
+}
+_WINDOW_ARRAYS = {"clip_index": (np.int64, -1), "start": (np.float64, np.nan), "end": (np.float64, np.nan)}
+_CLIP_CHUNK = 16384
+_ROW_CHUNK = 65536
+_CHUNK_BYTES = 1 << 20
+_CHUNKS_PER_SHARD = 16
+_DEFAULT_BATCH = 256
+_BATCH_BYTES = 64 << 20
 
 
-# =====================================================================================
-# Key escaping
-# =====================================================================================
+def _msk_version():
+    return msk_version()
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_key(key):
@@ -113,57 +128,31 @@ def _check_key(key):
     return key
 
 
-def entry_name(key):
-    """The directory name of ``key``'s entry under ``clips/`` (see the module notes).
-
-    Parameters
-    ----------
-    key : str
-        A non-empty key.
-
-    Returns
-    -------
-    name : str
-        The percent-encoded key, cut and suffixed with a hash when longer than
-        200 characters.
-
-    Examples
-    --------
-    >>> from msk.store import entry_name
-    >>> entry_name("music/a b.mp3")
-    'music%2Fa%20b.mp3'
-    >>> entry_name(".hidden")
-    '%2Ehidden'
-    """
-    _check_key(key)
-    out = []
-    for i, byte in enumerate(key.encode("utf-8")):
-        if byte in _SAFE and not (i == 0 and byte in b"._"):
-            out.append(chr(byte))
-        else:
-            out.append(f"%{byte:02X}")
-    name = "".join(out)
-    if len(name) > _MAX_NAME:
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-        name = f"{name[:_CUT_NAME]}~{digest}"
-    return name
-
-
-def _unescape(name):
-    """The key of an entry name, or None if the name was cut (the key is in its attributes)."""
-    if "~" in name:
-        return None
+def _text(s):
+    """``s`` as valid UTF-8 text: undecodable bytes (lone surrogates) shown as ``\\xNN``."""
     try:
-        return re.sub(
-            rb"%([0-9A-F]{2})", lambda m: bytes([int(m[1], 16)]), name.encode("ascii")
-        ).decode("utf-8")
-    except (UnicodeDecodeError, UnicodeEncodeError):
-        return None
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # =====================================================================================
 # Model fingerprints
 # =====================================================================================
+
+
+def _jsonable(value):
+    """A JSON-compatible copy of a parameter value (tuples become lists)."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return None  # e.g. a RandomState object: not part of what the model computes
 
 
 def model_fingerprint(model):
@@ -194,9 +183,6 @@ def model_fingerprint(model):
     >>> info["n_features"], len(info["fingerprint"])
     (16, 64)
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(model, "pca_")
     return _persist.model_fingerprint(model)
 
 
@@ -228,7 +214,8 @@ def _describe(info):
         rep = params.get("representation")
         k = params.get("n_clusters", params.get("n_means"))
         what = f"{rep}, K={k}, " if rep is not None else ""
-        return f"{info.get('class', 'model')} ({what}{info.get('n_features')} features, fingerprint {info['fingerprint'][:12]})"
+        return (f"{info.get('class', 'model')} ({what}{info.get('n_features')} features, "
+                f"fingerprint {info['fingerprint'][:12]})")
     return json.dumps(info, sort_keys=True)[:200]
 
 
@@ -237,62 +224,90 @@ def _describe(info):
 # =====================================================================================
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_file(path, data, *, durable):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data).cast("B")
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path):
+def _fsync_path(path, directory=False):
     with contextlib.suppress(OSError):  # some file systems refuse to fsync directories
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory and hasattr(os, "O_DIRECTORY") else 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
 
 
-def _dump(obj):
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+def file_hash(path):
+    """SHA-256 (hex) of a file's content, read in blocks of 1 MiB.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    digest : str
+        64 hex digits.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _group_json(attributes):
-    return _dump({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+def _line(record):
+    """One table line: the record's canonical JSON with its CRC-32."""
+    body = json.dumps(record, sort_keys=True, ensure_ascii=True, allow_nan=True)
+    crc = zlib.crc32(body.encode("ascii"))
+    return f'{{"crc": {crc}, "record": {body}}}\n'.encode("ascii")
 
 
-def _array_json(shape, dtype, attributes):
-    return _dump({
-        "zarr_format": 3,
-        "node_type": "array",
-        "shape": list(shape),
-        "data_type": dtype,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shape)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0.0,
-        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-        "dimension_names": ["pool", "feature"],
-        "attributes": attributes,
-    })
+def _parse_line(raw):
+    obj = json.loads(raw.decode("ascii"))
+    if not isinstance(obj, dict) or set(obj) != {"crc", "record"}:
+        raise ValueError("not a table line")
+    body = json.dumps(obj["record"], sort_keys=True, ensure_ascii=True, allow_nan=True)
+    if zlib.crc32(body.encode("ascii")) != obj["crc"]:
+        raise ValueError("CRC mismatch")
+    rec = obj["record"]
+    if not isinstance(rec.get("key"), str) or not rec["key"] or rec.get("status") not in ("ok", "failed", "pruned"):
+        raise ValueError("not a clip record")
+    if rec["status"] != "pruned":
+        for name in ("clip", "offset", "n_windows"):
+            if not isinstance(rec.get(name), int) or rec[name] < 0:
+                raise ValueError(f"bad {name!r}")
+    return rec
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Lock:
+    """An exclusive writer lock on a file: flock, with the holder's host and pid written in it."""
+
+    def __init__(self, path, store, wait):
+        import fcntl
+
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+                    os.close(self.fd)
+                    raise ValueError(
+                        f"feature store {store!r} is being written by {holder}; one process writes a "
+                        "store at a time. Wait for it to finish (or pass wait=SECONDS, "
+                        "`msk extract --wait`), or write to another store."
+                    ) from None
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        info = f"host {socket.gethostname()} pid {os.getpid()} since {_now()}".encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, info, 0)
+
+    def release(self):
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
 
 
 # =====================================================================================
@@ -301,64 +316,60 @@ def _pid_alive(pid):
 
 
 class FeatureStore:
-    """A directory of per-clip feature arrays in Zarr v3 format, with a manifest.
+    """The window features of many clips in one Zarr dataset, written in batches.
 
-    Each entry is one clip's features, an array of shape
-    ``(n_pools, n_features)`` stored under a string key (a clip id or a path),
-    with a small JSON-serialisable metadata dict. Writes are atomic (an entry is
-    either absent or complete, whatever kills the writer), outcomes are logged
-    in an append-only manifest that survives crashes, failures are kept with
-    their reasons, and the store refuses features of a model other than the one
-    it was made with. See the module notes for the layout.
+    See the module notes for the layout, the commit protocol and how to read
+    a store without msk.
 
     Parameters
     ----------
     path : str or os.PathLike
         The store directory (conventionally ending in ``.zarr``).
     mode : {"a", "r", "w"}, default="a"
-        "a": open for reading and writing, creating the store if it does not
-        exist; "r": read only (the store must exist); "w": create, deleting an
-        existing store at ``path`` first (only an msk store or an empty
-        directory is ever deleted).
+        "a": read and write, creating the store if it does not exist; "r":
+        read only (the store must exist); "w": create, deleting an existing
+        msk store (or an empty directory) at ``path`` first.
     model_info : MultiscaleFeatures, mapping or None, default=None
         The model the features come from (a fitted model, whose
         :func:`model_fingerprint` is taken, or such a dict). A new store
-        records it; an existing store made with another model raises
-        ``ValueError``. None skips the check (for reading).
+        records it; a store made with another model raises ``ValueError``.
+    summary : {"mean", "mean+max"} or None, default=None
+        How a clip's track vector (the ``tracks`` array) is made from its
+        windows: their mean, or their mean followed by their maximum. None:
+        the store's setting ("mean" for a new store).
+    settings : mapping or None, default=None
+        Extraction settings recorded in the store's attributes (e.g. the
+        library root); merged into what is recorded.
     durable : bool, default=True
-        Flush every entry's files and its manifest line to disk (``fsync``)
-        before :meth:`put` returns, so that after a power failure an entry is
-        complete or absent (not only after a killed process, which needs no
-        flushing). It costs a few milliseconds of waiting per entry (not CPU
-        time); False skips it.
+        Flush each batch's chunks and table lines to disk (``fsync``) before
+        the commit, so that a power failure, not only a killed process, loses
+        at most the batch in flight.
+    batch_size : int, default=256
+        Clips buffered before a batch is written (also written when the
+        buffered features reach 64 MB, on :meth:`flush`, on :meth:`close` and
+        before any read).
+    wait : float, default=0
+        Seconds to wait for another writer's lock before refusing.
 
     Attributes
     ----------
     path : str
-        The store directory.
+        The store directory (absolute).
     mode : str
-        The mode it was opened in.
     model_info : dict or None
         The model recorded in the store.
+    damage : list of str
+        Problems found when opening (corrupt or torn table lines); see
+        :meth:`check`.
 
     Raises
     ------
     FileNotFoundError
         If ``mode="r"`` and there is no store at ``path``.
     ValueError
-        If ``path`` is not an msk feature store (or, for "w", is a non-empty
-        directory that is not one), has another format version, or was made
-        with another model than ``model_info``.
-
-    Notes
-    -----
-    Any number of threads may write to one ``FeatureStore`` object, and
-    several processes on one machine may write to one store directory (each
-    entry and each manifest line is written by one system call). A process
-    sees entries added by others through :meth:`done`, ``in`` and
-    :meth:`get` at once, and in :meth:`keys` after :meth:`refresh`. On a
-    network file system, let one process write (as
-    :func:`msk.extract_many` does with a Dask cluster).
+        If ``path`` is not an msk feature store, was written by msk 0.1 (the
+        message says how to convert it), was made with another model, or is
+        being written by another process.
 
     Examples
     --------
@@ -366,55 +377,80 @@ class FeatureStore:
     >>> from msk.store import FeatureStore
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path = os.path.join(tmp.name, "features.zarr")
-    >>> store = FeatureStore(path, mode="w")
-    >>> store.put("clip-1", np.ones((3, 4), np.float32), meta={"sr": 16000})
-    >>> store.fail("clip-2", "could not be decoded")
-    >>> len(store), "clip-1" in store, store.failures()
-    (1, True, {'clip-2': 'could not be decoded'})
-    >>> X, clip_index = store.concatenated(["clip-1"])
-    >>> X.shape, clip_index.tolist()
-    ((3, 4), [0, 0, 0])
+    >>> with FeatureStore(path, mode="w") as store:
+    ...     store.put("a.wav", np.ones((3, 4), np.float32), start=[0, 4, 8], end=[4, 8, 12])
+    ...     store.fail("b.wav", "could not be decoded")
+    >>> store = FeatureStore(path, mode="r")
+    >>> store.keys(), store.failures()
+    (['a.wav'], {'b.wav': 'could not be decoded'})
+    >>> store.get("a.wav").shape, store.times("a.wav")[1].tolist()
+    ((3, 4), [4.0, 8.0, 12.0])
+    >>> import xarray as xr
+    >>> ds = xr.open_zarr(path)
+    >>> dict(ds.windows.sizes)
+    {'window': 3, 'feature': 4}
     >>> tmp.cleanup()
     """
 
-    def __init__(self, path, *, mode="a", model_info=None, durable=True):
+    def __init__(self, path, *, mode="a", model_info=None, summary=None, settings=None, durable=True,
+                 batch_size=_DEFAULT_BATCH, wait=0.0):
+        from ._validation import check_int
+
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"`path` must be a str or os.PathLike; got {type(path).__name__}.")
         if mode not in _MODES:
             raise ValueError(f"`mode` must be one of 'a', 'r' or 'w'; got {mode!r}.")
+        if summary is not None and summary not in _SUMMARIES:
+            raise ValueError(f"`summary` must be one of 'mean' or 'mean+max'; got {summary!r}.")
+        self.batch_size = check_int("batch_size", batch_size, low=1)
         self.path = os.path.abspath(os.fspath(path))
         self.mode = mode
         self.durable = bool(durable)
-        self._lock = threading.Lock()
-        self._names = {}  # key -> entry name, done entries
-        self._shapes = {}  # key -> (n_pools, n_features) when known
-        self._failed = {}  # key -> reason
-        self._n_features = None
+        self.damage = []
+        self._lock = threading.RLock()
+        self._writer_lock = None
+        self._arrays = {}
+        self._pending = []
+        self._pending_bytes = 0
         info = _as_model_info(model_info)
-        exists = os.path.exists(os.path.join(self.path, "zarr.json"))
         if mode == "w":
             self._remove_existing()
-            exists = False
+        exists = os.path.exists(os.path.join(self.path, "zarr.json"))
         if not exists:
             if mode == "r":
                 raise FileNotFoundError(f"{self.path!r}: no feature store here.")
+            if os.path.exists(self.path) and not os.path.isdir(self.path):
+                raise ValueError(f"{self.path!r} exists and is not a directory.")
             if os.path.isdir(self.path) and os.listdir(self.path):
                 raise ValueError(
                     f"{self.path!r} is a non-empty directory that is not an msk feature store; "
                     "give a new or empty directory."
                 )
-            if os.path.exists(self.path) and not os.path.isdir(self.path):
-                raise ValueError(f"{self.path!r} exists and is not a directory.")
-            self._create(info)
-        header = self._read_header()
-        self.model_info = header.get("model")
-        self._scan()
-        if info is not None:
-            self._check_model(info)
+            self._create_atomically(info, summary or "mean", settings)
+        self._attrs = self._read_attrs()
         if mode != "r":
-            self._clean_tmp()
+            from ._validation import check_float
 
-    # -- opening -----------------------------------------------------------------------------
+            wait = check_float("wait", wait, low=0.0)
+            self._writer_lock = _Lock(os.path.join(self.path, _LOCK), self.path, wait)
+        try:
+            self._load_table()
+            if summary is not None and summary != self._attrs["summary"]:
+                raise ValueError(
+                    f"feature store {self.path!r} holds track vectors made with summary="
+                    f"{self._attrs['summary']!r}; got summary={summary!r}. Use another store."
+                )
+            if info is not None:
+                self._check_model(info)
+            if mode != "r":
+                if settings:
+                    self._set_attrs(settings=dict(self._attrs.get("settings", {}), **_jsonable(dict(settings))))
+                self._truncate_uncommitted()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- creating and opening -----------------------------------------------------------------
 
     def _remove_existing(self):
         if not os.path.exists(self.path):
@@ -423,51 +459,143 @@ class FeatureStore:
             raise ValueError(f"{self.path!r} exists and is not a directory; not overwriting it.")
         if os.listdir(self.path):
             try:
-                self._read_header()
-            except ValueError:
+                with open(os.path.join(self.path, "zarr.json"), "rb") as f:
+                    fmt = json.loads(f.read())["attributes"]["msk"]["format"]
+            except (OSError, ValueError, KeyError, TypeError):
+                fmt = None
+            if fmt != _FORMAT:
                 raise ValueError(
                     f"{self.path!r} is a non-empty directory that is not an msk feature store; "
                     "mode='w' refuses to delete it."
-                ) from None
+                )
+            if os.path.exists(os.path.join(self.path, _LOCK)):  # never delete a store being written
+                _Lock(os.path.join(self.path, _LOCK), self.path, 0.0).release()
         shutil.rmtree(self.path)
 
-    def _create(self, info):
-        os.makedirs(os.path.join(self.path, _ENTRIES), exist_ok=True)
-        os.makedirs(os.path.join(self.path, _TMP), exist_ok=True)
-        for group in (_ENTRIES, _STATE, _TMP):
-            _write_file(os.path.join(self.path, group, "zarr.json"), _group_json({}), durable=self.durable)
-        header = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": msk_version(),
-            "created": _now(), "model": info,
-        }
-        self._write_header(header)
-        with open(os.path.join(self.path, _MANIFEST), "ab"):
-            pass
-
-    def _write_header(self, header):
-        tmp = os.path.join(self.path, f".zarr.json.{uuid.uuid4().hex}")
-        _write_file(tmp, _group_json({"msk": header}), durable=self.durable)
-        os.replace(tmp, os.path.join(self.path, "zarr.json"))
+    def _create_atomically(self, info, summary, settings):
+        """Build the new store beside ``path`` and rename it into place (one creator wins)."""
+        final = self.path
+        tmp = f"{final}.creating-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        parent = os.path.dirname(final)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.path = tmp
+        try:
+            self._create(info, summary, settings)
+        finally:
+            self.path = final
+        try:
+            os.rename(tmp, final)  # fails if another process created a store there meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.exists(os.path.join(final, "zarr.json")):
+                raise
         if self.durable:
-            _fsync_dir(self.path)
+            _fsync_path(parent or ".", directory=True)
 
-    def _read_header(self):
+    def _create(self, info, summary, settings):
+        import zarr
+        from zarr.codecs import Crc32cCodec
+
+        root = zarr.open_group(self.path, mode="w", zarr_format=3)
+        root.attrs["msk"] = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "created": _now(), "model": info, "summary": summary,
+            "settings": _jsonable(dict(settings or {})),
+            "description": "window features of audio clips; see the msk documentation (msk.store)",
+        }
+        for name, (dtype, fill) in _CLIP_ARRAYS.items():
+            root.create_array(name, shape=(0,), chunks=(_CLIP_CHUNK,), dtype=dtype, fill_value=fill,
+                              compressors=[Crc32cCodec()], dimension_names=["clip"])
+        for name, (dtype, fill) in _WINDOW_ARRAYS.items():
+            root.create_array(name, shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
+                              compressors=[Crc32cCodec()], dimension_names=["window"])
+        with open(os.path.join(self.path, _TABLE), "ab"):
+            pass
+        if info is not None and "n_features" in info:
+            self._create_matrices(int(info["n_features"]), summary)
+        self._consolidate()
+
+    def _create_matrices(self, n_features, summary):
+        """Create ``windows`` and ``tracks`` once the width is known."""
+        import zarr
+        from zarr.codecs import Crc32cCodec
+
+        root = zarr.open_group(self.path, mode="r+", use_consolidated=False)
+        rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
+        root.create_array("windows", shape=(0, n_features), chunks=(rows, n_features),
+                          shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
+                          compressors=[Crc32cCodec()], dimension_names=["window", "feature"])
+        width = n_features * (2 if summary == "mean+max" else 1)
+        root.create_array("tracks", shape=(0, width), chunks=(max(16, rows // 2), width),
+                          shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width),
+                          dtype="float32", fill_value=float("nan"),
+                          compressors=[Crc32cCodec()], dimension_names=["clip", "track_feature"])
+        attrs = dict(self._read_attrs(check=False), n_features=n_features)
+        root.attrs["msk"] = attrs
+        self._attrs = attrs
+        self._arrays.clear()
+
+    def _read_attrs(self, check=True):
         root = os.path.join(self.path, "zarr.json")
         try:
             with open(root, "rb") as f:
-                header = json.loads(f.read().decode("utf-8"))["attributes"]["msk"]
+                attrs = json.loads(f.read().decode("utf-8"))["attributes"]["msk"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path!r} is not an msk feature store ({exc}).") from None
-        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        if not isinstance(attrs, dict) or attrs.get("format") != _FORMAT:
             raise ValueError(f"{self.path!r} is not an msk feature store.")
-        if header.get("format_version") != _FORMAT_VERSION:
+        if check and attrs.get("format_version") == 1:
             raise ValueError(
-                f"{self.path!r} has feature store format version {header.get('format_version')!r}; "
-                f"this msk ({msk_version()}) reads version {_FORMAT_VERSION}."
+                f"{self.path!r} is a feature store written by msk 0.1 (one array per clip), which this "
+                f"msk ({_msk_version()}) does not read. Convert it with `msk store migrate "
+                f"{self.path} NEW.zarr` (msk.store.migrate), or extract the audio again into a new store."
             )
-        if not os.path.isdir(os.path.join(self.path, _ENTRIES)):
-            raise ValueError(f"{self.path!r} is an msk feature store without its '{_ENTRIES}' directory.")
-        return header
+        if check and attrs.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{self.path!r} has feature store format version {attrs.get('format_version')!r}; "
+                f"this msk ({_msk_version()}) reads version {_FORMAT_VERSION}."
+            )
+        return attrs
+
+    def _set_attrs(self, **changes):
+        import zarr
+
+        attrs = dict(self._read_attrs(check=False), **changes)
+        zarr.open_group(self.path, mode="r+", use_consolidated=False).attrs["msk"] = attrs
+        self._attrs = attrs
+        self._consolidate()
+
+    def _consolidate(self):
+        import zarr
+
+        with warnings.catch_warnings():
+            # zarr-python warns that consolidated metadata is not in the Zarr v3 specification
+            # yet; readers that ignore it see the same arrays through their own metadata.
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(self.path)
+        if self.durable:
+            _fsync_path(os.path.join(self.path, "zarr.json"))
+
+    @property
+    def model_info(self):
+        return self._attrs.get("model")
+
+    @property
+    def summary(self):
+        """How the track vectors are made: "mean" or "mean+max"."""
+        return self._attrs["summary"]
+
+    @property
+    def settings(self):
+        """The extraction settings recorded in the store (a dict)."""
+        return dict(self._attrs.get("settings", {}))
+
+    @property
+    def n_features(self):
+        """Columns of ``windows`` (None before the first clip of a store without a model)."""
+        return self._attrs.get("n_features")
 
     def check_model(self, model_info):
         """Record the store's model if it has none, else check that ``model_info`` is it.
@@ -481,7 +609,7 @@ class FeatureStore:
         ------
         ValueError
             If the store was made with another model (the message names the
-            store and both models), or holds entries of an unrecorded model.
+            store and both models), or holds clips of an unrecorded model.
         """
         info = _as_model_info(model_info)
         if info is None:
@@ -491,262 +619,527 @@ class FeatureStore:
     def _check_model(self, info):
         recorded = self.model_info
         if recorded is None:
-            if self._names:
+            if self._live:
                 raise ValueError(
-                    f"feature store {self.path!r} holds {len(self._names)} entries of an unrecorded "
+                    f"feature store {self.path!r} holds {len(self._live)} clips of an unrecorded "
                     f"model; refusing to add features of {_describe(info)}. Use a new store."
                 )
             if self.mode == "r":
                 return
-            header = self._read_header()
-            header["model"] = info
-            self._write_header(header)
-            self.model_info = info
+            self._set_attrs(model=info)
+            if "n_features" in info and self.n_features is None:
+                self._create_matrices(int(info["n_features"]), self.summary)
+                self._consolidate()
         elif not _same_model(recorded, info):
             raise ValueError(
                 f"feature store {self.path!r} holds features of {_describe(recorded)}; refusing to "
                 f"mix in features of {_describe(info)}. Use another store, or mode='w' to replace it."
             )
-        if "n_features" in info:
-            self._n_features = int(info["n_features"])
 
-    def _read_manifest(self):
-        """Manifest records, and the byte length of its complete lines."""
-        path = os.path.join(self.path, _MANIFEST)
+    # -- the table ----------------------------------------------------------------------------
+
+    def _load_table(self):
+        """Read the commit log: the live record of each key, and the committed extents."""
+        path = os.path.join(self.path, _TABLE)
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            return [], 0
-        records, good = [], 0
+            data = b""
+            self.damage.append(f"{_TABLE} is missing")
+        live, failed, superseded, by_clip = {}, {}, [], {}
+        n_clips = n_windows = 0
+        damage = []
+        good = bytearray()
         lines = data.split(b"\n")
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if last:  # the text after the final newline: empty, or a line torn by a crash
+        for i, raw in enumerate(lines):
+            if i == len(lines) - 1:
+                if raw:
+                    damage.append(f"{_TABLE}: line {i + 1} is torn (no end of line; a write in flight or "
+                                  "interrupted)")
                 break
-            if line.strip():
-                try:
-                    rec = json.loads(line.decode("utf-8"))
-                    if not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
-                        raise ValueError("not a record")
-                except ValueError as exc:
-                    raise ValueError(
-                        f"feature store {self.path!r}: line {i + 1} of {_MANIFEST} is corrupt ({exc})."
-                    ) from None
-                records.append(rec)
-            good += len(line) + 1
-        return records, good
-
-    def _scan(self):
-        """Build the in-memory index from the entries on disk and the manifest."""
-        records, good = self._read_manifest()
-        last = {}
-        for rec in records:
-            last[rec["key"]] = rec
-        by_name = {}
-        for key in last:
-            with contextlib.suppress(ValueError, TypeError):
-                by_name[entry_name(key)] = key
-        names, shapes, failed, recovered = {}, {}, {}, []
-        entries = os.path.join(self.path, _ENTRIES)
-        with os.scandir(entries) as it:
-            for de in it:
-                if not de.is_dir():
-                    continue
-                key = by_name.get(de.name)
-                if key is None:
-                    key = _unescape(de.name)
-                    if key is None or entry_name(key) != de.name:
-                        key = self._read_entry_json(de.name)["attributes"]["key"]
-                    recovered.append(key)
-                names[key] = de.name
-                rec = last.get(key)
-                if rec is not None and rec.get("status") == "done" and "shape" in rec:
-                    shapes[key] = tuple(rec["shape"])
-        for key, rec in last.items():
-            if key not in names and rec.get("status") == "failed":
-                failed[key] = str(rec.get("reason", ""))
+            if not raw.strip():
+                continue
+            try:
+                rec = _parse_line(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                damage.append(f"{_TABLE}: line {i + 1} is corrupt ({exc}); its clip is ignored")
+                continue
+            good += raw + b"\n"
+            key = rec["key"]
+            old = live.pop(key, None)
+            if old is not None:
+                superseded.append((old["clip"], "pruned" if rec["status"] == "pruned" else "replaced"))
+            old = failed.pop(key, None)
+            if old is not None:
+                superseded.append((old["clip"], "pruned" if rec["status"] == "pruned" else "replaced"))
+            if rec["status"] == "pruned":
+                continue
+            by_clip[rec["clip"]] = rec
+            n_clips = max(n_clips, rec["clip"] + 1)
+            n_windows = max(n_windows, rec["offset"] + rec["n_windows"])
+            (live if rec["status"] == "ok" else failed)[key] = rec
         with self._lock:
-            self._names, self._shapes, self._failed = names, shapes, failed
-        if self.mode != "r":
-            self._repair_manifest(good, recovered)
-
-    def _repair_manifest(self, good, recovered):
-        path = os.path.join(self.path, _MANIFEST)
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.getsize(path) > good:  # a line torn by a crash: cut it off
-                os.truncate(path, good)
-        for key in recovered:
-            shape = self._read_entry_json(self._names[key])["shape"]
-            self._shapes[key] = tuple(shape)
-            self._log({"key": key, "status": "done", "shape": shape, "recovered": True})
-
-    def _clean_tmp(self):
-        """Remove the temporary entries of writers on this host that are no longer running."""
-        tmp = os.path.join(self.path, _TMP)
-        os.makedirs(tmp, exist_ok=True)
-        host = socket.gethostname()
-        with os.scandir(tmp) as it:
-            for de in it:
-                parts = de.name.rsplit("-", 2)
-                if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-                    continue
-                if not _pid_alive(int(parts[1])):
-                    shutil.rmtree(de.path, ignore_errors=True)
+            self._live, self._failed = live, failed
+            self._superseded, self._by_clip = superseded, by_clip
+            self._n_clips, self._n_windows = n_clips, n_windows
+            self._good_table = bytes(good)
+            self._table_damaged = bool(damage)
+        torn_only = len(damage) == 1 and damage[0].endswith("interrupted)") and self.mode == "r"
+        self.damage += damage
+        if damage and not torn_only:
+            warnings.warn(
+                f"feature store {self.path!r} is damaged: {'; '.join(damage[:3])}"
+                f"{' ...' if len(damage) > 3 else ''}. It is readable without those lines; "
+                "`msk store check --repair STORE` rewrites its table.",
+                UserWarning, stacklevel=3,
+            )
 
     def refresh(self):
-        """Re-read the entries and the manifest (to see what other processes wrote).
+        """Re-read the table (to see what another process committed since opening).
 
         Returns
         -------
         self : FeatureStore
         """
-        self._scan()
+        self.damage = []
+        self._attrs = self._read_attrs()
+        self._arrays.clear()
+        self._load_table()
         return self
 
-    # -- writing -----------------------------------------------------------------------------
+    def _truncate_uncommitted(self):
+        """A writer's start: cut rows beyond the commit, cut a torn last line, reconcile the view."""
+        path = os.path.join(self.path, _TABLE)
+        with open(path, "rb") as f:
+            data = f.read()
+        if data and not data.endswith(b"\n"):  # a line torn by a crash: cut it off
+            os.truncate(path, data.rfind(b"\n") + 1)
+        # temporary chunk files of a writer killed mid-write (zarr writes a chunk to
+        # NAME.<uuid>.partial, then renames it)
+        for dirpath, _, files in os.walk(self.path):
+            for name in files:
+                if name.endswith(".partial"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(dirpath, name))
+        self._sync_view(range(self._n_clips))
+
+    def _array(self, name):
+        arr = self._arrays.get(name)
+        if arr is None:
+            import zarr
+
+            try:
+                arr = zarr.open_array(os.path.join(self.path, name), mode="r" if self.mode == "r" else "r+")
+            except Exception as exc:  # zarr raises many kinds of errors for a broken array
+                raise ValueError(f"feature store {self.path!r}: array {name!r} cannot be opened ({exc}).") from None
+            self._validate_array(name, arr)
+            self._arrays[name] = arr
+        return arr
+
+    def _validate_array(self, name, arr):
+        """Refuse arrays whose metadata was altered (wrong dtype, width or implausible shape)."""
+        expected = {**{k: v[0] for k, v in _CLIP_ARRAYS.items()}, **{k: v[0] for k, v in _WINDOW_ARRAYS.items()},
+                    "windows": np.float32, "tracks": np.float32}[name]
+        ok_dtype = (arr.dtype.kind in "OTU") if expected is str else arr.dtype == np.dtype(expected)
+        ndim = 2 if name in ("windows", "tracks") else 1
+        problem = None
+        if not ok_dtype:
+            problem = f"data type {arr.dtype} (expected {np.dtype(expected) if expected is not str else 'string'})"
+        elif arr.ndim != ndim:
+            problem = f"{arr.ndim} dimensions (expected {ndim})"
+        elif name == "windows" and arr.shape[1] != self.n_features:
+            problem = f"{arr.shape[1]} columns (the store records {self.n_features})"
+        elif name == "tracks" and arr.shape[1] != self.n_features * (2 if self.summary == "mean+max" else 1):
+            problem = f"{arr.shape[1]} columns"
+        else:
+            committed = self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
+            if arr.shape[0] < committed:
+                problem = f"{arr.shape[0]} rows, fewer than the {committed} the table commits"
+        if problem is not None:
+            raise ValueError(f"feature store {self.path!r}: array {name!r} has {problem}; its metadata "
+                             "was altered or is damaged.")
+
+    def _check_chunk_files(self, name, rows=None):
+        """Chunk files must be regular files no larger than a chunk can be (no /dev/zero, no FIFO)."""
+        arr = self._array(name)
+        shard = arr.shards or arr.chunks
+        per_row = int(np.prod(shard[1:])) if len(shard) > 1 else 1
+        itemsize = 4 if name in ("windows", "tracks") else 8
+        limit = shard[0] * per_row * itemsize + 16 * (shard[0] + 16) + 4096
+        base = os.path.join(self.path, name, "c")
+        lo, hi = (0, arr.shape[0]) if rows is None else rows
+        if hi <= lo:
+            return
+        for s in range(lo // shard[0], (hi - 1) // shard[0] + 1):
+            path = os.path.join(base, str(s), *(["0"] * (arr.ndim - 1)))
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # never written: zarr returns the fill value
+            import stat
+
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"feature store {self.path!r}: chunk file {os.path.relpath(path, self.path)!r} "
+                                 "is not a regular file (a link or a device); refusing to read it.")
+            if name in ("windows", "tracks") and st.st_size > limit:
+                raise ValueError(f"feature store {self.path!r}: chunk file {os.path.relpath(path, self.path)!r} "
+                                 f"holds {st.st_size} bytes, more than a chunk of {shard} can; refusing to read it.")
+
+    def _read(self, name, lo, hi):
+        """Rows [lo, hi) of an array, with a clear error for damaged chunks."""
+        self._check_chunk_files(name, (lo, hi))
+        arr = self._array(name)
+        try:
+            return arr[lo:hi]
+        except Exception as exc:  # zarr's checksum and decoding errors
+            raise ValueError(
+                f"feature store {self.path!r}: array {name!r} rows {lo}..{hi} cannot be read "
+                f"({type(exc).__name__}: {exc}); a chunk is damaged. `msk store check --repair "
+                f"{self.path}` marks the affected clips for extraction again."
+            ) from None
+
+    # -- writing ------------------------------------------------------------------------------
 
     def _writable(self):
         if self.mode == "r":
             raise ValueError(f"feature store {self.path!r} is open read-only (mode='r').")
+        if self._writer_lock is None:
+            raise ValueError(f"feature store {self.path!r} is closed.")
 
-    def _log(self, record):
-        record = dict(record, time=_now())
-        line = (json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
-        fd = os.open(os.path.join(self.path, _MANIFEST), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write of one line: appends never interleave
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def put(self, key, features, meta=None, *, overwrite=False):
-        """Store the features of ``key`` (atomically) and record it as done.
-
-        Parameters
-        ----------
-        key : str
-            The clip's key (clip id or path).
-        features : array-like of shape (n_pools, n_features)
-            Finite float values; float32 and float64 are stored as they are,
-            other types as float64. Every entry of a store has the same
-            ``n_features``.
-        meta : mapping or None, default=None
-            Small JSON-serialisable metadata stored with the entry (e.g. the
-            source file, its duration).
-        overwrite : bool, default=False
-            Replace an existing entry of ``key``. Without it, storing a key
-            that is done raises ``ValueError``.
-
-        Raises
-        ------
-        ValueError
-            If the store is read-only, ``features`` is not a finite non-empty
-            2-D array or has the wrong width, or ``key`` is done and
-            ``overwrite`` is False.
-        """
-        from ._validation import as_float_array
-
-        self._writable()
-        _check_key(key)
-        X = as_float_array("features", features, ndim=2)
-        if meta is not None and not isinstance(meta, Mapping):
-            raise TypeError(f"`meta` must be a mapping or None; got {type(meta).__name__}.")
-        try:
-            attrs = json.loads(json.dumps({"key": key, "meta": dict(meta or {})}))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"`meta` must be JSON-serialisable: {exc}") from None
-        with self._lock:
-            n_features = self._n_features or next(
-                (s[1] for s in self._shapes.values()), None
-            )
-        if n_features is not None and X.shape[1] != n_features:
-            raise ValueError(
-                f"`features` of {key!r} have {X.shape[1]} columns; the entries of feature store "
-                f"{self.path!r} have {n_features}."
-            )
-        name = entry_name(key)
-        final = os.path.join(self.path, _ENTRIES, name)
-        if os.path.isdir(final):
-            other = self._read_entry_json(name)["attributes"].get("key")
-            if other != key:
-                raise ValueError(
-                    f"keys {key!r} and {other!r} map to one entry {name!r} of feature store "
-                    f"{self.path!r} (a case-insensitive file system?); use distinct keys."
-                )
-            if not overwrite:
-                raise ValueError(
-                    f"{key!r} is already in feature store {self.path!r}; pass overwrite=True to replace it."
-                )
-        tmp = os.path.join(
-            self.path, _TMP, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
-        )
-        try:
-            chunk_dir = os.path.join(tmp, *_CHUNK[:-1])
-            os.makedirs(chunk_dir)
-            data = X.astype(X.dtype.newbyteorder("<"), copy=False)
-            _write_file(os.path.join(chunk_dir, _CHUNK[-1]), np.ascontiguousarray(data), durable=self.durable)
-            _write_file(os.path.join(tmp, "zarr.json"), _array_json(X.shape, _DTYPES[X.dtype], attrs),
-                        durable=self.durable)
-            if os.path.isdir(final):  # overwrite: move the old entry out of the way first
-                trash = tmp + ".old"
-                os.rename(final, trash)
-                os.rename(tmp, final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                try:
-                    os.rename(tmp, final)
-                except OSError:
-                    if os.path.isdir(final):  # another writer stored the key first
-                        raise ValueError(
-                            f"{key!r} was stored in feature store {self.path!r} by another writer "
-                            "at the same time."
-                        ) from None
-                    raise
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-        self._log({"key": key, "status": "done", "shape": list(X.shape), "dtype": _DTYPES[X.dtype]})
-        with self._lock:
-            self._names[key] = name
-            self._shapes[key] = tuple(X.shape)
-            self._failed.pop(key, None)
-
-    def fail(self, key, reason):
-        """Record that ``key`` could not be processed, and why.
-
-        A failed key is not done: a later :meth:`put` of it succeeds and clears
-        the failure. Recording a failure for a key that is done changes nothing
-        but the manifest's history.
+    def put(self, key, features, *, start=None, end=None, source=None):
+        """Add (or replace) the features of ``key``; written with the next batch.
 
         Parameters
         ----------
         key : str
             The clip's key.
+        features : array-like of shape (n_windows, n_features)
+            Finite values, stored as float32.
+        start, end : array-like of shape (n_windows,) or None, default=None
+            The seconds each window covers (NaN when not given).
+        source : mapping or None, default=None
+            The source file: ``path``, ``size``, ``mtime`` (ns), ``hash``,
+            ``duration`` (any may be missing).
+
+        Raises
+        ------
+        ValueError
+            If the store is read-only, ``features`` is not a finite non-empty
+            2-D array or has the wrong width, or ``start``/``end`` do not
+            match its rows.
+        """
+        from ._validation import as_float_array
+
+        self._writable()
+        _check_key(key)
+        X = np.ascontiguousarray(as_float_array("features", features, ndim=2), dtype=np.float32)
+        n = X.shape[0]
+        times = []
+        for name, t in (("start", start), ("end", end)):
+            if t is None:
+                t = np.full(n, np.nan)
+            t = np.asarray(t, dtype=np.float64)
+            if t.shape != (n,):
+                raise ValueError(f"`{name}` must have shape ({n},) for {n} windows; got {t.shape}.")
+            times.append(t)
+        with self._lock:
+            if self.n_features is None:
+                self._create_matrices(X.shape[1], self.summary)
+            if X.shape[1] != self.n_features:
+                raise ValueError(
+                    f"`features` of {key!r} have {X.shape[1]} columns; feature store {self.path!r} "
+                    f"holds {self.n_features}."
+                )
+            self._pending.append(("ok", key, X, times, dict(source or {}), None))
+            self._pending_bytes += X.nbytes
+            full = len(self._pending) >= self.batch_size or self._pending_bytes >= _BATCH_BYTES
+        if full:
+            self.flush()
+
+    def fail(self, key, reason, *, source=None):
+        """Record that ``key`` could not be processed, and why (written with the next batch).
+
+        A failed key is not done: a later :meth:`put` of it succeeds and
+        replaces the failure.
+
+        Parameters
+        ----------
+        key : str
         reason : str
-            What went wrong (e.g. the exception's message).
+        source : mapping or None, default=None
+            As in :meth:`put`.
         """
         self._writable()
         _check_key(key)
-        reason = str(reason)
-        self._log({"key": key, "status": "failed", "reason": reason})
         with self._lock:
-            if key not in self._names:
-                self._failed[key] = reason
+            self._pending.append(("failed", key, None, None, dict(source or {}), str(reason)))
+            full = len(self._pending) >= self.batch_size
+        if full:
+            self.flush()
 
-    # -- reading -----------------------------------------------------------------------------
+    def prune(self, keys):
+        """Drop ``keys`` from the store (committed at once); their rows stay, marked "pruned".
 
-    def _read_entry_json(self, name):
-        path = os.path.join(self.path, _ENTRIES, name, "zarr.json")
+        Parameters
+        ----------
+        keys : iterable of str
+
+        Returns
+        -------
+        n : int
+            How many keys were in the store and are dropped.
+        """
+        self._writable()
+        self.flush()
+        with self._lock:
+            keys = [k for k in keys if k in self._live or k in self._failed]
+            if not keys:
+                return 0
+            dirty = []
+            for k in keys:
+                rec = self._live.pop(k, None) or self._failed.pop(k)
+                self._superseded.append((rec["clip"], "pruned"))
+                dirty.append(rec["clip"])
+            self._commit([{"key": k, "status": "pruned", "time": _now()} for k in keys])
+            self._sync_view(dirty)
+            self._consolidate()
+        return len(keys)
+
+    def flush(self):
+        """Write and commit the buffered clips (a no-op when nothing is buffered)."""
+        with self._lock:
+            if not self._pending:
+                return
+            self._writable()
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            c0, w0 = self._n_clips, self._n_windows
+            records, rows, dirty = [], [], []
+            w = w0
+            for i, (status, key, X, times, source, reason) in enumerate(pending):
+                n = 0 if X is None else X.shape[0]
+                rec = {
+                    "key": key, "clip": c0 + i, "status": status, "offset": w, "n_windows": n,
+                    "path": source.get("path"), "size": source.get("size"), "mtime": source.get("mtime"),
+                    "hash": source.get("hash"), "duration": source.get("duration"),
+                    "reason": reason, "time": _now(),
+                }
+                records.append(rec)
+                if X is not None:
+                    rows.append((X, times, c0 + i))
+                w += n
+            # later records of one key in this batch supersede earlier ones
+            for rec in records:
+                for table in (self._live, self._failed):
+                    old = table.pop(rec["key"], None)
+                    if old is not None:
+                        self._superseded.append((old["clip"], "replaced"))
+                        dirty.append(old["clip"])
+                (self._live if rec["status"] == "ok" else self._failed)[rec["key"]] = rec
+                self._by_clip[rec["clip"]] = rec
+            try:
+                self._write_rows(w0, w, rows, c0, len(records))
+                self._write_clips(records, c0)
+                self._n_clips, self._n_windows = c0 + len(records), w
+                self._sync_view(dirty)
+                if self.durable:
+                    self._fsync_chunks(w0, w, c0, c0 + len(records))
+                self._commit(records)
+            except BaseException:
+                # what is on disk beyond the commit is ignored; reopen to resume
+                self._load_table()
+                raise
+            self._consolidate()
+
+    def _write_rows(self, w0, w1, rows, c0, n_clips):
+        if w1 > w0:
+            X = np.concatenate([r[0] for r in rows])
+            start = np.concatenate([r[1][0] for r in rows])
+            end = np.concatenate([r[1][1] for r in rows])
+            clip = np.concatenate([np.full(r[0].shape[0], r[2], np.int64) for r in rows])
+            for name, values in (("windows", X), ("clip_index", clip), ("start", start), ("end", end)):
+                arr = self._array(name)
+                arr.resize((w1, *arr.shape[1:]))
+                arr[w0:w1] = values
+        if n_clips:
+            arr = self._array("tracks")
+            arr.resize((c0 + n_clips, arr.shape[1]))
+            T = np.full((n_clips, arr.shape[1]), np.nan, np.float32)
+            for X, _, c in rows:
+                T[c - c0] = track_vector(X, self.summary)
+            arr[c0 : c0 + n_clips] = T
+
+    def _write_clips(self, records, c0):
+        n = len(records)
+        cols = {
+            "clip": [_text(r["key"]) for r in records],
+            "path": [_text(r["path"] or "") for r in records],
+            "size": [-1 if r["size"] is None else r["size"] for r in records],
+            "mtime": [-1 if r["mtime"] is None else r["mtime"] for r in records],
+            "hash": [r["hash"] or "" for r in records],
+            "duration": [np.nan if r["duration"] is None else r["duration"] for r in records],
+            "n_windows": [r["n_windows"] for r in records],
+            "offset": [r["offset"] for r in records],
+            "status": [r["status"] for r in records],
+            "reason": [r["reason"] or "" for r in records],
+        }
+        for name, values in cols.items():
+            arr = self._array(name)
+            arr.resize((c0 + n,))
+            arr[c0 : c0 + n] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+
+    def _sync_view(self, clips):
+        """Make the ``status`` array of ``clips`` agree with the table (and the shapes with the commit)."""
+        truth = {}
+        for table in (self._live, self._failed):
+            for rec in table.values():
+                truth[rec["clip"]] = rec["status"]
+        for c, st in self._superseded:
+            truth.setdefault(c, st)
+        if self.n_features is not None:
+            for name in ("windows", "clip_index", "start", "end"):
+                arr = self._array(name)
+                if arr.shape[0] != self._n_windows:
+                    arr.resize((self._n_windows, *arr.shape[1:]))
+            arr = self._array("tracks")
+            if arr.shape[0] != self._n_clips:
+                arr.resize((self._n_clips, arr.shape[1]))
+        for name in _CLIP_ARRAYS:
+            arr = self._array(name)
+            if arr.shape[0] != self._n_clips:
+                arr.resize((self._n_clips,))
+        clips = sorted(set(clips))
+        if not clips or not self._n_clips:
+            return
+        status = self._array("status")
+        lo, hi = clips[0], clips[-1] + 1
+        wanted = [truth.get(c, "") for c in range(lo, hi)]
+        if [str(v) for v in status[lo:hi].tolist()] != wanted:
+            status[lo:hi] = np.array(wanted, dtype=str)
+
+    def _rewrite_clip_view(self, name, lo, hi):
+        """Rewrite rows [lo, hi) of a per-clip array from the table (after its chunk was lost)."""
+        if hi <= lo:
+            return
+        superseded = dict(self._superseded)
+        values = []
+        for c in range(lo, hi):
+            rec = self._by_clip.get(c)
+            if rec is None:
+                values.append(_CLIP_ARRAYS[name][1])
+                continue
+            if name == "status":
+                live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
+                values.append(rec["status"] if live else superseded.get(c, "replaced"))
+            elif name == "clip":
+                values.append(_text(rec["key"]))
+            elif name == "path":
+                values.append(_text(rec.get("path") or ""))
+            else:
+                v = rec.get(name)
+                values.append(_CLIP_ARRAYS[name][1] if v is None else v)
+        self._array(name)[lo:hi] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+
+    def _fsync_chunks(self, w0, w1, c0, c1):
+        for name in list(_WINDOW_ARRAYS) + ["windows"]:
+            self._fsync_array(name, w0, w1)
+        for name in list(_CLIP_ARRAYS) + ["tracks"]:
+            self._fsync_array(name, c0, c1)
+
+    def _fsync_array(self, name, lo, hi):
+        if hi <= lo or name not in self._arrays:
+            return
+        arr = self._arrays[name]
+        step = (arr.shards or arr.chunks)[0]
+        for s in range(lo // step, (hi - 1) // step + 1):
+            _fsync_path(os.path.join(self.path, name, "c", str(s), *(["0"] * (arr.ndim - 1))))
+        _fsync_path(os.path.join(self.path, name, "zarr.json"))
+
+    def _commit(self, records):
+        data = b"".join(_line(r) for r in records)
+        fd = os.open(os.path.join(self.path, _TABLE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with open(path, "rb") as f:
-                return json.loads(f.read().decode("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"feature store {self.path!r}: entry {name!r} is unreadable ({exc}).") from None
+            view = memoryview(data)
+            while view:  # one write in practice: a batch's lines are committed together
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self):
+        """Write what is buffered and release the writer's lock (reading stays possible)."""
+        try:
+            if self._writer_lock is not None and self._pending:
+                self.flush()
+        finally:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+                self._writer_lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:  # do not commit a batch that an exception interrupted
+            with self._lock:
+                self._pending = []
+            self.close()
+        return False
+
+    def __del__(self):
+        # A store dropped without close(): commit what is buffered (best effort), release the lock.
+        lock = getattr(self, "_writer_lock", None)
+        if lock is not None:
+            with contextlib.suppress(Exception):
+                if self._pending:
+                    self.flush()
+            lock.release()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _flush_for_read(self):
+        if self._pending and self._writer_lock is not None:
+            self.flush()
+
+    def _record(self, key):
+        _check_key(key)
+        self._flush_for_read()
+        with self._lock:
+            rec = self._live.get(key)
+            if rec is None:
+                failed = self._failed.get(key)
+        if rec is None:
+            why = f" (it failed: {failed['reason']})" if failed is not None else ""
+            raise KeyError(f"{key!r} is not in feature store {self.path!r}{why}")
+        return rec
+
+    def __len__(self):
+        self._flush_for_read()
+        with self._lock:
+            return len(self._live)
+
+    def __contains__(self, key):
+        return isinstance(key, str) and self.done(key)
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def keys(self):
+        """The keys whose features are in the store, sorted.
+
+        Returns
+        -------
+        keys : list of str
+        """
+        self._flush_for_read()
+        with self._lock:
+            return sorted(self._live)
 
     def done(self, key):
-        """Whether ``key``'s features are in the store (checked on disk).
+        """Whether ``key``'s features are in the store.
 
         Parameters
         ----------
@@ -756,63 +1149,110 @@ class FeatureStore:
         -------
         bool
         """
-        return os.path.isdir(os.path.join(self.path, _ENTRIES, entry_name(key)))
-
-    def __contains__(self, key):
-        return isinstance(key, str) and bool(key) and self.done(key)
-
-    def __len__(self):
+        self._flush_for_read()
         with self._lock:
-            return len(self._names)
-
-    def keys(self):
-        """The done keys, sorted.
-
-        Returns
-        -------
-        keys : list of str
-        """
-        with self._lock:
-            return sorted(self._names)
-
-    def __iter__(self):
-        return iter(self.keys())
+            return key in self._live
 
     def failures(self):
-        """The failed keys (not done since) and their reasons.
+        """The failed keys (not extracted since) and their reasons.
 
         Returns
         -------
         failures : dict of str to str
         """
+        self._flush_for_read()
         with self._lock:
-            return dict(sorted(self._failed.items()))
+            return {k: self._failed[k]["reason"] for k in sorted(self._failed)}
 
-    def status(self, key):
-        """``"done"``, ``"failed"`` or None (never attempted) for ``key``."""
-        if self.done(key):
-            return "done"
-        with self._lock:
-            return "failed" if key in self._failed else None
+    def record(self, key):
+        """The table record of ``key`` (source path, size, mtime, hash, duration, rows, status).
 
-    def _entry(self, key):
+        Returns
+        -------
+        record : dict
+        """
         _check_key(key)
-        name = entry_name(key)
-        if not os.path.isdir(os.path.join(self.path, _ENTRIES, name)):
-            with self._lock:
-                reason = self._failed.get(key)
-            why = f" (it failed: {reason})" if reason is not None else ""
-            raise KeyError(f"{key!r} is not in feature store {self.path!r}{why}")
-        header = self._read_entry_json(name)
-        if header.get("attributes", {}).get("key") != key:
-            raise ValueError(
-                f"feature store {self.path!r}: entry {name!r} holds key "
-                f"{header.get('attributes', {}).get('key')!r}, not {key!r}."
-            )
-        return name, header
+        self._flush_for_read()
+        with self._lock:
+            rec = self._live.get(key) or self._failed.get(key)
+        if rec is None:
+            raise KeyError(f"{key!r} is not in feature store {self.path!r}")
+        return dict(rec)
+
+    def meta(self, key):
+        """The source of ``key``'s features: ``path``, ``size``, ``mtime``, ``hash``, ``duration``.
+
+        Only the fields that were recorded (a clip stored with :meth:`put`
+        without ``source`` has none but ``n_windows``).
+
+        Returns
+        -------
+        meta : dict
+        """
+        rec = self.record(key)
+        return {f: rec[f] for f in ("path", "size", "mtime", "hash", "duration", "n_windows")
+                if rec.get(f) is not None}
+
+    def key_of(self, path):
+        """The key whose features were extracted from the file at ``path``, or None.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An audio file; compared with the recorded source paths (absolute,
+            as recorded at extraction) after resolving symbolic links.
+
+        Returns
+        -------
+        key : str or None
+        """
+        path = os.fspath(path)
+        wanted = {os.path.abspath(path), os.path.realpath(path)}
+        self._flush_for_read()
+        with self._lock:
+            for key, rec in self._live.items():
+                if rec.get("path") in wanted:
+                    return key
+        return None
+
+    def compare(self, key, path):
+        """Whether the file at ``path`` is what ``key``'s record was made from.
+
+        The file is unchanged when its size and modification time equal the
+        record's, or, when they differ, its SHA-256 equals the record's (a
+        copy or a ``touch`` is not a change).
+
+        Parameters
+        ----------
+        key : str
+        path : str or os.PathLike
+
+        Returns
+        -------
+        state : {"new", "failed", "changed", "unchanged"}
+            "new": no record of ``key``; "failed": its last attempt failed
+            (it is tried again); "changed" / "unchanged": see above.
+        """
+        self._flush_for_read()
+        with self._lock:
+            rec = self._live.get(key)
+            failed = key in self._failed
+        if rec is None:
+            return "failed" if failed else "new"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "changed"
+        if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime"):
+            return "unchanged"
+        if st.st_size == rec.get("size") and rec.get("hash"):
+            with contextlib.suppress(OSError):
+                if file_hash(path) == rec["hash"]:
+                    return "unchanged"
+        return "changed"
 
     def get(self, key):
-        """The features of ``key``.
+        """The window features of ``key``.
 
         Parameters
         ----------
@@ -820,63 +1260,74 @@ class FeatureStore:
 
         Returns
         -------
-        features : ndarray of shape (n_pools, n_features)
-            In the dtype stored (float32 for extracted features).
+        features : ndarray of shape (n_windows, n_features), dtype float32
 
         Raises
         ------
         KeyError
-            If ``key`` is not done (the message gives the failure reason if any).
+            If ``key`` is not in the store (the message gives the failure
+            reason if any).
+        ValueError
+            If its chunk is damaged (the message names the store).
         """
-        name, header = self._entry(key)
-        return self._read_chunk(name, header)
+        rec = self._record(key)
+        return self._read("windows", rec["offset"], rec["offset"] + rec["n_windows"])
 
     __getitem__ = get
 
-    def _read_chunk(self, name, header, out=None):
-        shape = tuple(header["shape"])
-        dtype = np.dtype(header["data_type"]).newbyteorder("<")
-        path = os.path.join(self.path, _ENTRIES, name, *_CHUNK)
-        n = int(np.prod(shape))
-        if out is None:
-            out = np.empty(shape, dtype=dtype.newbyteorder("="))
-        with open(path, "rb") as f:
-            raw = f.read()
-        if len(raw) != n * dtype.itemsize:
-            raise ValueError(
-                f"feature store {self.path!r}: entry {name!r} has {len(raw)} bytes of data for "
-                f"shape {shape} {dtype.name}."
-            )
-        out[...] = np.frombuffer(raw, dtype=dtype).reshape(shape)
-        return out
+    def times(self, key):
+        """The start and end (seconds) of each window of ``key``.
 
-    def meta(self, key):
-        """The metadata stored with ``key`` (a dict)."""
-        return dict(self._entry(key)[1]["attributes"].get("meta", {}))
+        Returns
+        -------
+        start, end : ndarray of shape (n_windows,), dtype float64
+        """
+        rec = self._record(key)
+        lo, hi = rec["offset"], rec["offset"] + rec["n_windows"]
+        return self._read("start", lo, hi), self._read("end", lo, hi)
 
     def shape(self, key):
-        """The shape ``(n_pools, n_features)`` of ``key``'s features (without reading them)."""
-        with self._lock:
-            shape = self._shapes.get(key)
-        return shape if shape is not None else tuple(self._entry(key)[1]["shape"])
+        """``(n_windows, n_features)`` of ``key`` (without reading its features)."""
+        return (self._record(key)["n_windows"], self.n_features)
+
+    def tracks(self, keys=None):
+        """The track vectors: one row per clip (see ``summary``).
+
+        Parameters
+        ----------
+        keys : sequence of str or None, default=None
+            The clips, in order; None takes :meth:`keys`.
+
+        Returns
+        -------
+        keys : list of str
+        matrix : ndarray of shape (n_clips, n_track_features), dtype float32
+        """
+        keys = self.keys() if keys is None else list(keys)
+        recs = [self._record(k) for k in keys]
+        width = self.n_features * (2 if self.summary == "mean+max" else 1) if self.n_features else 0
+        if not recs:
+            return keys, np.empty((0, width), np.float32)
+        T = self._read("tracks", 0, self._n_clips)
+        return keys, np.ascontiguousarray(T[[r["clip"] for r in recs]])
 
     def concatenated(self, keys=None, *, missing="raise", dtype=np.float32):
-        """Stack the features of ``keys`` into one matrix, for the classifier heads.
+        """Stack the window features of ``keys`` into one matrix.
 
         Parameters
         ----------
         keys : sequence of str or None, default=None
             The clips, in order; None takes :meth:`keys`.
         missing : {"raise", "skip"}, default="raise"
-            What to do with a key that is not done: raise ``KeyError`` (naming
-            the first few), or leave it out (it then has no rows).
+            A key that is not in the store raises ``KeyError`` (naming the
+            first few), or is left out.
         dtype : dtype, default=np.float32
             dtype of ``X``.
 
         Returns
         -------
         X : ndarray of shape (n_rows, n_features)
-            Every pooling window of every clip, clip after clip.
+            Every window of every clip, clip after clip.
         clip_index : ndarray of shape (n_rows,), dtype int64
             For each row, the position in ``keys`` of its clip.
         """
@@ -885,51 +1336,336 @@ class FeatureStore:
         keys = self.keys() if keys is None else list(keys)
         for k in keys:
             _check_key(k)
-        absent = [k for k in keys if not self.done(k)]
+        self._flush_for_read()
+        with self._lock:
+            recs = [self._live.get(k) for k in keys]
+        absent = [k for k, r in zip(keys, recs) if r is None]
         if absent and missing == "raise":
             more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             raise KeyError(
                 f"{len(absent)} of the keys are not in feature store {self.path!r}: "
                 f"{', '.join(map(repr, absent[:5]))}{more}"
             )
-        absent = set(absent)
-        headers = []
-        for i, k in enumerate(keys):
-            if k not in absent:
-                name, header = self._entry(k)
-                headers.append((i, name, header))
-        widths = {h["shape"][1] for _, _, h in headers}
-        if len(widths) > 1:
-            raise ValueError(f"feature store {self.path!r} holds entries of widths {sorted(widths)}.")
-        n_features = widths.pop() if widths else (self._n_features or 0)
-        n_rows = sum(h["shape"][0] for _, _, h in headers)
+        n_features = self.n_features or 0
+        spans = [(i, r["offset"], r["n_windows"]) for i, r in enumerate(recs) if r is not None]
+        counts = np.array([n for _, _, n in spans], dtype=np.int64)
+        n_rows = int(counts.sum())
+        clip_index = np.repeat(np.array([i for i, _, _ in spans], dtype=np.int64), counts)
+        if not n_rows:
+            return np.empty((0, n_features), dtype=dtype), clip_index
+        # the source row of every output row
+        offsets = np.array([off for _, off, _ in spans], dtype=np.int64)
+        starts = np.cumsum(counts) - counts
+        src = np.arange(n_rows, dtype=np.int64) + np.repeat(offsets - starts, counts)
+        # read contiguous runs of rows (the whole array when most of it is wanted)
+        if n_rows > self._n_windows // 2:
+            runs = [(0, self._n_windows)]
+        else:
+            runs = []
+            for off, n in sorted(zip(offsets.tolist(), counts.tolist())):
+                if runs and off <= runs[-1][1] + 64:
+                    runs[-1] = (runs[-1][0], max(runs[-1][1], off + n))
+                else:
+                    runs.append((off, off + n))
+        if len(runs) == 1:
+            lo, hi = runs[0]
+            block = self._read("windows", lo, hi)
+            if n_rows == hi - lo and src[0] == lo and bool(np.all(np.diff(src) == 1)):
+                return block.astype(dtype, copy=False), clip_index  # storage order: no copy
+            return np.take(block, src - lo, axis=0).astype(dtype, copy=False), clip_index
         X = np.empty((n_rows, n_features), dtype=dtype)
-        clip_index = np.empty(n_rows, dtype=np.int64)
-        row = 0
-        for i, name, header in headers:
-            n = header["shape"][0]
-            if np.dtype(header["data_type"]) == X.dtype:
-                self._read_chunk(name, header, out=X[row : row + n])
-            else:
-                X[row : row + n] = self._read_chunk(name, header)
-            clip_index[row : row + n] = i
-            row += n
+        for lo, hi in runs:
+            block = self._read("windows", lo, hi)
+            mask = (src >= lo) & (src < hi)
+            X[mask] = block[src[mask] - lo]
         return X, clip_index
 
-    # -- misc --------------------------------------------------------------------------------
+    def digest(self):
+        """SHA-256 (hex) of the committed table: changes whenever the store's content does."""
+        self._flush_for_read()
+        return hashlib.sha256(self._good_table).hexdigest()
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def check(self, repair=False):
+        """Look for damage (table lines, chunk checksums, array metadata) and optionally repair it.
+
+        Every chunk of every array is read (and its CRC-32C verified).
+        Repairs: the table is rewritten without its corrupt lines (the clips
+        they described are then extracted again by the next run); clips whose
+        window chunks are damaged are recorded as failed, so that the next
+        run extracts them again; the arrays are cut to the committed rows and
+        the consolidated metadata rewritten.
+
+        Parameters
+        ----------
+        repair : bool, default=False
+            Repair what can be repaired (needs a store open for writing).
+
+        Returns
+        -------
+        report : dict
+            ``{"store", "clips", "failed", "problems": [...], "repaired": [...]}``.
+        """
+        if repair:
+            self._writable()
+            self.flush()
+        problems = list(self.damage)
+        repaired = []
+        damaged_clips = []
+        for name in list(_CLIP_ARRAYS) + list(_WINDOW_ARRAYS) + (["windows", "tracks"] if self.n_features else []):
+            try:
+                arr = self._array(name)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            n = self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
+            step = arr.chunks[0]
+            for lo in range(0, n, step):
+                hi = min(n, lo + step)
+                try:
+                    self._read(name, lo, hi)
+                except ValueError as exc:
+                    problems.append(str(exc))
+                    damaged_clips.append((name, lo, hi))
+        # a damaged chunk is repaired by deleting its file (shard) and what it held: the clips
+        # with rows in it are extracted again; the per-clip view is rewritten from the table
+        files = {}
+        for name, lo, hi in damaged_clips:
+            arr = self._array(name)
+            step = (arr.shards or arr.chunks)[0]
+            f = lo // step
+            files[(name, f)] = (f * step, (f + 1) * step)
+        keys_hit = set()
+        with self._lock:
+            for (name, _), (lo, hi) in files.items():
+                if name in _CLIP_ARRAYS:
+                    continue  # rebuilt from the table
+                by_row = name in _WINDOW_ARRAYS or name == "windows"
+                for k, r in list(self._live.items()) + list(self._failed.items()):
+                    a, b = (r["offset"], r["offset"] + r["n_windows"]) if by_row else (r["clip"], r["clip"] + 1)
+                    if a < hi and b > lo:
+                        keys_hit.add(k)
+        if repair:
+            if self._table_damaged or self.damage:
+                path = os.path.join(self.path, _TABLE)
+                tmp = path + ".repair"
+                with open(tmp, "wb") as f:
+                    f.write(self._good_table)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                repaired.append(f"rewrote {_TABLE} without its {len(self.damage)} damaged line(s)")
+                self.damage = []
+                self._table_damaged = False
+            for (name, f), (lo, hi) in sorted(files.items()):
+                arr = self._array(name)
+                chunk = os.path.join(self.path, name, "c", str(f), *(["0"] * (arr.ndim - 1)))
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(chunk)
+                repaired.append(f"deleted the damaged chunk file {os.path.relpath(chunk, self.path)!r}")
+                if name in _CLIP_ARRAYS:
+                    self._rewrite_clip_view(name, lo, min(hi, self._n_clips))
+            for k in sorted(keys_hit):
+                rec = self._live.get(k) or self._failed[k]
+                self.fail(k, "damaged chunk found by `msk store check`: extract it again",
+                          source={f: rec.get(f) for f in ("path", "duration")})
+            if keys_hit:
+                self.flush()
+                repaired.append(f"recorded {len(keys_hit)} clip(s) with damaged chunks as failed "
+                                "(the next run extracts them again)")
+            self._sync_view(range(self._n_clips))
+            self._consolidate()
+            self._load_table()
+        return {"store": self.path, "clips": len(self._live), "failed": len(self._failed),
+                "problems": problems, "damaged_keys": sorted(keys_hit), "repaired": repaired}
 
     def __repr__(self):
         with self._lock:
-            n_done, n_failed = len(self._names), len(self._failed)
+            n_done, n_failed = len(self._live), len(self._failed)
         model = "" if self.model_info is None else f", model={_describe(self.model_info)}"
-        return f"FeatureStore({self.path!r}, mode={self.mode!r}: {n_done} done, {n_failed} failed{model})"
+        return f"FeatureStore({self.path!r}, mode={self.mode!r}: {n_done} clips, {n_failed} failed{model})"
 
-    def close(self):
-        """Nothing to release (every write is complete when it returns); for ``with`` blocks."""
 
-    def __enter__(self):
-        return self
+def track_vector(features, summary="mean"):
+    """One vector for a whole clip from its window features.
 
-    def __exit__(self, *exc):
-        self.close()
-        return False
+    Parameters
+    ----------
+    features : array-like of shape (n_windows, n_features)
+    summary : {"mean", "mean+max"}, default="mean"
+        The mean of the windows (accumulated in float64), or that mean
+        followed by their maximum.
+
+    Returns
+    -------
+    vector : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msk.store import track_vector
+    >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+max").tolist()
+    [2.0, 1.0, 3.0, 2.0]
+    """
+    if summary not in _SUMMARIES:
+        raise ValueError(f"`summary` must be one of 'mean' or 'mean+max'; got {summary!r}.")
+    X = np.asarray(features, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"`features` must have shape (n_windows, n_features) with n_windows >= 1; got {X.shape}.")
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if summary == "mean":
+        return mean
+    return np.concatenate([mean, X.max(axis=0)])
+
+
+# =====================================================================================
+# Migration and export
+# =====================================================================================
+
+
+def _v1_entries(path):
+    """(key, features, meta) of every entry of an msk 0.1 store, and its failures."""
+    with open(os.path.join(path, "zarr.json"), "rb") as f:
+        header = json.loads(f.read())["attributes"]["msk"]
+    entries = []
+    base = os.path.join(path, "clips")
+    for name in sorted(os.listdir(base)):
+        d = os.path.join(base, name)
+        if not os.path.isdir(d):
+            continue
+        with open(os.path.join(d, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read())
+        shape = tuple(meta["shape"])
+        dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        chunk = os.path.join(d, "c", "0", "0")
+        if os.path.getsize(chunk) != int(np.prod(shape)) * dtype.itemsize:
+            raise ValueError(f"msk 0.1 store {path!r}: entry {name!r} has a damaged chunk.")
+        X = np.fromfile(chunk, dtype=dtype).reshape(shape)
+        entries.append((meta["attributes"]["key"], X, meta["attributes"].get("meta", {})))
+    failures = {}
+    with contextlib.suppress(FileNotFoundError), open(os.path.join(path, "_state", "manifest.jsonl"), "rb") as f:
+        for line in f.read().split(b"\n"):
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if rec.get("status") == "failed":
+                    failures[rec["key"]] = rec.get("reason", "")
+                elif rec.get("status") == "done":
+                    failures.pop(rec["key"], None)
+    return header, entries, failures
+
+
+def migrate(old, new):
+    """Convert a feature store written by msk 0.1 into the current format.
+
+    Keys, features, failures and the model are copied. Window times are
+    computed from the model's pooling geometry when the store records the
+    model (a short clip's single window is given the nominal span). The
+    source files' size, mtime and hash were not recorded by msk 0.1, so a
+    later ``msk extract`` of the library extracts every file again under its
+    root-relative key; the migrated keys are the paths as they were typed.
+
+    Parameters
+    ----------
+    old : str or os.PathLike
+        An msk 0.1 store (left untouched).
+    new : str or os.PathLike
+        The new store (must not exist, or be an empty directory).
+
+    Returns
+    -------
+    store : FeatureStore
+        The new store, open for reading.
+    """
+    old, new = os.fspath(old), os.fspath(new)
+    try:
+        header, entries, failures = _v1_entries(old)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{old!r} is not a readable msk 0.1 feature store ({exc}).") from None
+    if header.get("format") != _FORMAT or header.get("format_version") != 1:
+        raise ValueError(f"{old!r} is not an msk 0.1 feature store (format version "
+                         f"{header.get('format_version')!r}).")
+    if os.path.exists(new) and (not os.path.isdir(new) or os.listdir(new)):
+        raise ValueError(f"{new!r} exists; give a new path for the converted store.")
+    info = header.get("model")
+    params = (info or {}).get("params", {})
+    step = None
+    pool = params.get("pool_size", params.get("pool"))  # the parameter's name in msk 0.1 was pool
+    hop = params.get("hop_length", 512)
+    if isinstance(pool, int) and isinstance(hop, int) and isinstance(params.get("sr"), int):
+        step = pool * hop / params["sr"]
+    with FeatureStore(new, mode="w", model_info=info, settings={"migrated_from": os.path.abspath(old)}) as st:
+        for key, X, meta in entries:
+            n = X.shape[0]
+            start = end = None
+            if step is not None:
+                start, end = np.arange(n) * step, (np.arange(n) + 1) * step
+            st.put(key, X, start=start, end=end,
+                   source={"path": meta.get("path") if isinstance(meta.get("path"), str) else None})
+        for key, reason in failures.items():
+            st.fail(key, reason)
+    return FeatureStore(new, mode="r")
+
+
+def export(store, output):
+    """Write a store's window features with keys and times to .parquet, .npz or .csv.
+
+    Parameters
+    ----------
+    store : FeatureStore, str or os.PathLike
+    output : str or os.PathLike
+        ``.npz``: arrays ``keys`` (str, one per clip), ``clip_index``,
+        ``start``, ``end``, ``features`` and ``tracks``. ``.parquet`` (needs
+        pyarrow: ``pip install 'msk[export]'``) and ``.csv``: one row per
+        window with columns ``key``, ``start``, ``end``, ``f0`` ... Keys
+        that are not valid UTF-8 are written with ``\\xNN`` escapes in
+        Parquet (whose strings are UTF-8) and as their raw bytes in CSV and
+        npz.
+
+    Returns
+    -------
+    n_rows : int
+        Windows written.
+    """
+    st = store if isinstance(store, FeatureStore) else FeatureStore(store, mode="r")
+    output = os.fspath(output)
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in (".parquet", ".npz", ".csv"):
+        raise ValueError(f"`output` must end in .parquet, .npz or .csv; got {output!r}.")
+    pa = None
+    if ext == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ImportError("exporting to Parquet needs pyarrow: pip install 'msk[export]'.") from None
+    keys = st.keys()
+    X, clip_index = st.concatenated(keys)
+    start = np.empty(len(clip_index))
+    end = np.empty(len(clip_index))
+    row = 0
+    for k in keys:
+        s, e = st.times(k)
+        start[row : row + len(s)] = s
+        end[row : row + len(s)] = e
+        row += len(s)
+    if ext == ".npz":
+        _, T = st.tracks(keys)
+        np.savez(output, keys=np.array(keys, dtype=str), clip_index=clip_index, start=start, end=end,
+                 features=X, tracks=T)
+    elif ext == ".parquet":
+        cols = {"key": pa.array([_text(keys[i]) for i in clip_index], pa.string()),
+                "start": pa.array(start), "end": pa.array(end)}
+        for j in range(X.shape[1]):
+            cols[f"f{j}"] = pa.array(X[:, j])
+        pq.write_table(pa.table(cols), output)
+    else:
+        import csv
+
+        with open(output, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            w = csv.writer(f)
+            w.writerow(["key", "start", "end"] + [f"f{j}" for j in range(X.shape[1])])
+            for r in range(X.shape[0]):
+                w.writerow([keys[clip_index[r]], repr(float(start[r])), repr(float(end[r]))]
+                           + [repr(float(v)) for v in X[r]])
+    return int(X.shape[0])
