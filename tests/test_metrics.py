@@ -304,13 +304,14 @@ def test_paired_bootstrap_covers_a_known_difference():
 
     assert 0.88 <= _coverage(tags, 100, 200) <= 0.995
 
-    def tracks(r):  # 60 tracks of 5 clips sharing a track effect: clips are not independent
-        effect = np.repeat(r.standard_normal(60), 5)
-        a = (effect + r.standard_normal(300) > -0.5).astype(float)
-        b = (effect + r.standard_normal(300) > 0.0).astype(float)
+    def tracks(r):  # 60 tracks of 5 clips sharing a track effect (one per system): clips are not independent
+        effect_a, effect_b = np.repeat(r.standard_normal((2, 60)), 5, axis=1)
+        a = (effect_a + r.standard_normal(300) > -0.5).astype(float)
+        b = (effect_b + r.standard_normal(300) > 0.0).astype(float)
         truth = norm.cdf(0.5 / np.sqrt(2)) - 0.5  # P(e + n > -0.5) - P(e + n > 0), e and n standard normal
         return a, b, None, np.repeat(np.arange(60), 5), truth
 
     by_track = _coverage(tracks, 200, 300)
     by_clip = _coverage(tracks, 200, 300, grouped=False)
-    assert by_track >= 0.9 and by_clip < by_track  # resampling clips of correlated tracks undercovers
+    # resampling tracks is nearly right (0.91 here: 60 units); resampling their clips undercovers (0.74 here)
+    assert by_track >= 0.88 and by_clip < by_track - 0.1
