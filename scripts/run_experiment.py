@@ -10,6 +10,14 @@ machine, the thread limits and the wall time). A rerun with the same arguments r
 everything already computed (fitted models, features, searched hyperparameters, head
 results); an interrupted run resumes. Progress bars go to stderr, the summary table to stdout.
 
+    python scripts/run_experiment.py --data ~/.cache/msk/devcorpus --out results/cv --protocol cv \\
+        --architectures laplacian-w1-k500 multiresolution-w1-k500 --runs 5 --trials 10
+
+With --protocol cv (msk.experiment.run_cv) every clip is a test clip once over 8 rotations of
+12:2:2 folders, learned features are fitted per rotation on its training folders, and every
+feature set is compared with the --baselines by paired differences with 95 % bootstrap intervals
+over tracks: cv_results.json, cv_summary.csv and cv_table.md (the Markdown tables, printed too).
+
 --architectures takes names (see msk.experiment.parse_architecture) or the groups
   paper      the paper's 28 architectures
   baselines  single-w1-k500, mfcc, logmel-stats
@@ -69,15 +77,24 @@ def main(argv=None):
                    help="features computed elsewhere (an msk feature store keyed by clip id, e.g. musicnn's "
                         "from scripts/musicnn_peer.py), evaluated by the same heads in the same table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--protocol", choices=("split", "cv"), default="split",
+                   help="split: the paper's one split; cv: the cross-validated, paired protocol")
+    p.add_argument("--baselines", nargs="+", default=["single-w1-k500", "mfcc", "logmel-stats"],
+                   help="with --protocol cv: what every feature set is compared with")
+    p.add_argument("--rotations", nargs="+", type=int, default=None,
+                   help="with --protocol cv: only these rotations (0-7; default all)")
+    p.add_argument("--resamples", type=int, default=1000, help="with --protocol cv: bootstrap resamples")
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data is required when MSK_DATA is not set")
+    if args.protocol == "cv" and args.search != "none":
+        p.error("--search runs with --protocol split only")
     external = {name: os.path.expanduser(path) for name, path in parse_external(args.external).items()}
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import msk
-    from msk.experiment import DEFAULT_SEARCH, run_experiment
+    from msk.experiment import DEFAULT_SEARCH, cv_table, run_cv, run_experiment
 
     search = search_configurations(args.search)
     archs = expand_architectures(args.architectures)
@@ -85,18 +102,29 @@ def main(argv=None):
     t0 = time.perf_counter()
     limits = threadpool_limits(args.threads) if args.threads else None
     try:
-        res = run_experiment(
-            os.path.expanduser(args.data), architectures=archs, out=args.out, n_runs=args.runs,
-            n_trials=args.trials, random_state=args.seed, features={"n_samples": args.n_samples},
-            mlp={"n_hidden": args.hidden, "max_iter": args.epochs, "patience": args.patience},
-            search=search, n_jobs=args.jobs, progress=not args.no_progress, external=external,
-            n_workers=args.workers,
-        )
+        if args.protocol == "cv":
+            res = run_cv(
+                os.path.expanduser(args.data), architectures=archs, baselines=args.baselines, out=args.out,
+                rotations=args.rotations, n_runs=args.runs, n_trials=args.trials, random_state=args.seed,
+                features={"n_samples": args.n_samples},
+                mlp={"n_hidden": args.hidden, "max_iter": args.epochs, "patience": args.patience},
+                n_jobs=args.jobs, progress=not args.no_progress, external=external, n_workers=args.workers,
+                n_resamples=args.resamples,
+            )
+        else:
+            res = run_experiment(
+                os.path.expanduser(args.data), architectures=archs, out=args.out, n_runs=args.runs,
+                n_trials=args.trials, random_state=args.seed, features={"n_samples": args.n_samples},
+                mlp={"n_hidden": args.hidden, "max_iter": args.epochs, "patience": args.patience},
+                search=search, n_jobs=args.jobs, progress=not args.no_progress, external=external,
+                n_workers=args.workers,
+            )
     finally:
         if limits is not None:
             limits.unregister()
     wall = time.perf_counter() - t0
     run = {
+        "protocol": args.protocol,
         "command": " ".join(["python", "scripts/run_experiment.py"] + (argv if argv is not None else sys.argv[1:])),
         "architectures": archs, "search": search if search is not True else [dict(c) for c in DEFAULT_SEARCH],
         "wall_seconds": wall, "git_commit": commit, "msk_version": msk.__version__, "python": platform.python_version(),
@@ -116,6 +144,10 @@ def main(argv=None):
         json.dump({"runs": runs + [run]}, f, indent=1)
         f.write("\n")
 
+    if args.protocol == "cv":
+        print(cv_table(res))
+        print(f"wall time: {wall:.0f} s")
+        return 0
     cols = ("architecture", "tag_auc_mean", "tag_auc_std", "nca_probability", "nn_accuracy_other_tracks",
             "fit_seconds", "extract_seconds", "tagging_seconds", "similarity_seconds")
     print("\t".join(cols))

@@ -47,22 +47,22 @@ def _q(*fields):
     return "\t".join(f'"{x}"' for x in fields) + "\n"
 
 
-def build_tiny_corpus(root):
+def build_tiny_corpus(root, layout=LAYOUT, clip_seconds=CLIP_SECONDS):
     """Write the corpus under ``root``; return the clip ids of the broken and the missing clip."""
     y = msk.load_audio(msk.example_audio())
-    n = int(CLIP_SECONDS * SR)
-    hop = (len(y) - n) // len(LAYOUT)
+    n = int(clip_seconds * SR)
+    hop = (len(y) - n) // len(layout)
     rng = np.random.default_rng(5)
     ann = [_q("clip_id", *TAGS, "mp3_path")]
     info = [_q("clip_id", "track_number", "title", "artist", "album", "url", "segmentStart", "segmentEnd",
                "original_url", "mp3_path")]
     for d in "0123456789abcdef":
         os.makedirs(os.path.join(root, d), exist_ok=True)
-    entries = [(i + 1, *row) for i, row in enumerate(LAYOUT)]
-    entries += [(101, "5", "Bob", 20), (102, "e", "Cat", 21)]  # broken, missing
+    entries = [(i + 1, *row) for i, row in enumerate(layout)]
+    entries += [(101, "5", "Bob", 200), (102, "e", "Cat", 201)]  # broken, missing
     for cid, folder, artist, track in entries:
         path = f"{folder}/{artist.lower()}-album-{track:02d}-song-{cid}.mp3"
-        if cid <= len(LAYOUT):
+        if cid <= len(layout):
             piece = y[(cid - 1) * hop:(cid - 1) * hop + n].copy()
             if artist == "Bob":
                 piece *= 0.05
@@ -407,3 +407,252 @@ def test_plot_functions_check_their_input(tmp_path):
     p = msk.plot.representations_figure(y, tmp_path / "fig2.png", levels=3)
     assert os.path.getsize(p) > 5000
     assert os.path.getsize(msk.plot.tagging_figure(res, tmp_path / "fig4.png")) > 1000
+
+
+# --------------------------------------------------------------------------- the cross-validated protocol
+# 16 folders of 3 clips each: two clips of one track and one of another track by another artist
+_ARTISTS = ("Ann", "Bob", "Cat")
+CV_LAYOUT = [row for k, folder in enumerate("0123456789abcdef")
+             for row in ((folder, _ARTISTS[k % 3], 2 * k + 1), (folder, _ARTISTS[k % 3], 2 * k + 1),
+                         (folder, _ARTISTS[(k + 1) % 3], 2 * k + 2))]
+CV_FAST = dict(FAST, n_runs=2, n_resamples=200)
+
+
+@pytest.fixture(scope="module")
+def cv_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_mtat_cv")
+    build_tiny_corpus(str(root), CV_LAYOUT)
+    return str(root)
+
+
+def test_cv_folds_test_every_folder_once():
+    from msk.experiment import cv_folds
+
+    for t, v in ((2, 2), (1, 1), (4, 1), (8, 3)):
+        folds = cv_folds(test_folders=t, valid_folders=v)
+        assert len(folds) == 16 // t
+        tested = "".join(f["test"] for f in folds)
+        assert sorted(tested) == sorted("0123456789abcdef")  # every folder tested exactly once
+        for f in folds:
+            assert len(f["test"]) == t and len(f["valid"]) == v and len(f["train"]) == 16 - t - v
+            assert sorted(f["train"] + f["valid"] + f["test"]) == sorted("0123456789abcdef")
+    with pytest.raises(ValueError, match="`test_folders` must divide 16"):
+        cv_folds(test_folders=3)
+    with pytest.raises(ValueError, match="must leave a training folder"):
+        cv_folds(test_folders=8, valid_folders=8)
+
+
+def _spy_cv(monkeypatch):
+    """Record what the heads and the feature learning of run_cv get (serial runs only)."""
+    import msk.experiment as ex
+    import msk.heads as heads
+
+    seen = {"evaluate": [], "search": [], "fit": []}
+    real_evaluate, real_search, real_fit = ex.evaluate_features, heads._search, msk.MultiscaleFeatures.fit
+
+    def evaluate(X, clip_index, data, **kw):
+        seen["evaluate"].append((np.asarray(X), np.asarray(clip_index), data))
+        return real_evaluate(X, clip_index, data, **kw)
+
+    def search(X, Y, idx, Xv, Yv, idx_v, *args):
+        seen["search"].append(np.array(Xv))
+        return real_search(X, Y, idx, Xv, Yv, idx_v, *args)
+
+    def fit(self, clips, *args, **kw):
+        clips = list(clips)
+        seen["fit"].append(clips)
+        return real_fit(self, clips, *args, **kw)
+
+    monkeypatch.setattr(ex, "evaluate_features", evaluate)
+    monkeypatch.setattr(heads, "_search", search)
+    monkeypatch.setattr(msk.MultiscaleFeatures, "fit", fit)
+    return seen
+
+
+def _folder(path, root):
+    return os.path.relpath(path, root).split(os.sep)[0]
+
+
+def test_cv_every_clip_tested_once_and_selection_sees_validation_only(cv_corpus, tmp_path, monkeypatch):
+    from sklearn.preprocessing import StandardScaler
+
+    from msk.experiment import cv_folds, load_cv_predictions, run_cv
+
+    seen = _spy_cv(monkeypatch)
+    out = str(tmp_path / "cv")
+    res = run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out,
+                 **dict(CV_FAST, n_runs=1, n_trials=1, n_resamples=50))
+    folds = cv_folds()
+    assert res["protocol"]["rotations"] == list(range(8))
+    # every usable clip (48; the broken and missing ones fail) is a test clip exactly once
+    tested = []
+    for row in res["feature_sets"][0]["rotations"]:
+        tested += load_cv_predictions(os.path.join(out, row["predictions"]))["clip_ids"].tolist()
+    assert sorted(tested) == list(range(1, 49))
+    assert res["feature_sets"][0]["n_test_clips"] == 48
+    # each rotation's splits are its folders; no track crosses train/valid/test
+    assert len(seen["evaluate"]) == 8 and len(seen["search"]) == 8
+    for (X, idx, data), Xv, fold in zip(seen["evaluate"], seen["search"], folds):
+        for s in ("train", "valid", "test"):
+            assert {_folder(p, cv_corpus) for p in data.paths[data.splits == s]} == set(fold[s])
+        tracks = {s: set(data.tracks[data.splits == s].tolist()) for s in ("train", "valid", "test")}
+        assert not (tracks["train"] & tracks["valid"] or tracks["train"] & tracks["test"]
+                    or tracks["valid"] & tracks["test"])
+        # the search got exactly the validation windows (standardised with the training windows)
+        split = data.splits[idx]
+        scaler = StandardScaler().fit(X[split == "train"].astype(np.float64))
+        expected = scaler.transform(X[split == "valid"].astype(np.float64))
+        assert Xv.shape == expected.shape
+        np.testing.assert_allclose(Xv, expected, rtol=1e-4, atol=1e-4)  # float32 features
+        test_rows = scaler.transform(X[split == "test"].astype(np.float64))
+        assert not any(np.allclose(v, t, atol=1e-6) for v in Xv for t in test_rows)
+    assert seen["fit"] == []  # mfcc learns nothing
+
+
+def test_cv_learned_features_fit_on_training_folders_and_results_are_paired(cv_corpus, tmp_path, monkeypatch):
+    from msk.experiment import cv_folds, cv_table, load_cv_predictions, run_cv
+    from msk.metrics import paired_bootstrap
+
+    seen = _spy_cv(monkeypatch)
+    out = str(tmp_path / "cv")
+    kw = dict(CV_FAST, rotations=(0, 5))
+    res = run_cv(cv_corpus, architectures=["single-w1-k8"], baselines=["mfcc", "logmel-stats"], out=out, **kw)
+    folds = cv_folds()
+    # feature learning: per rotation, on its training folders only
+    assert len(seen["fit"]) == 2
+    for clips, r in zip(seen["fit"], (0, 5)):
+        assert {_folder(p, cv_corpus) for p in clips} <= set(folds[r]["train"])
+        assert len(clips) == sum(_folder(p, cv_corpus) in folds[r]["train"] for p in
+                                 msk.datasets.load_magnatagatune(cv_corpus).paths)
+    for r in (0, 5):
+        assert os.path.exists(os.path.join(out, "single-w1-k8", f"rot{r}", "model.npz"))
+    assert os.path.isdir(os.path.join(out, "mfcc", "features.zarr"))
+    assert not os.path.exists(os.path.join(out, "mfcc", "rot0", "features.zarr"))
+
+    # paired: the same seeds and search trials for every feature set in a rotation
+    sets = {fs["name"]: fs for fs in res["feature_sets"]}
+    assert list(sets) == ["single-w1-k8", "mfcc", "logmel-stats"]
+    for k in range(2):
+        rows = [sets[n]["rotations"][k] for n in sets]
+        assert len({r["heads_seed"] for r in rows}) == 1
+        assert len({tuple(t["learning_rate_init"] for t in r["tagging"]["search_trials"]) for r in rows}) == 1
+    # means are the means over rotations of the per-rotation means (over seeds)
+    for fs in res["feature_sets"]:
+        for m in ("tag_auc", "nn_accuracy_other_tracks", "nca_probability"):
+            assert fs["means"][m] == pytest.approx(np.mean([r["metrics"][m] for r in fs["rotations"]]), abs=1e-12)
+        for r in fs["rotations"]:
+            assert r["metrics"]["tag_auc"] == pytest.approx(np.mean([t["tag_auc"] for t in r["tagging"]["runs"]]))
+
+    # the summary's intervals are msk.metrics.paired_bootstrap on the predictions files
+    preds = {n: [load_cv_predictions(os.path.join(out, r["predictions"])) for r in fs["rotations"]]
+             for n, fs in sets.items()}
+    comps = {(c["feature_set"], c["baseline"], c["metric"]): c for c in res["comparisons"]}
+    assert len(comps) == (3 * 2 - 2) * 5
+    seed = res["protocol"]["bootstrap_seed"]
+    for (a, b, m), c in comps.items():
+        if m == "tag_auc":
+            pb = paired_bootstrap([p["tag_scores"] for p in preds[a]], [p["tag_scores"] for p in preds[b]],
+                                  y_true=[p["y_true"] for p in preds[a]], groups=[p["tracks"] for p in preds[a]],
+                                  n_resamples=200, random_state=seed)
+        else:
+            pb = paired_bootstrap([p[m] for p in preds[a]], [p[m] for p in preds[b]],
+                                  groups=[p["tracks"] for p in preds[a]], n_resamples=200, random_state=seed)
+        assert (c["mean"], c["baseline_mean"], c["difference"], c["low"], c["high"]) == pytest.approx(
+            (pb.mean_a, pb.mean_b, pb.difference, pb.low, pb.high), abs=1e-12)
+        assert c["verdict"] == ("tie" if pb.tie else "better" if pb.low > 0 else "worse")
+        assert c["n_clips"] == 12
+
+    # files: cv_results.json, cv_summary.csv, cv_table.md regenerated from the json
+    with open(os.path.join(out, "cv_results.json")) as f:
+        saved = json.load(f)
+    assert saved["format"] == "msk.cv-results" and saved["comparisons"] == res["comparisons"]
+    with open(os.path.join(out, "cv_table.md")) as f:
+        assert f.read() == cv_table(saved)
+    assert "| single-w1-k8 |" in cv_table(saved) and "vs logmel-stats" in cv_table(saved)
+    with open(os.path.join(out, "cv_summary.csv"), newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 3 * 5 + len(comps)
+    row = next(t for t in table if t["feature_set"] == "single-w1-k8" and t["baseline"] == "mfcc"
+               and t["metric"] == "tag_auc")
+    assert float(row["low"]) == pytest.approx(comps[("single-w1-k8", "mfcc", "tag_auc")]["low"], rel=1e-5)
+
+    # a rerun reuses everything; another process count gives the same numbers
+    again = run_cv(cv_corpus, architectures=["single-w1-k8"], baselines=["mfcc", "logmel-stats"], out=out, **kw)
+    assert all(r["reused"] and not r["fitted"] for fs in again["feature_sets"] for r in fs["rotations"])
+    assert again["comparisons"] == res["comparisons"]
+    monkeypatch.undo()
+    other = str(tmp_path / "cv2")
+    parallel = run_cv(cv_corpus, architectures=["single-w1-k8"], baselines=["mfcc", "logmel-stats"], out=other,
+                      n_workers=2, **kw)
+    assert parallel["comparisons"] == res["comparisons"]
+    for fa, fb in zip(res["feature_sets"], parallel["feature_sets"]):
+        assert fa["means"] == fb["means"]
+        for ra, rb in zip(fa["rotations"], fb["rotations"]):
+            assert ra["predictions_sha256"] == rb["predictions_sha256"]
+            assert ra["tagging"] == rb["tagging"] and ra["similarity"] == rb["similarity"]
+
+
+def test_cv_bad_arguments_and_tracks_across_folders(cv_corpus, tmp_path):
+    from msk.experiment import run_cv
+
+    out = str(tmp_path / "never")
+    with pytest.raises(ValueError, match="`rotations` must be"):
+        run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out, rotations=[8])
+    with pytest.raises(ValueError, match="`rotations` must list distinct"):
+        run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out, rotations=[1, 1])
+    with pytest.raises(ValueError, match="`test_folders` must divide 16"):
+        run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out, test_folders=3)
+    with pytest.raises(ValueError, match="`name` must look like"):
+        run_cv(cv_corpus, architectures=[], baselines=["mfcc", "nonsense"], out=out)
+    with pytest.raises(ValueError, match="`confidence_level` must"):
+        run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=out, confidence_level=1.0)
+    assert not os.path.exists(out)
+    # predictions files are checked on reading
+    from msk.experiment import load_cv_predictions
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable predictions file"):
+        load_cv_predictions(str(bad))
+    np.savez(str(tmp_path / "other.npz"), header=np.frombuffer(b'{"format": "x"}', dtype=np.uint8))
+    with pytest.raises(ValueError, match="not a msk.cv-predictions file"):
+        load_cv_predictions(str(tmp_path / "other.npz"))
+    # a track in two folders is refused by name
+    root = str(tmp_path / "crossing")
+    layout = list(CV_LAYOUT)
+    layout[3] = ("1", "Ann", 1)  # track 1 of folder 0 also in folder 1
+    build_tiny_corpus(root, layout, clip_seconds=1.0)
+    with pytest.raises(ValueError, match="track 'Ann/album of Ann/1/song 1' has clips in folders '0' and '1'"):
+        run_cv(root, architectures=[], baselines=["mfcc"], out=out)
+
+
+def test_cli_cv_protocol_experiment_and_evaluate(cv_corpus, tmp_path, capsys):
+    from msk.cli import main
+
+    out = str(tmp_path / "cv")
+    common = ["--rotations", "0", "--runs", "1", "--trials", "1", "--hidden", "16", "--resamples", "50"]
+    code = main(["experiment", cv_corpus, "-o", out, "--protocol", "cv", "--architectures", "mfcc",
+                 "--baselines", "logmel-stats", "-q"] + common)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["protocol"] == "cv" and summary["rotations"] == [0]
+    assert [fs["name"] for fs in summary["feature_sets"]] == ["mfcc", "logmel-stats"]
+    assert {c["metric"] for c in summary["comparisons"]} == set(msk.experiment.CV_METRICS)
+    assert os.path.exists(os.path.join(out, "cv_results.json")) and os.path.exists(os.path.join(out, "cv_summary.csv"))
+    # msk evaluate: a store evaluated on the folds, paired with baselines computed on the fly; the store
+    # holds mfcc's own features, so it ties mfcc exactly
+    store = os.path.join(out, "mfcc", "features.zarr")
+    code = main(["evaluate", store, "--dataset", cv_corpus, "--protocol", "cv", "-o", str(tmp_path / "ev"),
+                 "--name", "same-as-mfcc", "--baselines", "mfcc"] + common)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [fs["name"] for fs in summary["feature_sets"]] == ["mfcc", "same-as-mfcc"]
+    for c in summary["comparisons"]:
+        assert c["feature_set"] == "same-as-mfcc" and c["baseline"] == "mfcc"
+        assert c["difference"] == c["low"] == c["high"] == 0.0 and c["verdict"] == "tie"
+    for argv in (["evaluate", store, "--dataset", cv_corpus, "--protocol", "cv"],  # no -o
+                 ["experiment", cv_corpus, "-o", out, "--protocol", "cv", "--search", "small"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "--protocol cv" in capsys.readouterr().err

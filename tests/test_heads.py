@@ -225,6 +225,13 @@ def test_evaluate_tagging_protocol(rng):
     res2 = evaluate_tagging(X, Y, ci, **masks, n_runs=1, n_trials=2, n_hidden=8, batch_size=64,
                             max_iter=3, random_state=0)
     assert res2.params == res2.search.best_params
+    # per_clip keeps every run's test-clip probabilities: they give the same AUCs, and change nothing else
+    res3 = evaluate_tagging(X, Y, ci, **masks, n_runs=2, params={"learning_rate_init": 1e-2, "alpha": 1e-4},
+                            n_hidden=16, batch_size=32, max_iter=40, patience=5, random_state=0, per_clip=True)
+    assert res.per_clip is None and res3.per_clip.shape == (2, 150, Y.shape[1]) and res3.per_clip.dtype == np.float32
+    assert_close(res3.run_aucs, res.run_aucs, rtol=0, atol=0)
+    for run in range(2):
+        assert mean_tag_auc(Y[masks["test"]], res3.per_clip[run]) == pytest.approx(res.run_aucs[run], abs=1e-6)
 
 
 def test_evaluate_tagging_search_cache_and_progress(rng):
@@ -528,6 +535,18 @@ def test_evaluate_similarity(rng):
     json.dumps(res.to_dict())
     assert res.n_components == 6
     assert res.validation_probability == pytest.approx(np.mean([r["validation_score"] for r in res.runs]))
+    # per_clip: the per-clip terms of every run's four figures, in test-mask order
+    kept = evaluate_similarity(X, artists, ci, train=split == 0, valid=split == 1, test=split == 2,
+                               groups=tracks, n_runs=2, n_components=6, learning_rate=0.05, batch_size=40,
+                               max_iter=30, random_state=0, per_clip=True)
+    assert res.per_clip is None and kept.runs == res.runs
+    names = {"probability": "probability", "nn_accuracy": "nn_accuracy",
+             "probability_other_groups": "probability_other_groups",
+             "nn_accuracy_other_groups": "nn_accuracy_other_groups"}
+    for key, figure in names.items():
+        assert kept.per_clip[key].shape == (2, int(np.sum(split == 2)))
+        for run in range(2):
+            assert np.nanmean(kept.per_clip[key][run]) == pytest.approx(res.runs[run][figure], rel=1e-12)
     # n_components is capped at the features and at the training clips; progress sees every map
     calls = []
     few = evaluate_similarity(C[:, :4], artists, train=split == 0, valid=split == 1, test=split == 2,

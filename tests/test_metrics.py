@@ -172,3 +172,146 @@ def test_neighbour_metrics_bad_input(rng):
             fn(E, labels, groups=np.zeros(10))
         with pytest.raises(ValueError, match="`embedding` must be a 2-D array"):
             fn(E[:, 0], labels)
+
+
+# --------------------------------------------------------------------------- per-clip terms and the bootstrap
+def test_per_clip_similarity_terms_average_to_the_metrics(rng):
+    from msk.metrics import nca_probabilities, nearest_neighbor_hits
+
+    E = rng.standard_normal((40, 3))
+    labels = rng.integers(0, 4, 40)
+    groups = np.repeat(np.arange(20), 2)
+    for g in (None, groups):
+        hits = nearest_neighbor_hits(E, labels, g)
+        assert set(np.unique(hits)) <= {0.0, 1.0}
+        assert np.mean(hits) == nearest_neighbor_accuracy(E, labels, g) == _nn_accuracy_loop(E, labels, g)
+        p = nca_probabilities(E, labels, g)
+        assert p.shape == (40,) and np.mean(p) == pytest.approx(_nca_probability_loop(E, labels, g), rel=1e-10)
+    hits = nearest_neighbor_hits([[0.0], [1.0], [2.0]], ["a", "b", "a"], groups=[0, 1, 1])
+    np.testing.assert_array_equal(hits, [0.0, 0.0, 1.0])
+    # clips without a candidate neighbour are NaN (the mean raises when none is left)
+    assert np.all(np.isnan(nearest_neighbor_hits([[0.0], [1.0]], ["a", "b"], groups=[0, 0])))
+    assert np.all(np.isnan(nca_probabilities([[0.0], [1.0]], ["a", "b"], groups=[0, 0])))
+    with pytest.raises(ValueError, match="no neighbour is left"):
+        nearest_neighbor_accuracy([[0.0], [1.0]], ["a", "b"], groups=[0, 0])
+
+
+def _reference_bootstrap(x, y_true, groups, n_resamples, seed):
+    """Plain loops: expand every resample's clip indices, score with per_tag_auc or a plain mean."""
+    draw = np.random.default_rng(seed)
+    per_stratum = []
+    for s in range(len(x)):
+        units, codes = np.unique(groups[s], return_inverse=True)
+        draws = draw.integers(0, len(units), size=(n_resamples, len(units)))
+        values = []
+        for b in range(n_resamples):
+            idx = np.concatenate([np.flatnonzero(codes == u) for u in draws[b]])
+            runs = []
+            for run in x[s]:
+                if y_true is None:
+                    v = run[idx]
+                    runs.append(np.mean(v[np.isfinite(v)]))
+                else:
+                    auc = per_tag_auc(y_true[s][idx], run[idx])
+                    runs.append(np.nan if np.all(np.isnan(auc)) else np.nanmean(auc))
+            values.append(np.nanmean(runs) if not np.all(np.isnan(runs)) else np.nan)
+        per_stratum.append(values)
+    return np.nanmean(np.array(per_stratum), axis=0)
+
+
+def test_bootstrap_metric_matches_a_plain_reference(rng):
+    from msk.metrics import bootstrap_metric
+
+    # tag scores with ties (rounded), two strata of different sizes, tracks of 1-3 clips, two runs
+    sizes = (23, 31)
+    Y = [rng.random((n, 4)) < 0.35 for n in sizes]
+    S = [np.round(rng.random((2, n, 4)) + 0.3 * Y[k], 1) for k, n in enumerate(sizes)]
+    G = [rng.integers(0, n // 2, n) for n in sizes]
+    value, dist = bootstrap_metric(S, y_true=Y, groups=G, n_resamples=60, random_state=11)
+    assert_close(dist, _reference_bootstrap(S, Y, G, 60, 11), rtol=1e-12, atol=1e-12)
+    assert value == pytest.approx(np.mean([np.mean([mean_tag_auc(Y[k], S[k][r]) for r in range(2)])
+                                           for k in range(2)]), rel=1e-12)
+    # per-clip values with NaN (no candidate), no groups (clips are the units), one stratum as an array
+    v = rng.random((3, 40)).round()
+    v[:, 5] = np.nan
+    value, dist = bootstrap_metric(v, n_resamples=80, random_state=2)
+    assert_close(dist, _reference_bootstrap([v], None, [np.arange(40)], 80, 2), rtol=1e-12, atol=1e-12)
+    assert value == pytest.approx(np.nanmean(v), rel=1e-12)
+    # sklearn's AUC on the observed data
+    y = rng.random((50, 1)) < 0.4
+    s = rng.random((50, 1))
+    assert bootstrap_metric(s, y_true=y, n_resamples=1)[0] == pytest.approx(roc_auc_score(y[:, 0], s[:, 0]))
+
+
+def test_paired_bootstrap_is_paired_and_checks_its_input(rng):
+    from msk.metrics import bootstrap_metric, paired_bootstrap
+
+    y = rng.random((120, 3)) < 0.4
+    a = y + rng.standard_normal((2, 120, 3))
+    b = a + 0.01 * rng.standard_normal((2, 120, 3))  # almost the same system
+    res = paired_bootstrap(a, b, y_true=y, n_resamples=300, random_state=5)
+    (va, da), (vb, db) = (bootstrap_metric(x, y_true=y, n_resamples=300, random_state=5) for x in (a, b))
+    assert (res.mean_a, res.mean_b, res.difference) == (va, vb, va - vb)
+    assert_close(res.distribution, da - db, rtol=0, atol=0)
+    assert (res.low, res.high) == pytest.approx(tuple(np.quantile(da - db, [0.025, 0.975])), rel=1e-12)
+    # pairing: the interval of the difference is far narrower than either system's own spread
+    assert res.high - res.low < 0.2 * (np.quantile(da, 0.975) - np.quantile(da, 0.025))
+    d = res.to_dict()
+    assert d["tie"] == res.tie and "distribution" not in d
+    with pytest.raises(ValueError, match="`a` and `b` must score the same clips"):
+        paired_bootstrap(a, b[:, :100], y_true=y)
+    with pytest.raises(ValueError, match="`confidence_level`"):
+        paired_bootstrap(a, b, y_true=y, confidence_level=1.5)
+    with pytest.raises(ValueError, match="`n_resamples` must be a positive integer"):
+        paired_bootstrap(a, b, y_true=y, n_resamples=0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        paired_bootstrap(np.full((120, 3), np.nan), b[0], y_true=y)
+    with pytest.raises(ValueError, match="`y_true` must have one array per stratum"):
+        bootstrap_metric([a[0], a[0]], y_true=[y])
+    with pytest.raises(TypeError, match="`x` must be an ndarray"):
+        bootstrap_metric("scores")
+    with pytest.raises(ValueError, match="`groups\\[0\\]`"):
+        bootstrap_metric(np.ones(5), groups=[np.arange(4)])
+
+
+def _coverage(make, n_datasets, n_resamples, grouped=True):
+    """Fraction of datasets whose 95 % interval holds the true difference (make() -> a, b, y, groups, truth)."""
+    from msk.metrics import paired_bootstrap
+
+    hits = 0
+    for i in range(n_datasets):
+        a, b, y, groups, truth = make(np.random.default_rng(1000 + i))
+        res = paired_bootstrap(a, b, y_true=y, groups=groups if grouped else None, n_resamples=n_resamples,
+                               random_state=i)
+        hits += res.low <= truth <= res.high
+    return hits / n_datasets
+
+
+def test_paired_bootstrap_covers_a_known_difference():
+    from scipy.stats import norm
+
+    def clips(r):  # per-clip hits, P(hit) 0.7 vs 0.6, independent clips: true difference 0.1
+        return (r.random(300) < 0.7).astype(float), (r.random(300) < 0.6).astype(float), None, None, 0.1
+
+    assert 0.9 <= _coverage(clips, 200, 300) <= 0.99
+
+    def tags(r):  # scores N(d·y, 1): AUC = Φ(d / √2); d = 1.0 vs 0.6, shared noise (paired systems)
+        y = r.random((300, 1)) < 0.3
+        noise = r.standard_normal((300, 1))
+        a = 1.0 * y + noise
+        b = 0.6 * y + 0.8 * noise + 0.6 * r.standard_normal((300, 1))
+        return a, b, y, None, norm.cdf(1.0 / np.sqrt(2)) - norm.cdf(0.6 / np.sqrt(2))
+
+    assert 0.88 <= _coverage(tags, 100, 200) <= 0.995
+
+    def tracks(r):  # 60 tracks of 5 clips sharing a track effect (one per system): clips are not independent
+        effect_a, effect_b = np.repeat(r.standard_normal((2, 60)), 5, axis=1)
+        a = (effect_a + r.standard_normal(300) > -0.5).astype(float)
+        b = (effect_b + r.standard_normal(300) > 0.0).astype(float)
+        truth = norm.cdf(0.5 / np.sqrt(2)) - 0.5  # P(e + n > -0.5) - P(e + n > 0), e and n standard normal
+        return a, b, None, np.repeat(np.arange(60), 5), truth
+
+    by_track = _coverage(tracks, 200, 300)
+    by_clip = _coverage(tracks, 200, 300, grouped=False)
+    # resampling tracks is nearly right (0.91 here: 60 units); resampling their clips undercovers (0.74 here)
+    assert by_track >= 0.88 and by_clip < by_track - 0.1

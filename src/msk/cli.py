@@ -48,11 +48,13 @@ as skipped.""",
   msk evaluate features.zarr --dataset ~/.cache/msk/devcorpus -o results.json
   msk evaluate features.zarr --dataset /data/mtat --runs 10 --trials 10
   msk evaluate features.zarr --labels labels.csv --group-column artist   # your own labels CSV
+  msk evaluate musicnn.zarr --dataset ~/.cache/msk/devcorpus --protocol cv -o results/cv-musicnn
 The store's keys must be the dataset's clip ids or audio paths (what `msk extract` on the
 dataset's folder gives).""",
     "experiment": """examples:
   msk experiment ~/.cache/msk/devcorpus -o results/dev --architectures subset --search small
   msk experiment /data/mtat -o results/mtat --architectures paper baselines --runs 10 --trials 10
+  msk experiment ~/.cache/msk/devcorpus -o results/cv --protocol cv --architectures laplacian-w1-k500
 Architecture groups: paper (the 28), baselines, subset, all; or names like laplacian-w1-k500,
 gaussian-w2-pca, multiresolution-w1-k1000, single-w1-k500, mfcc, logmel-stats.
 A rerun reuses every fitted model, feature store and head result in the output folder.""",
@@ -397,6 +399,28 @@ def cmd_extract(args):
     return 0
 
 
+def _cv_summary(res, out):
+    """The JSON summary of a cross-validated run: means and paired differences."""
+    return {
+        "out": os.path.abspath(out), "protocol": "cv", "rotations": res["protocol"]["rotations"],
+        "feature_sets": [{"name": fs["name"], **fs["means"]} for fs in res["feature_sets"]],
+        "comparisons": [{k: c[k] for k in ("feature_set", "baseline", "metric", "difference", "low", "high",
+                                           "verdict")} for c in res["comparisons"]],
+    }
+
+
+def _run_cv(args, *, architectures, external):
+    from .experiment import run_cv
+
+    res = run_cv(
+        args.root, architectures=architectures, baselines=args.baselines, out=args.output, rotations=args.rotations,
+        n_runs=args.runs, n_trials=args.trials, random_state=args.seed, n_jobs=args.n_jobs, progress=not args.quiet,
+        mlp={"n_hidden": args.hidden}, external=external, n_workers=args.workers, n_resamples=args.resamples,
+    )
+    _print_json(_cv_summary(res, args.output))
+    return 0
+
+
 def cmd_store(args):
     import msk
 
@@ -434,6 +458,11 @@ def cmd_export(args):
 def cmd_experiment(args):
     from .experiment import expand_architectures, run_experiment, search_configurations
 
+    if args.protocol == "cv":
+        if args.search != "none":
+            raise _UsageError("--search runs with --protocol split only")
+        return _run_cv(args, architectures=expand_architectures(args.architectures),
+                       external=parse_external(args.external))
     res = run_experiment(
         args.root, architectures=expand_architectures(args.architectures), out=args.output,
         n_runs=args.runs, n_trials=args.trials, random_state=args.seed,
@@ -469,7 +498,15 @@ def cmd_evaluate(args):
     if (args.dataset is None) == (args.labels is None):
         raise _UsageError("give --dataset ROOT (MagnaTagATune layout) or --labels CSV, one of them")
     if args.labels is not None:
+        if args.protocol == "cv":
+            raise _UsageError("--protocol cv needs --dataset (a MagnaTagATune-layout dataset)")
         return _evaluate_labels(args)
+    if args.protocol == "cv":
+        if not args.output:
+            raise _UsageError("--protocol cv needs -o/--output: the folder of the run (baseline features, results)")
+        name = args.name or os.path.basename(os.path.normpath(args.store)).rsplit(".", 1)[0] or "features"
+        args.root, args.n_jobs, args.quiet = args.dataset, 1, False
+        return _run_cv(args, architectures=[], external={name: args.store})
 
     data = msk.datasets.load_magnatagatune(args.dataset)
     st = msk.store.FeatureStore(args.store, mode="r")
@@ -577,6 +614,18 @@ def _info_array_file(path):
     if header is not None:
         raise _UsageError(f"{not_ours}: its header names format {fmt!r}")
     return {"file": os.path.abspath(path), **_describe_arrays(path, arrays)}
+
+
+def _cv_arguments(p):
+    """The options of the cross-validated protocol (msk.experiment.run_cv), shared by experiment and evaluate."""
+    p.add_argument("--protocol", choices=("split", "cv"), default="split",
+                   help="split: the paper's one 12:1:3 split; cv: every clip tested once over 8 rotations of "
+                        "12:2:2 folders, paired differences to the baselines with 95 %% bootstrap intervals")
+    p.add_argument("--baselines", nargs="+", default=["single-w1-k500", "mfcc", "logmel-stats"],
+                   help="with --protocol cv: what every feature set is compared with")
+    p.add_argument("--rotations", nargs="+", type=non_negative_int, default=None,
+                   help="with --protocol cv: run only these rotations (0-7; default all)")
+    p.add_argument("--resamples", type=positive_int, default=1000, help="with --protocol cv: bootstrap resamples")
 
 
 def cmd_info(args):
@@ -796,6 +845,10 @@ def build_parser():
     p.add_argument("--nca-components", type=positive_int, default=50,
                    help="dimensions of the NCA map (capped at the number of features and of training clips)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    _cv_arguments(p)
+    p.add_argument("--name", help="with --protocol cv: the store's name in the results (default: its folder name)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="with --protocol cv: (feature set, rotation) jobs side by side, one process each")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("experiment", help="rerun the paper's evaluation on a dataset",
@@ -818,6 +871,7 @@ def build_parser():
                         "evaluated by the same heads, e.g. musicnn-mtt=runs/musicnn_MTT_musicnn_penultimate.zarr")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _cv_arguments(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("plot", help="draw figures: the paper's, a map of a library, a file over time",

@@ -34,7 +34,7 @@ import zlib
 import numpy as np
 
 from ._json import jsonable
-from ._validation import check_int, check_log_range
+from ._validation import check_float, check_int, check_log_range
 from .baselines import BaselineFeatures
 from .datasets import load_magnatagatune
 from .heads import NCA, MLPTagger, SearchResult, evaluate_similarity, evaluate_tagging
@@ -44,14 +44,19 @@ __all__ = [
     "ARCHITECTURE_GROUPS",
     "Architecture",
     "BASELINE_ARCHITECTURES",
+    "CV_METRICS",
     "DEFAULT_SEARCH",
     "PAPER_ARCHITECTURES",
     "SMALL_SEARCH",
     "SUBSET_ARCHITECTURES",
+    "cv_folds",
+    "cv_table",
     "evaluate_features",
     "expand_architectures",
+    "load_cv_predictions",
     "match_keys",
     "parse_architecture",
+    "run_cv",
     "run_experiment",
     "search_configurations",
 ]
@@ -694,7 +699,7 @@ def _load_features(cache, data, matched=None):
 # --------------------------------------------------------------------------- heads
 def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=None, random_state=None, mlp=None,
                       nca=None, learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), search_cache=None,
-                      progress=None):
+                      progress=None, per_clip=False):
     """Both of the paper's heads on the window features of a dataset's clips.
 
     Tagging by :func:`msk.heads.evaluate_tagging` (random search of the
@@ -740,6 +745,9 @@ def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=Non
     progress : callable, default=None
         Called as ``progress(head, stage, done, total)`` after every trained
         model, ``head`` being ``"tagging"`` or ``"similarity"``.
+    per_clip : bool, default=False
+        Keep the per-clip test outputs of every run in both results'
+        ``per_clip`` (what :func:`run_cv` compares by bootstrap).
 
     Returns
     -------
@@ -780,10 +788,10 @@ def evaluate_features(X, clip_index, data, *, n_runs=10, n_trials=10, params=Non
         X, data.tags, clip_index, **masks, n_runs=n_runs, n_trials=n_trials, params=params,
         learning_rate_range=learning_rate_range, alpha_range=alpha_range, random_state=rng,
         search_cache=search_cache, progress=None if progress is None else (lambda *a: progress("tagging", *a)),
-        **mlp)
+        per_clip=per_clip, **mlp)
     similarity = evaluate_similarity(
         X, data.artists, clip_index, **masks, groups=data.tracks, n_runs=n_runs, random_state=rng,
-        progress=None if progress is None else (lambda *a: progress("similarity", *a)), **nca)
+        progress=None if progress is None else (lambda *a: progress("similarity", *a)), per_clip=per_clip, **nca)
     return tagging, similarity
 
 
@@ -968,15 +976,6 @@ def _watch_parent(parent):
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _evaluate_in_worker(ctx, arch):
-    """One architecture in a worker process: BLAS on one thread, no progress bars."""
-    from threadpoolctl import threadpool_limits
-
-    ctx = _Context(ctx.data, ctx.out, dict(ctx.cfg, progress=False))
-    with threadpool_limits(1):
-        return _evaluate(ctx, arch)
-
-
 def _evaluate_all(ctx, archs, n_workers, bar, t_start):
     """Rows of all ``archs`` in order; ``n_workers`` processes evaluate architectures side by side.
 
@@ -991,26 +990,9 @@ def _evaluate_all(ctx, archs, n_workers, bar, t_start):
         _write_outputs(ctx.out, ctx.data, [r for r in rows if r is not None], {}, ctx.cfg, t_start,
                        partial=True)
 
-    if n_workers == 1 or len(archs) == 1:
-        from threadpoolctl import threadpool_limits
-
-        # One BLAS thread, as in the workers: OpenBLAS rounds differently when a GEMM is
-        # split across threads, and a row must not depend on how it was computed.
-        with threadpool_limits(1):
-            for i, arch in enumerate(archs):
-                done(i, _evaluate(ctx, arch, bar=bar))
-        return rows
-    import concurrent.futures
-    import multiprocessing
-
-    # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
-    with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(archs)),
-                                                mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(_evaluate_in_worker, ctx, arch): i for i, arch in enumerate(archs)}
+    if n_workers > 1 and len(archs) > 1:
         bar.set_postfix_str(f"{min(n_workers, len(archs))} worker processes")
-        for fut in concurrent.futures.as_completed(futures):
-            done(futures[fut], fut.result())
+    _map_jobs(_evaluate, ctx, [(arch,) for arch in archs], n_workers, done, serial_kw={"bar": bar})
     return rows
 
 
@@ -1207,3 +1189,667 @@ def _fmt(v):
         return f"{v:.6g}"
     return v
 
+
+
+# --------------------------------------------------------------------------- cross-validation
+_FOLDER_NAMES = "0123456789abcdef"
+
+#: The metrics :func:`run_cv` compares, all "higher is better": mean per-tag
+#: ROC AUC of the tagger; artist 1-NN accuracy and NCA probability in the
+#: NCA embedding with neighbours from other tracks only (clips of one
+#: recording are near-duplicates); and both with any neighbour (the paper's).
+CV_METRICS = ("tag_auc", "nn_accuracy_other_tracks", "nca_probability_other_tracks", "nn_accuracy",
+              "nca_probability")
+# per-clip arrays of msk.heads.SimilarityResult.per_clip behind each similarity metric
+_CV_SIMILARITY = {"nn_accuracy_other_tracks": "nn_accuracy_other_groups",
+                  "nca_probability_other_tracks": "probability_other_groups",
+                  "nn_accuracy": "nn_accuracy", "nca_probability": "probability"}
+_CV_TABLE_METRICS = ("tag_auc", "nn_accuracy_other_tracks", "nca_probability_other_tracks")
+_CV_METRIC_TITLES = {"tag_auc": "Mean tag AUC", "nn_accuracy_other_tracks": "Artist 1-NN accuracy (other tracks)",
+                     "nca_probability_other_tracks": "NCA probability (other tracks)",
+                     "nn_accuracy": "Artist 1-NN accuracy", "nca_probability": "NCA probability"}
+_PREDICTIONS_FORMAT = "msk.cv-predictions"
+
+
+def cv_folds(*, test_folders=2, valid_folders=2):
+    """The rotations of the cross-validated protocol over the 16 MagnaTagATune folders.
+
+    Rotation ``r`` tests on folders ``r·t … r·t + t - 1``, validates on the
+    next ``valid_folders`` (modulo 16) and trains on the others, with ``t =
+    test_folders``; there are ``16 / t`` rotations, so every folder (and
+    every clip) is a test folder exactly once.
+
+    The default, 8 rotations of 12 training, 2 validation and 2 test
+    folders, was chosen as follows: the test folders must tile the 16
+    folders (``t`` divides 16: a scheme with 3 test folders, as the paper's
+    single split, tests clips three times or leaves some out); 12 training
+    folders is the paper's training size, so features and heads learn from
+    as much as in the paper; two test folders per rotation give each
+    rotation's per-tag AUCs twice the positives of one folder (fewer tags
+    with a single class), and two validation folders make the selection
+    (hyperparameter search, early stopping) less noisy than one, at the
+    price of one training folder compared with 13:1:2. Eight rotations also
+    halve the fits of learned features compared with 16.
+
+    Parameters
+    ----------
+    test_folders : {1, 2, 4, 8}, default=2
+        Folders tested per rotation.
+    valid_folders : int, default=2
+        Validation folders per rotation (at most ``15 - test_folders``).
+
+    Returns
+    -------
+    folds : list of dict
+        One per rotation: ``{"rotation": r, "train": folders, "valid":
+        folders, "test": folders}``, folders as strings of folder names.
+
+    Examples
+    --------
+    >>> from msk.experiment import cv_folds
+    >>> folds = cv_folds()
+    >>> len(folds), folds[0]
+    (8, {'rotation': 0, 'train': '456789abcdef', 'valid': '23', 'test': '01'})
+    >>> folds[7]["test"], folds[7]["valid"]
+    ('ef', '01')
+    >>> "".join(f["test"] for f in folds)
+    '0123456789abcdef'
+    """
+    t = check_int("test_folders", test_folders, low=1)
+    v = check_int("valid_folders", valid_folders, low=1)
+    n = len(_FOLDER_NAMES)
+    if n % t:
+        raise ValueError(f"`test_folders` must divide {n} (1, 2, 4 or 8), so that every folder is tested once; "
+                         f"got {t}.")
+    if t + v > n - 1:
+        raise ValueError(f"`test_folders` + `valid_folders` must leave a training folder (at most {n - 1}); "
+                         f"got {t} + {v}.")
+    folds = []
+    for r in range(n // t):
+        test = [(r * t + i) % n for i in range(t)]
+        valid = [(r * t + t + i) % n for i in range(v)]
+        train = [i for i in range(n) if i not in test and i not in valid]
+        folds.append({"rotation": r, "train": "".join(_FOLDER_NAMES[i] for i in train),
+                      "valid": "".join(_FOLDER_NAMES[i] for i in valid),
+                      "test": "".join(_FOLDER_NAMES[i] for i in test)})
+    return folds
+
+
+def _check_tracks_in_folders(data):
+    """Every track in one folder (``data.splits`` are folder names): else the folds would share tracks."""
+    seen = {}
+    for track, folder in zip(data.tracks.tolist(), data.splits.tolist()):
+        first = seen.setdefault(track, folder)
+        if first != folder:
+            raise ValueError(f"track {track!r} has clips in folders {first!r} and {folder!r} of {data.root!r}; "
+                             "the cross-validation needs every track inside one folder.")
+
+
+def _rotation_data(data, fold):
+    """``data`` (splits = folder names) with the splits of one rotation."""
+    split_of = {c: s for s in ("train", "valid", "test") for c in fold[s]}
+    splits = np.array([split_of[f] for f in data.splits.tolist()])
+    for s in ("train", "valid", "test"):
+        if not np.any(splits == s):
+            raise ValueError(f"rotation {fold['rotation']}: the {s} folders {fold[s]!r} hold no clip.")
+    return dataclasses.replace(data, splits=splits)
+
+
+def _learned(arch):
+    return arch.kind == "multiscale"
+
+
+def _open_store(path):
+    """A feature store opened read-only."""
+    from .store import FeatureStore
+
+    return FeatureStore(path, mode="r")
+
+
+def _sha256(path):
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_predictions(path, header, arrays):
+    from ._persist import atomic_write, write_npz
+
+    blob = np.frombuffer(json.dumps(jsonable(header), sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    with atomic_write(path) as f:
+        write_npz(f, {"header": blob, **arrays})
+
+
+_PREDICTION_ARRAYS = ("clip_ids", "tracks", "y_true", "tag_scores") + tuple(_CV_SIMILARITY)
+
+
+def load_cv_predictions(path):
+    """Read one ``predictions.npz`` written by :func:`run_cv` (no pickle).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    predictions : dict
+        ``"header"`` (dict: format, version, feature set, rotation, folds,
+        tag names, heads seed), ``"clip_ids"`` (n_test,) int64,
+        ``"tracks"`` (n_test,) str, ``"y_true"`` (n_test, n_tags) uint8,
+        ``"tag_scores"`` (n_runs, n_test, n_tags) float32, and per-clip
+        arrays (n_runs, n_test) float64 (NaN: no candidate neighbour) named
+        by :data:`CV_METRICS`: ``"nn_accuracy_other_tracks"``,
+        ``"nca_probability_other_tracks"``, ``"nn_accuracy"``,
+        ``"nca_probability"``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a predictions file of this format or its arrays
+        disagree in shape.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path!r} is not a readable predictions file: {exc}") from None
+    try:
+        header = json.loads(out.pop("header").tobytes().decode("utf-8"))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise ValueError(f"{path!r} has no valid header; not a {_PREDICTIONS_FORMAT} file.") from None
+    if not isinstance(header, dict) or header.get("format") != _PREDICTIONS_FORMAT or header.get("format_version") != 1:
+        raise ValueError(f"{path!r} is not a {_PREDICTIONS_FORMAT} file of version 1.")
+    missing = [k for k in _PREDICTION_ARRAYS if k not in out]
+    if missing:
+        raise ValueError(f"{path!r} lacks the arrays {missing}.")
+    n = len(out["clip_ids"])
+    runs, n_tags = out["tag_scores"].shape[0], out["y_true"].shape[1]
+    shapes = {"tracks": (n,), "y_true": (n, n_tags), "tag_scores": (runs, n, n_tags),
+              **{k: (runs, n) for k in _CV_SIMILARITY}}
+    for k, shape in shapes.items():
+        if out[k].shape != shape:
+            raise ValueError(f"{path!r}: array {k!r} has shape {out[k].shape}; expected {shape}.")
+    out["header"] = header
+    return out
+
+
+def _cv_features(ctx, arch):
+    """Phase one: the one feature cache of an architecture that learns nothing (or an external store's record)."""
+    if arch.kind == "external":
+        _external_for(ctx, arch)
+        return
+    data = dataclasses.replace(ctx.data, splits=np.full(len(ctx.data), "train"))  # nothing is fitted on it
+    extractor = _extractor(arch, ctx.cfg["features"], ctx.cfg["random_state"])
+    _prepare(_arch_dir(ctx, arch.name), arch, extractor, data, progress=ctx.cfg["progress"],
+             n_jobs=ctx.cfg["n_jobs"])
+
+
+def _cv_job(ctx, arch, fold):
+    """Phase two: one feature set on one rotation (learned features fitted on its training folders), both heads."""
+    cfg = ctx.cfg
+    r = fold["rotation"]
+    data = _rotation_data(ctx.data, fold)
+    base = _arch_dir(ctx, arch.name)
+    rot_dir = os.path.join(base, f"rot{r}")
+    os.makedirs(rot_dir, exist_ok=True)
+    prep = {"fitted": False, "n_extracted": 0, "timings": {"fit": 0.0, "extract": 0.0}}
+    if arch.kind == "external":
+        cache, info_dir = _open_store(cfg["external"][arch.name]), base
+    elif _learned(arch):
+        extractor = _extractor(arch, cfg["features"], cfg["random_state"])
+        _, cache, prep = _prepare(rot_dir, arch, extractor, data, progress=cfg["progress"], n_jobs=cfg["n_jobs"])
+        info_dir = rot_dir
+    else:
+        cache, info_dir = _cache_for(base), base
+    matched = _usable_rows(cache, data)
+    rows = matched[0]
+    sub = data.subset(rows)
+    heads_seed = _arch_seed(cfg["random_state"], f"cv-rotation-{r}")  # the same for every feature set: paired
+    search_settings = {"extractor": _read_json(os.path.join(info_dir, "extractor.json")), "fold": fold,
+                       "clips": zlib.crc32(np.ascontiguousarray(sub.clip_ids, dtype=np.int64).tobytes()),
+                       "mlp": cfg["mlp"], "n_trials": cfg["n_trials"], "ranges": cfg["ranges"],
+                       "random_state": cfg["random_state"], "n_tags": list(data.tag_names)}
+    settings = dict(search_settings, n_runs=cfg["n_runs"], nca=cfg["nca"])
+    pred_path = os.path.join(rot_dir, "predictions.npz")
+    result = _cached(os.path.join(rot_dir, "cv_result.json"), settings)
+    if result is not None and os.path.exists(pred_path) and _sha256(pred_path) == result.get("predictions_sha256"):
+        return dict(result, reused=True, fitted=prep["fitted"], n_extracted=prep["n_extracted"])
+    X, idx, _ = _load_features(cache, data, matched)
+    t0 = time.perf_counter()
+    try:
+        tagging, similarity = evaluate_features(
+            X, idx, sub, n_runs=cfg["n_runs"], n_trials=cfg["n_trials"], random_state=heads_seed, mlp=cfg["mlp"],
+            nca=cfg["nca"], learning_rate_range=cfg["ranges"][0], alpha_range=cfg["ranges"][1],
+            search_cache=_JsonSearchCache(os.path.join(rot_dir, "tagging_search.json"), search_settings),
+            per_clip=True)
+    except ValueError as exc:
+        raise ValueError(f"{arch.name}, rotation {r} (test folders {fold['test']!r}): {exc}") from exc
+    seconds = time.perf_counter() - t0
+    test = sub.splits == "test"
+    arrays = {"clip_ids": sub.clip_ids[test].astype(np.int64), "tracks": sub.tracks[test].astype(str),
+              "y_true": sub.tags[test].astype(np.uint8), "tag_scores": tagging.per_clip.astype(np.float32)}
+    for metric, key in _CV_SIMILARITY.items():
+        arrays[metric] = similarity.per_clip[key].astype(np.float64)
+    header = {"format": _PREDICTIONS_FORMAT, "format_version": 1, "feature_set": arch.name, "rotation": r,
+              "fold": fold, "tag_names": list(data.tag_names), "heads_seed": heads_seed}
+    _write_predictions(pred_path, header, arrays)
+    sim_runs = [{"nca_probability": run["probability"], "nca_probability_other_tracks": run["probability_other_groups"],
+                 "nn_accuracy": run["nn_accuracy"], "nn_accuracy_other_tracks": run["nn_accuracy_other_groups"],
+                 "epochs": run["n_iter"], "valid_probability": run["validation_score"]} for run in similarity.runs]
+    search = tagging.search
+    result = _canonical({
+        "rotation": r, "fold": fold, "heads_seed": heads_seed, "n_features": int(X.shape[1]),
+        "n_windows": int(X.shape[0]), "n_clips": {s: int(np.sum(sub.splits == s)) for s in ("train", "valid", "test")},
+        "tagging": {"learning_rate_init": tagging.params["learning_rate_init"], "alpha": tagging.params["alpha"],
+                    "valid_tag_auc": None if search is None else search.best_score,
+                    "search_trials": None if search is None else search.trials,
+                    "runs": [{"tag_auc": float(a), "valid_tag_auc": float(v), "epochs": int(e)}
+                             for a, v, e in zip(tagging.run_aucs, tagging.valid_aucs, tagging.n_iter)],
+                    "per_tag_auc": dict(zip(data.tag_names, tagging.per_tag_auc))},
+        "similarity": {"n_components": similarity.n_components, "runs": sim_runs},
+        "metrics": {"tag_auc": tagging.mean_auc, **{m: float(np.mean([run[m] for run in sim_runs]))
+                                                     for m in _CV_SIMILARITY}},
+        "predictions": os.path.relpath(pred_path, ctx.out), "predictions_sha256": _sha256(pred_path),
+        "heads_seconds": seconds, "fit_seconds": prep["timings"]["fit"], "extract_seconds": prep["timings"]["extract"],
+    })
+    _store(os.path.join(rot_dir, "cv_result.json"), settings, result)
+    return dict(result, reused=False, fitted=prep["fitted"], n_extracted=prep["n_extracted"])
+
+
+def _in_worker(fn, ctx, *args):
+    """``fn(ctx, *args)`` in a worker process: BLAS on one thread, no progress bars."""
+    from threadpoolctl import threadpool_limits
+
+    ctx = _Context(ctx.data, ctx.out, dict(ctx.cfg, progress=False))
+    with threadpool_limits(1):
+        return fn(ctx, *args)
+
+
+def _map_jobs(fn, ctx, jobs, n_workers, done, *, serial_kw=None):
+    """``fn(ctx, *job)`` for every job; results in order. ``n_workers`` spawned processes run jobs side by side.
+
+    Every job seeds itself from its arguments, so a result does not depend on the
+    process that computed it; BLAS runs on one thread everywhere (OpenBLAS rounds
+    differently when a GEMM is split across threads). ``done(i, result)`` is called
+    in this process as results arrive; ``serial_kw`` are extra keyword arguments of
+    ``fn`` when the jobs run in this process (e.g. a progress bar).
+    """
+    out = [None] * len(jobs)
+    if n_workers == 1 or len(jobs) <= 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            for i, job in enumerate(jobs):
+                out[i] = fn(ctx, *job, **(serial_kw or {}))
+                done(i, out[i])
+        return out
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn, not fork: a forked child would inherit the parent's BLAS and OpenMP thread pools
+    with concurrent.futures.ProcessPoolExecutor(min(n_workers, len(jobs)),
+                                                mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(_in_worker, fn, ctx, *job): i for i, job in enumerate(jobs)}
+        for fut in concurrent.futures.as_completed(futures):
+            i = futures[fut]
+            out[i] = fut.result()
+            done(i, out[i])
+    return out
+
+
+def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_ARCHITECTURES, out, rotations=None,
+           test_folders=2, valid_folders=2, n_runs=5, n_trials=10, random_state=0, features=None, mlp=None, nca=None,
+           learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), n_tags=50, external=None, n_jobs=1,
+           n_workers=1, n_resamples=1000, confidence_level=0.95, progress=True):
+    """The cross-validated, paired protocol: every clip a test clip once, differences with intervals.
+
+    The 16 folders of a MagnaTagATune-layout dataset rotate through
+    training, validation and test (:func:`cv_folds`; by default 8 rotations
+    of 12:2:2 folders). For every rotation and every feature set (the
+    ``architectures``, the ``baselines`` and the ``external`` stores):
+
+    * **features**: an architecture that learns from audio (PCA, K-means:
+      every multiscale one, ``single-*`` included) is fitted on the
+      rotation's training folders only and extracts every clip
+      (``<out>/<name>/rot<r>/``); the baselines that learn nothing
+      (``mfcc``, ``logmel-stats``) are extracted once (``<out>/<name>/``);
+      external stores (pretrained features) are evaluated as they are;
+    * **heads**: :func:`evaluate_features`, the one evaluation of ``msk
+      evaluate`` and :func:`run_experiment`, with the rotation's splits:
+      the tagger's learning rate and weight decay searched on the
+      validation folders, early stopping of both heads on the validation
+      folders, ``n_runs`` seeds per head scored on the test folders. The
+      heads' seed depends on ``random_state`` and the rotation only, so
+      every feature set gets the same folds, the same search trials and the
+      same seeds: the results are **paired**. Selection never sees a test
+      folder.
+
+    Every test clip's outputs are kept per seed (``predictions.npz``: tag
+    probabilities, 1-NN correctness and NCA probability, with neighbours
+    from the rotation's test folders), and every feature set is compared
+    with every baseline on every metric of :data:`CV_METRICS`: the mean
+    over rotations of the mean over seeds, and the paired difference with a
+    ``confidence_level`` interval from :func:`msk.metrics.bootstrap_metric`
+    (``n_resamples`` resamples of the **tracks** within every rotation's
+    test folders: clips of one recording are correlated, and the track is
+    the unit that is independent; the same draws for every feature set). A
+    difference whose interval contains 0 is a tie.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, default=None
+        The dataset (None reads ``MSK_DATA``). Every track must lie in one
+        folder (a ValueError names the first that does not).
+    architectures : sequence of str, default=SUBSET_ARCHITECTURES
+        Names understood by :func:`parse_architecture` (groups expanded by
+        :func:`expand_architectures` first if given through the CLI).
+    baselines : sequence of str, default=BASELINE_ARCHITECTURES
+        What every feature set is compared with: architecture names
+        (evaluated too if not in ``architectures``) or ``external`` names.
+    out : str or os.PathLike
+        Output folder: ``cv_results.json``, ``cv_summary.csv``,
+        ``cv_table.md`` and one folder per feature set (see Notes).
+    rotations : sequence of int, default=None
+        Rotations to run (None: all, so every clip is tested once). Fewer
+        give a quicker, partial look; the results record which ran.
+    test_folders, valid_folders : int, default=2
+        The fold scheme, see :func:`cv_folds`.
+    n_runs : int, default=5
+        Seeds per head and rotation.
+    n_trials : int, default=10
+        Trials of the tagging search per rotation (validation folders only).
+    random_state : int, default=0
+        Seeds feature learning (the same for every architecture and
+        rotation), the heads (per rotation) and the bootstrap.
+    features, mlp, nca, learning_rate_range, alpha_range, n_tags, n_jobs
+        As in :func:`run_experiment`.
+    external : dict, default=None
+        ``{name: feature store path}``, as in :func:`run_experiment`.
+    n_workers : int, default=1
+        Processes running (feature set, rotation) jobs side by side, BLAS
+        on one thread each. Results do not depend on it.
+    n_resamples : int, default=1000
+        Bootstrap resamples.
+    confidence_level : float, default=0.95
+    progress : bool, default=True
+        A progress bar on stderr.
+
+    Returns
+    -------
+    results : dict
+        The content of ``cv_results.json`` (see Notes).
+
+    Notes
+    -----
+    **Files.** ``cv_results.json``: ``"format"`` (``"msk.cv-results"``,
+    version 1), ``"protocol"`` (folds, rotations run, metrics, resampling),
+    ``"feature_sets"`` (per feature set: kind, whether learned, ``"means"``
+    per metric and ``"rotations"``: per rotation the searched
+    hyperparameters and every trial, every seed's figures, the per-rotation
+    means, the predictions file and its SHA-256), ``"comparisons"`` (per
+    feature set, baseline and metric: ``mean``, ``baseline_mean``,
+    ``difference``, ``low``, ``high``, ``verdict`` in {"better", "worse",
+    "tie"}, ``n_clips``), ``"dataset"`` and ``"settings"``.
+    ``cv_summary.csv``: one row per (feature set, metric) with the mean
+    alone, then one per baseline with the difference and its interval.
+    ``cv_table.md``: :func:`cv_table` of the results.
+    ``<name>/rot<r>/predictions.npz`` (:func:`load_cv_predictions`) and
+    ``cv_result.json``; learned features keep their model and feature
+    store in ``<name>/rot<r>/``, the others in ``<name>/``. A rerun with
+    the same settings reuses models, features and head results.
+
+    **Metric over rotations.** Each metric is computed per rotation and
+    seed on that rotation's test clips (per-tag AUC needs one model's scores:
+    scores of different rotations' models are not pooled), then averaged
+    over seeds and over rotations, each rotation weighing the same.
+    Clips a feature set lacks (failed extraction, an external store without
+    them) are left out of its comparisons, which use the clips both sides
+    have. The 1-NN and NCA outcomes of a clip are computed once, among all
+    the test clips of its rotation, and resampled as they are.
+
+    Examples
+    --------
+    See ``tests/test_experiment.py`` and ``scripts/run_experiment.py
+    --protocol cv``; a run needs a dataset on disk.
+    """
+    t_start = time.perf_counter()
+    if isinstance(architectures, str):
+        architectures = [architectures]
+    if isinstance(baselines, str):
+        baselines = [baselines]
+    archs = [parse_architecture(a) for a in architectures]
+    if len({a.name for a in archs}) != len(archs):
+        raise ValueError(f"`architectures` lists a name twice: {[a.name for a in archs]}.")
+    external, external_archs = _check_external(external, archs)
+    baselines = list(dict.fromkeys(baselines))
+    for b in baselines:
+        if b not in external:
+            parse_architecture(b)
+    archs = archs + [parse_architecture(b) for b in baselines
+                     if b not in external and b not in {a.name for a in archs}]
+    archs = archs + external_archs
+    if not archs:
+        raise ValueError("`architectures`, `baselines` and `external` name no feature set.")
+    if out is None or not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"`out` must be a folder path; got {type(out).__name__}.")
+    folds = cv_folds(test_folders=test_folders, valid_folders=valid_folders)
+    if rotations is None:
+        rotations = [f["rotation"] for f in folds]
+    else:
+        rotations = [check_int("rotations", r, low=0, high=len(folds) - 1) for r in rotations]
+        if not rotations or len(set(rotations)) != len(rotations):
+            raise ValueError(f"`rotations` must list distinct rotations of 0 ... {len(folds) - 1}; got {rotations}.")
+    folds = [folds[r] for r in rotations]
+    n_runs = check_int("n_runs", n_runs, low=1)
+    n_trials = check_int("n_trials", n_trials, low=1)
+    random_state = check_int("random_state", random_state, low=0)
+    n_jobs = check_int("n_jobs", n_jobs, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
+    n_resamples = check_int("n_resamples", n_resamples, low=1)
+    confidence_level = check_float("confidence_level", confidence_level, low=0.0, high=1.0, low_inclusive=False,
+                                   high_inclusive=False)
+    features = _check_dict("features", features, _MSF_KEYS)
+    mlp = _head_params("mlp", MLPTagger, mlp, ("learning_rate_init", "alpha", "random_state", "standardize"))
+    MLPTagger(**mlp)._check_params()
+    nca = _head_params("nca", NCA, nca, ("random_state",))
+    learning_rate_range = check_log_range("learning_rate_range", learning_rate_range)
+    alpha_range = check_log_range("alpha_range", alpha_range)
+    for a in archs:
+        if a.kind != "external":
+            _extractor(a, features, random_state)._check_params()
+
+    data = load_magnatagatune(root, n_tags=n_tags, folders={c: c for c in _FOLDER_NAMES})
+    _check_tracks_in_folders(data)
+    for fold in folds:
+        _rotation_data(data, fold)  # every split holds clips
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    cfg = {"features": features, "mlp": mlp, "nca": nca, "n_runs": n_runs, "n_trials": n_trials,
+           "ranges": [list(learning_rate_range), list(alpha_range)], "random_state": random_state,
+           "progress": progress, "n_jobs": n_jobs, "external": external}
+    ctx = _Context(data, out, cfg)
+
+    shared = [(a,) for a in archs if not _learned(a)]
+    jobs = [(a, fold) for a in archs for fold in folds]
+    with _bar(total=len(shared) + len(jobs), progress=progress, desc="cross-validation", unit="job") as bar:
+        _map_jobs(_cv_features, ctx, shared, n_workers, lambda i, r: bar.update())
+        rows = _map_jobs(_cv_job, ctx, jobs, n_workers, lambda i, r: bar.update())
+    per_set = {a.name: [] for a in archs}
+    for (a, _), row in zip(jobs, rows):
+        per_set[a.name].append(row)
+    results = _cv_summarize(out, data, archs, baselines, per_set, folds, cfg,
+                            n_resamples=n_resamples, confidence_level=confidence_level,
+                            test_folders=test_folders, valid_folders=valid_folders)
+    results["timings"] = {"total_seconds": time.perf_counter() - t_start}
+    _write_json(os.path.join(out, "cv_results.json"), results)
+    return results
+
+
+def _common(ids_a, ids_b):
+    """Positions in ``ids_a`` and in ``ids_b`` of the clips both hold, in ``ids_a``'s order."""
+    where_b = {int(c): i for i, c in enumerate(ids_b.tolist())}
+    ia = [i for i, c in enumerate(ids_a.tolist()) if int(c) in where_b]
+    return np.array(ia, dtype=np.intp), np.array([where_b[int(ids_a[i])] for i in ia], dtype=np.intp)
+
+
+def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resamples, confidence_level,
+                  test_folders, valid_folders):
+    """Means and paired comparisons from the predictions files; cv_summary.csv and cv_table.md written."""
+    from .metrics import PairedBootstrapResult, bootstrap_metric
+
+    preds = {name: [load_cv_predictions(os.path.join(out, row["predictions"])) for row in rows]
+             for name, rows in per_set.items()}
+    seed = _arch_seed(cfg["random_state"], "cv-bootstrap")
+    memo = {}
+
+    def distribution(name, metric, positions):
+        """bootstrap_metric of ``name`` on the clips at ``positions`` of each rotation (memoised)."""
+        key = (name, metric, tuple(zlib.crc32(preds[name][k]["clip_ids"][p].tobytes()) for k, p in enumerate(positions)))
+        if key not in memo:
+            ps = preds[name]
+            groups = [ps[k]["tracks"][p] for k, p in enumerate(positions)]
+            if metric == "tag_auc":
+                memo[key] = bootstrap_metric([ps[k]["tag_scores"][:, p] for k, p in enumerate(positions)],
+                                             y_true=[ps[k]["y_true"][p] for k, p in enumerate(positions)],
+                                             groups=groups, n_resamples=n_resamples, random_state=seed)
+            else:
+                memo[key] = bootstrap_metric([ps[k][metric][:, p] for k, p in enumerate(positions)], groups=groups,
+                                             n_resamples=n_resamples, random_state=seed)
+        return memo[key]
+
+    feature_sets, comparisons = [], []
+    for a in archs:
+        everything = [np.arange(len(p["clip_ids"])) for p in preds[a.name]]
+        means = {m: distribution(a.name, m, everything)[0] for m in CV_METRICS}
+        feature_sets.append({"name": a.name, "kind": a.kind, "learned": _learned(a), "baseline": a.name in baselines,
+                             "means": means,
+                             "n_test_clips": int(sum(len(p["clip_ids"]) for p in preds[a.name])),
+                             "rotations": per_set[a.name]})
+    for a in archs:
+        for b in baselines:
+            if b == a.name:
+                continue
+            pairs = [_common(pa["clip_ids"], pb["clip_ids"]) for pa, pb in zip(preds[a.name], preds[b])]
+            for m in CV_METRICS:
+                res = PairedBootstrapResult.from_distributions(
+                    distribution(a.name, m, [p[0] for p in pairs]), distribution(b, m, [p[1] for p in pairs]),
+                    confidence_level=confidence_level)
+                comparisons.append({
+                    "feature_set": a.name, "baseline": b, "metric": m, "mean": res.mean_a,
+                    "baseline_mean": res.mean_b, "difference": res.difference, "low": res.low, "high": res.high,
+                    "verdict": "tie" if res.tie else ("better" if res.low > 0 else "worse"),
+                    "n_clips": int(sum(len(p[0]) for p in pairs))})
+    results = _canonical({
+        "format": "msk.cv-results", "format_version": 1,
+        "protocol": {
+            "folds": folds, "rotations": [f["rotation"] for f in folds], "n_rotations": 16 // test_folders,
+            "test_folders": test_folders, "valid_folders": valid_folders, "metrics": list(CV_METRICS),
+            "baselines": list(baselines), "n_runs": cfg["n_runs"],
+            "resampling": "tracks within the test folders of each rotation (msk.metrics.bootstrap_metric)",
+            "n_resamples": n_resamples, "confidence_level": confidence_level, "bootstrap_seed": seed,
+            "interval": "percentile",
+        },
+        "feature_sets": feature_sets,
+        "comparisons": comparisons,
+        "dataset": {"root": data.root, "n_clips": len(data), "n_tracks": len(set(data.tracks.tolist())),
+                    "n_artists": len(set(data.artists.tolist())), "tags": list(data.tag_names)},
+        "settings": {k: v for k, v in cfg.items() if k not in ("progress", "n_jobs")},
+    })
+    with open(os.path.join(out, f"cv_summary.csv.{os.getpid()}.tmp"), "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(_CV_CSV_COLUMNS)
+        for fs in feature_sets:
+            for m in CV_METRICS:
+                w.writerow([fs["name"], m, _fmt(fs["means"][m])] + [""] * (len(_CV_CSV_COLUMNS) - 3))
+                for c in comparisons:
+                    if c["feature_set"] == fs["name"] and c["metric"] == m:
+                        w.writerow([_fmt(c[k]) if c.get(k) is not None else "" for k in _CV_CSV_COLUMNS])
+    os.replace(os.path.join(out, f"cv_summary.csv.{os.getpid()}.tmp"), os.path.join(out, "cv_summary.csv"))
+    with open(os.path.join(out, f"cv_table.md.{os.getpid()}.tmp"), "w", encoding="utf-8") as f:
+        f.write(cv_table(results))
+    os.replace(os.path.join(out, f"cv_table.md.{os.getpid()}.tmp"), os.path.join(out, "cv_table.md"))
+    return results
+
+
+_CV_CSV_COLUMNS = ("feature_set", "metric", "mean", "baseline", "baseline_mean", "difference", "low", "high",
+                   "verdict", "n_clips")
+
+
+def cv_table(results, *, metrics=_CV_TABLE_METRICS, digits=3):
+    """Markdown tables of a cross-validated run: each metric's means and paired differences to the baselines.
+
+    One table per metric: a row per feature set with its mean, then per
+    baseline the difference ``feature set - baseline`` and its interval;
+    "tie" marks an interval that contains 0. The README's tables are this
+    function's output on ``cv_results.json``.
+
+    Parameters
+    ----------
+    results : dict
+        What :func:`run_cv` returns, or ``cv_results.json`` loaded.
+    metrics : sequence of str, default=("tag_auc", "nn_accuracy_other_tracks", "nca_probability_other_tracks")
+        Among :data:`CV_METRICS`.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    markdown : str
+
+    Examples
+    --------
+    >>> from msk.experiment import cv_table
+    >>> res = {"protocol": {"rotations": [0, 1], "n_rotations": 8, "n_runs": 2, "confidence_level": 0.95,
+    ...                     "n_resamples": 1000, "baselines": ["mfcc"]},
+    ...        "feature_sets": [{"name": "mfcc", "means": {"tag_auc": 0.8}},
+    ...                         {"name": "new", "means": {"tag_auc": 0.82}}],
+    ...        "comparisons": [{"feature_set": "new", "baseline": "mfcc", "metric": "tag_auc", "difference": 0.02,
+    ...                         "low": 0.01, "high": 0.03, "verdict": "better"}]}
+    >>> print(cv_table(res, metrics=["tag_auc"]))
+    **Mean tag AUC** (2 of 8 rotations, 2 seeds per head; difference to each baseline with its 95 % interval, bootstrap over tracks)
+    <BLANKLINE>
+    | features | mean | vs mfcc |
+    |---|---:|---:|
+    | mfcc | 0.800 | |
+    | new | 0.820 | +0.020 [+0.010, +0.030] |
+    <BLANKLINE>
+    """
+    if not isinstance(results, dict) or "feature_sets" not in results or "protocol" not in results:
+        raise TypeError("`results` must be the dict of run_cv (or cv_results.json loaded).")
+    digits = check_int("digits", digits, low=0)
+    for m in metrics:
+        if m not in CV_METRICS:
+            raise ValueError(f"`metrics` must be among {list(CV_METRICS)}; got {m!r}.")
+    proto = results["protocol"]
+    baselines = list(proto.get("baselines", []))
+    comps = {(c["feature_set"], c["baseline"], c["metric"]): c for c in results.get("comparisons", [])}
+
+    def num(v, sign=False):
+        return "" if v is None else f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+    n_rot = len(proto["rotations"])
+    done = "all" if n_rot == proto["n_rotations"] else f"{n_rot} of"
+    level = round(100 * proto["confidence_level"])
+    parts = []
+    for m in metrics:
+        lines = [f"**{_CV_METRIC_TITLES[m]}** ({done} {proto['n_rotations']} rotations, {proto['n_runs']} seeds per "
+                 f"head; difference to each baseline with its {level} % interval, bootstrap over tracks)", "",
+                 "| features | mean | " + " | ".join(f"vs {b}" for b in baselines) + " |",
+                 "|---|---:|" + "---:|" * len(baselines)]
+        for fs in results["feature_sets"]:
+            cells = []
+            for b in baselines:
+                c = comps.get((fs["name"], b, m))
+                if c is None:
+                    cells.append("")
+                else:
+                    cells.append(f"{num(c['difference'], True)} [{num(c['low'], True)}, {num(c['high'], True)}]"
+                                 + (" tie" if c["verdict"] == "tie" else ""))
+            lines.append(f"| {fs['name']} | {num(fs['means'].get(m))} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines).replace("|  |", "| |") + "\n")
+    return "\n".join(parts)

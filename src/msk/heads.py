@@ -50,7 +50,8 @@ from ._json import jsonable
 from ._random import draw_seed
 from ._validation import (as_float_array, check_float, check_int, check_log_range, check_option, label_codes,
                           one_per_row)
-from .metrics import mean_tag_auc, nca_probability, nearest_neighbor_accuracy, per_tag_auc
+from .metrics import (mean_tag_auc, nca_probabilities, nca_probability, nearest_neighbor_accuracy,
+                      nearest_neighbor_hits, per_tag_auc)
 
 __all__ = [
     "MLPTagger",
@@ -584,6 +585,10 @@ class TaggingResult:
         Validation mean AUC of the epoch each run kept.
     search : SearchResult or None
         The random search, if one was run or loaded from ``search_cache``.
+    per_clip : ndarray of shape (n_runs, n_test_clips, n_tags) or None
+        With ``per_clip=True``: every run's tag probabilities of the test
+        clips (float32, clips in the order of the ``test`` mask), from which
+        per-tag AUCs can be recomputed on any resample of the clips.
     """
 
     mean_auc: float
@@ -596,6 +601,7 @@ class TaggingResult:
     n_iter: np.ndarray
     valid_aucs: np.ndarray
     search: "SearchResult | None" = None
+    per_clip: "np.ndarray | None" = None
 
     def to_dict(self):
         """JSON-ready dict (arrays as lists, NaN as None)."""
@@ -604,7 +610,7 @@ class TaggingResult:
 
 def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=None, n_trials=10,
                      learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), random_state=None,
-                     search_cache=None, progress=None, **mlp_params):
+                     search_cache=None, progress=None, per_clip=False, **mlp_params):
     """The paper's tagging protocol: search on validation, train ``n_runs`` taggers, score test.
 
     Windows are split by their clip's mask, standardised once with the
@@ -652,6 +658,9 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
     progress : callable, default=None
         Called as ``progress(stage, done, total)`` after every trained
         tagger, ``stage`` being ``"search"`` or ``"runs"``.
+    per_clip : bool, default=False
+        Keep every run's test-clip probabilities in ``per_clip`` of the
+        result (for paired comparisons by :func:`msk.metrics.paired_bootstrap`).
     **mlp_params
         Further :class:`MLPTagger` parameters (``n_hidden``, ``batch_size``,
         ``max_iter``, ``patience``, ...).
@@ -725,11 +734,14 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
                 search_cache.save(search)
         params = dict(search.best_params)
     counts_te = np.bincount(ite, minlength=len(Yte))
-    aucs, n_iter, valid_aucs = [], [], []
+    aucs, n_iter, valid_aucs, scores = [], [], [], []
     for i in range(n_runs):
         tagger = MLPTagger(**mlp_params, **params, standardize=False, random_state=draw_seed(rng))
         tagger.fit(Xtr, Ytr, itr, X_valid=Xva, Y_valid=Yva, clip_index_valid=iva)
-        aucs.append(per_tag_auc(Yte, _clip_means(tagger._proba(Xte), ite, counts_te)))
+        P = _clip_means(tagger._proba(Xte), ite, counts_te)
+        aucs.append(per_tag_auc(Yte, P))
+        if per_clip:
+            scores.append(P.astype(np.float32))
         n_iter.append(tagger.n_iter_)
         valid_aucs.append(tagger.best_score_)
         progress("runs", i + 1, n_runs)
@@ -740,6 +752,7 @@ def evaluate_tagging(X, Y, clip_index, *, train, valid, test, n_runs=10, params=
         mean_auc=float(run_aucs.mean()), std_auc=float(run_aucs.std()), run_aucs=run_aucs,
         per_tag_auc=aucs.mean(axis=0), per_tag_auc_std=aucs.std(axis=0), skipped_tags=skipped,
         params=params, n_iter=np.array(n_iter), valid_aucs=np.array(valid_aucs), search=search,
+        per_clip=np.stack(scores) if per_clip else None,
     )
 
 
@@ -1040,6 +1053,15 @@ class SimilarityResult:
         :func:`evaluate_similarity`).
     runs : list of dict
         Per run: the four figures, ``n_iter`` and the validation score.
+    per_clip : dict of str to ndarray, or None
+        With ``per_clip=True``: for each of ``"probability"``,
+        ``"nn_accuracy"``, ``"probability_other_groups"`` and
+        ``"nn_accuracy_other_groups"``, an array of shape (n_runs,
+        n_test_clips) of the per-clip terms whose mean is that figure
+        (:func:`msk.metrics.nca_probabilities`,
+        :func:`msk.metrics.nearest_neighbor_hits`; NaN for a clip without a
+        candidate neighbour, and everywhere for the ``_other_groups`` ones
+        without ``groups``). Clips in the order of the ``test`` mask.
     """
 
     probability: float
@@ -1052,6 +1074,7 @@ class SimilarityResult:
     validation_probability: float
     n_components: int
     runs: list
+    per_clip: "dict | None" = None
 
     def to_dict(self):
         """JSON-ready dict (NaN as None)."""
@@ -1059,7 +1082,7 @@ class SimilarityResult:
 
 
 def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, groups=None, n_runs=10,
-                        exclude_groups=False, random_state=None, progress=None, **nca_params):
+                        exclude_groups=False, random_state=None, progress=None, per_clip=False, **nca_params):
     """The paper's similarity protocol: NCA on clip means, scored on test.
 
     ``n_runs`` NCA maps with different seeds are learned on the training
@@ -1094,6 +1117,9 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     random_state : int, RandomState instance or None, default=None
     progress : callable, default=None
         Called as ``progress("runs", done, n_runs)`` after every map.
+    per_clip : bool, default=False
+        Keep every run's per-clip test figures in ``per_clip`` of the result
+        (for paired comparisons by :func:`msk.metrics.paired_bootstrap`).
     **nca_params
         :class:`NCA` parameters.
 
@@ -1141,7 +1167,7 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
     NCA(**params)._check_params(C.shape[1])
     sub = {k: (C[m], lab[m], None if grp is None else grp[m]) for k, m in masks.items()}
     rng = check_random_state(random_state)
-    runs = []
+    runs, clips = [], []
     for i in range(n_runs):
         nca = NCA(**params, random_state=draw_seed(rng))
         tr, va, te = sub["train"], sub["valid"], sub["test"]
@@ -1155,6 +1181,11 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
         if te[2] is not None:
             run["probability_other_groups"] = nca_probability(E, te[1], te[2])
             run["nn_accuracy_other_groups"] = nearest_neighbor_accuracy(E, te[1], te[2])
+        if per_clip:
+            nan = np.full(len(E), np.nan)
+            clips.append({"probability": nca_probabilities(E, te[1]), "nn_accuracy": nearest_neighbor_hits(E, te[1]),
+                          "probability_other_groups": nan if te[2] is None else nca_probabilities(E, te[1], te[2]),
+                          "nn_accuracy_other_groups": nan if te[2] is None else nearest_neighbor_hits(E, te[1], te[2])})
         runs.append(run)
         progress("runs", i + 1, n_runs)
 
@@ -1170,4 +1201,5 @@ def evaluate_similarity(X, labels, clip_index=None, *, train, valid, test, group
         validation_probability=stat("validation_score", np.mean),
         n_components=C.shape[1] if m is None else m,
         runs=runs,
+        per_clip={k: np.stack([c[k] for c in clips]) for k in clips[0]} if per_clip else None,
     )
