@@ -52,7 +52,7 @@ def model_path(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(model, y):
-    return model.transform(y)
+    return model.transform(y, last_window="keep")  # msk.extract's default
 
 
 def _long_signal(y, seconds):
@@ -115,16 +115,18 @@ def test_short_clip_gives_one_pooling_window(tmp_path, model, y):
     half = y[: SR // 2]
     F = msk.extract(half, sr=SR, model=model)
     assert F.shape == (1, model.n_features_out_)
-    np.testing.assert_array_equal(F, model.transform(half))
+    np.testing.assert_array_equal(F, model.transform(half))  # "keep" and "drop" agree
+    np.testing.assert_array_equal(F, msk.extract(half, sr=SR, model=model, last_window="drop"))
     sf.write(tmp_path / "half.flac", half, SR, subtype="PCM_24")
     assert msk.extract(tmp_path / "half.flac", model=model).shape == (1, model.n_features_out_)
 
 
 def test_silence(model):
     F = msk.extract(np.zeros(10 * SR, np.float32), sr=SR, model=model)
-    assert F.shape == (2, model.n_features_out_)
+    assert F.shape == (3, model.n_features_out_)  # two full windows and the last 1.8 s
     assert np.isfinite(F).all()
     np.testing.assert_array_equal(F[0], F[1])  # nothing changes in silence
+    np.testing.assert_array_equal(F[0], F[2])
 
 
 def test_dtypes_and_layouts(model, y):
@@ -166,7 +168,8 @@ def test_shipped_model_or_a_clear_error(y):
     shipped = resources.files("msk").joinpath("models", "laplacian.npz")
     if shipped.is_file():
         F = msk.extract(y, sr=SR)
-        assert F.shape == (7, 3000)
+        assert F.shape == (8, 3000)  # 7 full windows and the last 0.5 s
+        assert msk.extract(y, sr=SR, last_window="drop").shape == (7, 3000)
         assert extract_module.default_model() is extract_module.default_model("laplacian")
     else:
         with pytest.raises(FileNotFoundError, match=r"msk/models/laplacian\.npz.*train_models\.py"):
@@ -208,42 +211,47 @@ def test_bad_arguments(model, y):
 # -- long audio ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("last_window", ["drop", "keep", "pad"])
 @pytest.mark.parametrize(
     "representation, levels, frames",
     [("laplacian", 6, 1), ("laplacian", 3, 2), ("gaussian", 4, 2), ("multiresolution", 4, 1)],
 )
-def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
+def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames, last_window):
     """Long audio goes through segments; features equal the whole-signal computation."""
     m = _fit(y, representation, levels, frames)
-    long_y = _long_signal(y, 150)
-    whole = m.transform(long_y)
+    long_y = _long_signal(y, 150)  # 36 full pooling windows and 2.6 s
+    whole, start, end = m.transform(long_y, last_window=last_window, return_times=True)
+    assert whole.shape[0] == (36 if last_window == "drop" else 37)
     # Small segments and pieces: many boundaries at every level.
     monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 640)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES_MULTIRES", 300)
     monkeypatch.setattr(multiscale_module, "_PIECE_FRAMES", 97)
-    segmented = msk.extract(long_y, sr=SR, model=m)
+    segmented, s_start, s_end = msk.extract(long_y, sr=SR, model=m, last_window=last_window,
+                                            return_times=True)
     assert segmented.shape == whole.shape
+    np.testing.assert_array_equal(s_start, start)
+    np.testing.assert_array_equal(s_end, end)
     # Equal up to float32 rounding of the encoder's GEMMs, whose tiles differ (the rounding
     # is relative to the size of the codes, hence atol scaled by the largest one).
     assert_close(segmented, whole, rtol=1e-5, atol=1e-6 * float(np.abs(whole).max()))
     # As 8 kHz audio, resampled block by block, and as a file decoded block by block.
     y8 = soxr.resample(long_y, SR, 8000).astype(np.float32)
-    whole8 = _unsegmented(monkeypatch, m, y8, 8000)
-    assert_close(msk.extract(y8, sr=8000, model=m), whole8, rtol=1e-5,
+    whole8 = _unsegmented(monkeypatch, m, y8, 8000, last_window)
+    assert_close(msk.extract(y8, sr=8000, model=m, last_window=last_window), whole8, rtol=1e-5,
                  atol=1e-6 * float(np.abs(whole8).max()))
 
 
-def _unsegmented(monkeypatch, m, y, sr):
+def _unsegmented(monkeypatch, m, y, sr, last_window="keep"):
     with monkeypatch.context() as mp:
         mp.setattr(multiscale_module, "_WHOLE_FRAMES", 10**9)
-        return msk.extract(y, sr=sr, model=m)
+        return msk.extract(y, sr=sr, model=m, last_window=last_window)
 
 
 def test_segmented_file_equals_whole(monkeypatch, tmp_path, model, y):
     long_y = _long_signal(y, 120)
     sf.write(tmp_path / "long.flac", long_y, 22050, subtype="PCM_24")  # header rate != model rate
-    whole = model.transform(msk.load_audio(tmp_path / "long.flac"))
+    whole = model.transform(msk.load_audio(tmp_path / "long.flac"), last_window="keep")
     monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 512)
     monkeypatch.setattr(multiscale_module, "_READ_BLOCK", 5000)
@@ -272,13 +280,14 @@ def test_an_hour_with_bounded_memory(tmp_path, model):
         tracemalloc.stop()
     n_frames = 1 + minutes * 60 * SR // 512
     spectrogram_bytes = n_frames * 200 * 4  # the hour's log-mel spectrogram alone: 90 MB
-    assert F.shape == (n_frames // 128, model.n_features_out_) == (878, 48)
+    assert F.shape == (-(-n_frames // 128), model.n_features_out_) == (879, 48)  # the last: 1.2 s
     assert np.isfinite(F).all()
     assert peak < spectrogram_bytes / 4, f"peak {peak / 1e6:.1f} MB"
     # Its first pools equal those of its first six minutes analysed whole.
     with sf.SoundFile(path) as f:
         head = f.read(6 * 60 * sr, dtype="float32")
-    head_features = model.transform(soxr.resample(head, sr, SR, quality="HQ").astype(np.float32))
+    head_features = model.transform(soxr.resample(head, sr, SR, quality="HQ").astype(np.float32),
+                                    last_window="keep")
     n = head_features.shape[0] - 2  # the last pools of the excerpt see its end
     assert_close(F[:n], head_features[:n], rtol=1e-5, atol=1e-5)
 
@@ -331,7 +340,8 @@ def test_extract_many_directory_and_resume(tmp_path, clip_dir, model, capsys):
         assert rec["path"] == path and rec["size"] == os.path.getsize(path)
         start, end = store.times(key)
         np.testing.assert_allclose(start, np.arange(len(start)) * 128 * 512 / SR)
-        np.testing.assert_allclose(end, start + 128 * 512 / SR)
+        np.testing.assert_allclose(end[:-1], start[:-1] + 128 * 512 / SR)
+        assert end[-1] == 10.0  # the kept last window ends with the audio
     again = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2, progress=False)
     assert (again.new, again.changed, again.unchanged, sorted(again.failed)) == (0, 0, 8, ["broken.mp3"])
     assert "8 unchanged" in str(again) and "1 skipped (not audio)" in str(again)
