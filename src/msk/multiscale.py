@@ -939,12 +939,12 @@ class MultiscaleFeatures(BaseEstimator):
         need = full * pool + (w if last else w - 1)  # the last window has at least one position
         if frames.shape[0] < need:
             frames = np.ascontiguousarray(np.pad(frames, ((0, need - frames.shape[0]), (0, 0)), mode="edge"))
-        if n_full < full:
-            pooled = enc._encode(frames[: full * pool + w - 1])
-        if not last:
-            return pooled[:n_rows]
-        tail = frames[full * pool : n_rows * pool + w - 1]
-        return np.vstack([pooled[:full], enc._encode(tail)])
+        rows = [pooled[: min(n_full, full)]]  # the encoder's rows of full windows, as "drop" has them
+        if n_full < full:  # full windows that need the repeated frame
+            rows.append(enc._encode(frames[n_full * pool : full * pool + w - 1]))
+        if last:
+            rows.append(enc._encode(frames[full * pool : n_rows * pool + w - 1]))
+        return np.vstack(rows)
 
     def fit_transform(self, clips, y=None):
         """Fit on ``clips``, then return the features of each.
