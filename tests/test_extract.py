@@ -121,6 +121,69 @@ def test_short_clip_gives_one_pooling_window(tmp_path, model, y):
     assert msk.extract(tmp_path / "half.flac", model=model).shape == (1, model.n_features_out_)
 
 
+def test_return_values_times_and_track(model, y):
+    """features; (features, start, end); (..., track): the shipped models' full windows are unchanged."""
+    F = msk.extract(y, sr=SR, model=model)
+    F2, start, end = msk.extract(y, sr=SR, model=model, return_times=True)
+    F3, track = msk.extract(y, sr=SR, model=model, summary="mean")
+    F4, s4, e4, track2 = msk.extract(y, sr=SR, model=model, return_times=True, summary="mean+max")
+    for other in (F2, F3, F4):
+        np.testing.assert_array_equal(other, F)
+    np.testing.assert_array_equal(s4, start)
+    np.testing.assert_array_equal(e4, end)
+    np.testing.assert_array_equal(track, F.astype(np.float64).mean(axis=0).astype(np.float32))
+    np.testing.assert_array_equal(track2, np.concatenate([track, F.max(axis=0)]))
+    np.testing.assert_array_equal(track, msk.store.track_vector(F))
+    duration = len(y) / SR
+    assert F.shape[0] == 8 and end[-1] == duration and start[-1] == 7 * 4.096
+    np.testing.assert_allclose(end[:-1] - start[:-1], 4.096)
+    # "drop" is the paper's setting, one argument away: the first rows of "keep", bit for bit
+    D, d_start, d_end = msk.extract(y, sr=SR, model=model, last_window="drop", return_times=True)
+    np.testing.assert_array_equal(D, F[:7])
+    np.testing.assert_array_equal(D, model.transform(y))
+    np.testing.assert_array_equal(d_end, end[:7])
+    with pytest.raises(ValueError, match="`last_window` must be one of"):
+        msk.extract(y, sr=SR, model=model, last_window="partial")
+    with pytest.raises(ValueError, match="`summary` must be one of"):
+        msk.extract(y, sr=SR, model=model, summary="median")
+
+
+@pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
+def test_shipped_models_full_windows_are_unchanged(representation):
+    """The default ("keep") adds a row; the full windows of a 29.2 s clip stay "drop"'s, bit for bit."""
+    if not resources.files("msk").joinpath("models", f"{representation}.npz").is_file():
+        pytest.skip("shipped model not installed")
+    model = extract_module.default_model(representation)
+    drop = msk.extract(msk.example_audio(), representation=representation, last_window="drop")
+    keep = msk.extract(msk.example_audio(), representation=representation)
+    assert drop.shape == (7, 3000) and keep.shape == (8, 3000)
+    np.testing.assert_array_equal(keep[:7], drop)
+    np.testing.assert_array_equal(drop, model.transform(msk.example_audio()))
+
+
+def test_extract_many_records_and_keeps_the_store_setting(tmp_path, clip_dir, model):
+    paths = _audio_files(clip_dir)[:2]
+    out = tmp_path / "d.zarr"
+    msk.extract_many(paths, model=model, store=out, last_window="drop", progress=False)
+    st = FeatureStore(out, mode="r")
+    assert st.settings["last_window"] == "drop"
+    key = st.keys()[0]
+    path = st.record(key)["path"]
+    F, start, end = msk.extract(path, model=model, last_window="drop", return_times=True)
+    np.testing.assert_array_equal(st.get(key), F)
+    np.testing.assert_array_equal(st.times(key)[0], start)
+    np.testing.assert_array_equal(st.times(key)[1], end)
+    with pytest.raises(ValueError, match="last_window='drop'; got last_window='keep'"):
+        msk.extract_many(paths, model=model, store=out, last_window="keep", progress=False)
+    # left out: the store's setting
+    again = msk.extract_many(_audio_files(clip_dir)[:3], model=model, store=out, progress=False)
+    assert again.new == 1
+    st = FeatureStore(out, mode="r")
+    assert st.settings["last_window"] == "drop" and all(len(st.get(k)) == 2 for k in st.keys())
+    with pytest.raises(ValueError, match="`last_window` must be one of"):
+        msk.extract_many(paths, model=model, store=tmp_path / "x.zarr", last_window="all")
+
+
 def test_silence(model):
     F = msk.extract(np.zeros(10 * SR, np.float32), sr=SR, model=model)
     assert F.shape == (3, model.n_features_out_)  # two full windows and the last 1.8 s
