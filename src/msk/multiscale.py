@@ -689,8 +689,9 @@ class MultiscaleFeatures(BaseEstimator):
             "pad": the audio is extended with silence (zeros; a
             spectrogram with frames of ``log(log_offset)``) so that the last
             window is full, and pooled like the others: the silence takes part
-            in its statistics. With "keep" and "pad" every frame of the clip
-            is in a row.
+            in its statistics (and, through the pyramid's smoothing, in the
+            coarse levels of the windows just before it). With "keep" and
+            "pad" every frame of the clip is in a row.
         return_times : bool, default=False
             Also return each row's start and end in seconds
             (:meth:`window_times`; the last row of "keep" and "pad" ends at
