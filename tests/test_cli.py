@@ -73,8 +73,28 @@ def test_extract_one_file_with_the_shipped_model(tmp_path, capsys):
     out_npy = tmp_path / "example.npy"
     code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npy)])
     assert code == 0, err
-    assert json.loads(out)["shape"] == [7, 3000]
+    assert json.loads(out)["shape"] == [8, 3000]  # 7 full windows and the last 0.5 s (--last-window keep)
     np.testing.assert_array_equal(np.load(out_npy), msk.extract(msk.example_audio()))
+
+
+def test_extract_npz_with_times_track_and_last_window(tmp_path, capsys):
+    out_npz = tmp_path / "example.npz"
+    code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npz), "--times",
+                                  "--summary", "mean+max", "--last-window", "drop"])
+    assert code == 0, err
+    assert json.loads(out)["last_window"] == "drop"
+    F, start, end, track = msk.extract(msk.example_audio(), last_window="drop", return_times=True,
+                                       summary="mean+max")
+    with np.load(out_npz) as z:
+        assert sorted(z.files) == ["end", "features", "start", "track"]
+        np.testing.assert_array_equal(z["features"], F)
+        np.testing.assert_array_equal(z["start"], start)
+        np.testing.assert_array_equal(z["end"], end)
+        np.testing.assert_array_equal(z["track"], track)
+    assert F.shape == (7, 3000) and end[-1] == 7 * 4.096
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", msk.example_audio(), "-o", str(out_npz), "--last-window", "all"])
+    assert exc.value.code == 2 and "--last-window" in capsys.readouterr().err
 
 
 def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, capsys):

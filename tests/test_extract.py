@@ -52,7 +52,7 @@ def model_path(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(model, y):
-    return model.transform(y)
+    return model.transform(y, last_window="keep")  # msk.extract's default
 
 
 def _long_signal(y, seconds):
@@ -115,16 +115,81 @@ def test_short_clip_gives_one_pooling_window(tmp_path, model, y):
     half = y[: SR // 2]
     F = msk.extract(half, sr=SR, model=model)
     assert F.shape == (1, model.n_features_out_)
-    np.testing.assert_array_equal(F, model.transform(half))
+    np.testing.assert_array_equal(F, model.transform(half))  # "keep" and "drop" agree
+    np.testing.assert_array_equal(F, msk.extract(half, sr=SR, model=model, last_window="drop"))
     sf.write(tmp_path / "half.flac", half, SR, subtype="PCM_24")
     assert msk.extract(tmp_path / "half.flac", model=model).shape == (1, model.n_features_out_)
 
 
+def test_return_values_times_and_track(model, y):
+    """features; (features, start, end); (..., track): the shipped models' full windows are unchanged."""
+    F = msk.extract(y, sr=SR, model=model)
+    F2, start, end = msk.extract(y, sr=SR, model=model, return_times=True)
+    F3, track = msk.extract(y, sr=SR, model=model, summary="mean")
+    F4, s4, e4, track2 = msk.extract(y, sr=SR, model=model, return_times=True, summary="mean+max")
+    for other in (F2, F3, F4):
+        np.testing.assert_array_equal(other, F)
+    np.testing.assert_array_equal(s4, start)
+    np.testing.assert_array_equal(e4, end)
+    np.testing.assert_array_equal(track, F.astype(np.float64).mean(axis=0).astype(np.float32))
+    np.testing.assert_array_equal(track2, np.concatenate([track, F.max(axis=0)]))
+    np.testing.assert_array_equal(track, msk.store.track_vector(F))
+    duration = len(y) / SR
+    assert F.shape[0] == 8 and end[-1] == duration and start[-1] == 7 * 4.096
+    np.testing.assert_allclose(end[:-1] - start[:-1], 4.096)
+    # "drop" is the paper's setting, one argument away: the first rows of "keep", bit for bit
+    D, d_start, d_end = msk.extract(y, sr=SR, model=model, last_window="drop", return_times=True)
+    np.testing.assert_array_equal(D, F[:7])
+    np.testing.assert_array_equal(D, model.transform(y))
+    np.testing.assert_array_equal(d_end, end[:7])
+    with pytest.raises(ValueError, match="`last_window` must be one of"):
+        msk.extract(y, sr=SR, model=model, last_window="partial")
+    with pytest.raises(ValueError, match="`summary` must be one of"):
+        msk.extract(y, sr=SR, model=model, summary="median")
+
+
+@pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
+def test_shipped_models_full_windows_are_unchanged(representation):
+    """The default ("keep") adds a row; the full windows of a 29.2 s clip stay "drop"'s, bit for bit."""
+    if not resources.files("msk").joinpath("models", f"{representation}.npz").is_file():
+        pytest.skip("shipped model not installed")
+    model = extract_module.default_model(representation)
+    drop = msk.extract(msk.example_audio(), representation=representation, last_window="drop")
+    keep = msk.extract(msk.example_audio(), representation=representation)
+    assert drop.shape == (7, 3000) and keep.shape == (8, 3000)
+    np.testing.assert_array_equal(keep[:7], drop)
+    np.testing.assert_array_equal(drop, model.transform(msk.example_audio()))
+
+
+def test_extract_many_records_and_keeps_the_store_setting(tmp_path, clip_dir, model):
+    paths = _audio_files(clip_dir)[:2]
+    out = tmp_path / "d.zarr"
+    msk.extract_many(paths, model=model, store=out, last_window="drop", progress=False)
+    st = FeatureStore(out, mode="r")
+    assert st.settings["last_window"] == "drop"
+    key = st.keys()[0]
+    path = st.record(key)["path"]
+    F, start, end = msk.extract(path, model=model, last_window="drop", return_times=True)
+    np.testing.assert_array_equal(st.get(key), F)
+    np.testing.assert_array_equal(st.times(key)[0], start)
+    np.testing.assert_array_equal(st.times(key)[1], end)
+    with pytest.raises(ValueError, match="last_window='drop'; got last_window='keep'"):
+        msk.extract_many(paths, model=model, store=out, last_window="keep", progress=False)
+    # left out: the store's setting
+    again = msk.extract_many(_audio_files(clip_dir)[:3], model=model, store=out, progress=False)
+    assert again.new == 1
+    st = FeatureStore(out, mode="r")
+    assert st.settings["last_window"] == "drop" and all(len(st.get(k)) == 2 for k in st.keys())
+    with pytest.raises(ValueError, match="`last_window` must be one of"):
+        msk.extract_many(paths, model=model, store=tmp_path / "x.zarr", last_window="all")
+
+
 def test_silence(model):
     F = msk.extract(np.zeros(10 * SR, np.float32), sr=SR, model=model)
-    assert F.shape == (2, model.n_features_out_)
+    assert F.shape == (3, model.n_features_out_)  # two full windows and the last 1.8 s
     assert np.isfinite(F).all()
     np.testing.assert_array_equal(F[0], F[1])  # nothing changes in silence
+    np.testing.assert_array_equal(F[0], F[2])
 
 
 def test_dtypes_and_layouts(model, y):
@@ -166,7 +231,8 @@ def test_shipped_model_or_a_clear_error(y):
     shipped = resources.files("msk").joinpath("models", "laplacian.npz")
     if shipped.is_file():
         F = msk.extract(y, sr=SR)
-        assert F.shape == (7, 3000)
+        assert F.shape == (8, 3000)  # 7 full windows and the last 0.5 s
+        assert msk.extract(y, sr=SR, last_window="drop").shape == (7, 3000)
         assert extract_module.default_model() is extract_module.default_model("laplacian")
     else:
         with pytest.raises(FileNotFoundError, match=r"msk/models/laplacian\.npz.*train_models\.py"):
@@ -208,42 +274,47 @@ def test_bad_arguments(model, y):
 # -- long audio ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("last_window", ["drop", "keep", "pad"])
 @pytest.mark.parametrize(
     "representation, levels, frames",
     [("laplacian", 6, 1), ("laplacian", 3, 2), ("gaussian", 4, 2), ("multiresolution", 4, 1)],
 )
-def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames):
+def test_segmented_equals_whole(monkeypatch, y, representation, levels, frames, last_window):
     """Long audio goes through segments; features equal the whole-signal computation."""
     m = _fit(y, representation, levels, frames)
-    long_y = _long_signal(y, 150)
-    whole = m.transform(long_y)
+    long_y = _long_signal(y, 150)  # 36 full pooling windows and 2.6 s
+    whole, start, end = m.transform(long_y, last_window=last_window, return_times=True)
+    assert whole.shape[0] == (36 if last_window == "drop" else 37)
     # Small segments and pieces: many boundaries at every level.
     monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 640)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES_MULTIRES", 300)
     monkeypatch.setattr(multiscale_module, "_PIECE_FRAMES", 97)
-    segmented = msk.extract(long_y, sr=SR, model=m)
+    segmented, s_start, s_end = msk.extract(long_y, sr=SR, model=m, last_window=last_window,
+                                            return_times=True)
     assert segmented.shape == whole.shape
+    np.testing.assert_array_equal(s_start, start)
+    np.testing.assert_array_equal(s_end, end)
     # Equal up to float32 rounding of the encoder's GEMMs, whose tiles differ (the rounding
     # is relative to the size of the codes, hence atol scaled by the largest one).
     assert_close(segmented, whole, rtol=1e-5, atol=1e-6 * float(np.abs(whole).max()))
     # As 8 kHz audio, resampled block by block, and as a file decoded block by block.
     y8 = soxr.resample(long_y, SR, 8000).astype(np.float32)
-    whole8 = _unsegmented(monkeypatch, m, y8, 8000)
-    assert_close(msk.extract(y8, sr=8000, model=m), whole8, rtol=1e-5,
+    whole8 = _unsegmented(monkeypatch, m, y8, 8000, last_window)
+    assert_close(msk.extract(y8, sr=8000, model=m, last_window=last_window), whole8, rtol=1e-5,
                  atol=1e-6 * float(np.abs(whole8).max()))
 
 
-def _unsegmented(monkeypatch, m, y, sr):
+def _unsegmented(monkeypatch, m, y, sr, last_window="keep"):
     with monkeypatch.context() as mp:
         mp.setattr(multiscale_module, "_WHOLE_FRAMES", 10**9)
-        return msk.extract(y, sr=sr, model=m)
+        return msk.extract(y, sr=sr, model=m, last_window=last_window)
 
 
 def test_segmented_file_equals_whole(monkeypatch, tmp_path, model, y):
     long_y = _long_signal(y, 120)
     sf.write(tmp_path / "long.flac", long_y, 22050, subtype="PCM_24")  # header rate != model rate
-    whole = model.transform(msk.load_audio(tmp_path / "long.flac"))
+    whole = model.transform(msk.load_audio(tmp_path / "long.flac"), last_window="keep")
     monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 1024)
     monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 512)
     monkeypatch.setattr(multiscale_module, "_READ_BLOCK", 5000)
@@ -272,13 +343,14 @@ def test_an_hour_with_bounded_memory(tmp_path, model):
         tracemalloc.stop()
     n_frames = 1 + minutes * 60 * SR // 512
     spectrogram_bytes = n_frames * 200 * 4  # the hour's log-mel spectrogram alone: 90 MB
-    assert F.shape == (n_frames // 128, model.n_features_out_) == (878, 48)
+    assert F.shape == (-(-n_frames // 128), model.n_features_out_) == (879, 48)  # the last: 1.2 s
     assert np.isfinite(F).all()
     assert peak < spectrogram_bytes / 4, f"peak {peak / 1e6:.1f} MB"
     # Its first pools equal those of its first six minutes analysed whole.
     with sf.SoundFile(path) as f:
         head = f.read(6 * 60 * sr, dtype="float32")
-    head_features = model.transform(soxr.resample(head, sr, SR, quality="HQ").astype(np.float32))
+    head_features = model.transform(soxr.resample(head, sr, SR, quality="HQ").astype(np.float32),
+                                    last_window="keep")
     n = head_features.shape[0] - 2  # the last pools of the excerpt see its end
     assert_close(F[:n], head_features[:n], rtol=1e-5, atol=1e-5)
 
@@ -331,7 +403,8 @@ def test_extract_many_directory_and_resume(tmp_path, clip_dir, model, capsys):
         assert rec["path"] == path and rec["size"] == os.path.getsize(path)
         start, end = store.times(key)
         np.testing.assert_allclose(start, np.arange(len(start)) * 128 * 512 / SR)
-        np.testing.assert_allclose(end, start + 128 * 512 / SR)
+        np.testing.assert_allclose(end[:-1], start[:-1] + 128 * 512 / SR)
+        assert end[-1] == 10.0  # the kept last window ends with the audio
     again = msk.extract_many(clip_dir, model=model, store=out, n_jobs=2, progress=False)
     assert (again.new, again.changed, again.unchanged, sorted(again.failed)) == (0, 0, 8, ["broken.mp3"])
     assert "8 unchanged" in str(again) and "1 skipped (not audio)" in str(again)

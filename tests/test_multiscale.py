@@ -364,3 +364,140 @@ def test_set_params_of_a_fitted_model_refuses_fixed_parameters(tmp_path):
     with pytest.raises(ValueError, match="'pool_size'"):
         loaded.set_params(pool_size=32)
     assert clone(model).set_params(pool_size=64).pool_size == 64  # an unfitted copy takes anything
+
+
+# -- the last pooling window ------------------------------------------------------------------
+
+
+def _level_codes(model, levels, min_frames=None):
+    """Per level: every window position's codes, in float64 (plain NumPy).
+
+    A level with fewer frames than ``width`` (or ``min_frames[lev]``) repeats its last frame.
+    """
+    out = []
+    for lev, frames in enumerate(levels):
+        frames = frames.astype(np.float64)
+        w = model.width
+        need = max(w, 0 if min_frames is None else min_frames[lev])
+        if frames.shape[0] < need:
+            frames = np.pad(frames, ((0, need - frames.shape[0]), (0, 0)), mode="edge")
+        X = sliding_window_view(frames, (w, frames.shape[1]))[:, 0].reshape(-1, w * frames.shape[1])
+        pca = model.pca_[lev]
+        Z = (X - pca.mean_) @ pca.whitening_.T
+        out.append(Z @ model.kmeans_[lev].cluster_centers_.astype(np.float64).T)
+    return out
+
+
+def _levels(model, y):
+    if model.representation == "multiresolution":
+        return msk.multiresolution(y, sr=SR, levels=model.levels, log_offset=model.log_offset)
+    S = msk.log_melspectrogram(y, sr=SR, log_offset=model.log_offset)
+    pyramid = msk.gaussian_pyramid if model.representation == "gaussian" else msk.laplacian_pyramid
+    return pyramid(S, levels=model.levels)
+
+
+def policy_oracle(model, y, last_window):
+    """Max-pooled features of a waveform for each last-window policy, stated directly in NumPy.
+
+    "drop": full windows only (one short window for a clip shorter than one); "keep":
+    ceil((n_frames - width + 1) / pool_size) windows, the last over what is left at every level
+    (a level repeating its last frame where its frames end first); "pad": the audio padded with
+    zeros, by whole hops, until every level holds that many full windows, then "drop".
+    """
+    hop, w, P = model.hop_length, model.width, model.pool_size
+    pyramid = model.representation != "multiresolution"
+    steps = [(1 << lev) if pyramid else 1 for lev in range(model.levels)]
+    pools = [max(1, P >> lev) if pyramid else P for lev in range(model.levels)]
+    n_frames = 1 + len(y) // hop
+    n_keep = -(-(n_frames - w + 1) // P)
+    if last_window == "pad":
+        n = n_frames
+        while min((-(-n // s) - w + 1) // p for s, p in zip(steps, pools)) < n_keep:
+            n += 1
+        y = np.concatenate([y, np.zeros(max(0, (n - 1) * hop - len(y)), y.dtype)])
+        last_window = "drop"
+    # "keep": every window full but the last, which has at least one position, at every level
+    min_frames = [(n_keep - 1) * p + w for p in pools] if last_window == "keep" else None
+    codes = _level_codes(model, _levels(model, y), min_frames)
+    rows = []
+    for C, p in zip(codes, pools):
+        if last_window == "drop":
+            n_pools = max(1, C.shape[0] // p)
+            size = p if C.shape[0] >= p else C.shape[0]
+            rows.append([C[i * size:(i + 1) * size].max(axis=0) for i in range(n_pools)])
+        else:
+            rows.append([C[i * p:min((i + 1) * p, C.shape[0])].max(axis=0) for i in range(n_keep)])
+    n = min(len(r) for r in rows)
+    return np.hstack([np.array(r[:n]) for r in rows])
+
+
+@pytest.mark.parametrize("last_window", ["drop", "keep", "pad"])
+@pytest.mark.parametrize(
+    "representation, width, levels",
+    [("laplacian", 1, 3), ("gaussian", 2, 3), ("laplacian", 4, 4), ("multiresolution", 2, 2)],
+)
+def test_last_window_matches_numpy_reference(clips, representation, width, levels, last_window):
+    model = small(representation, width=width, levels=levels, pool_size=64).fit(clips)
+    hop = 512
+    # lengths (in frames): one frame into a window, the middle of one, a window boundary, a clip
+    # shorter than one window, and (width 4) a coarse level whose frames end before the last window
+    for n_frames in (64 * 5 + width, 64 * 5 + 30, 64 * 6 + width - 1, 40, 64 * 5 + 4):
+        y = clips[2][: (n_frames - 1) * hop + 100]
+        F, start, end = model.transform(y, last_window=last_window, return_times=True)
+        R = policy_oracle(model, y, last_window)
+        assert F.shape == R.shape == (model.n_pools(n_frames, last_window), model.n_features_out_)
+        assert_close(F, R, rtol=1e-3, atol=1e-3 * np.abs(R).max())
+        duration = len(y) / SR
+        assert start.shape == end.shape == (F.shape[0],)
+        np.testing.assert_allclose(start, np.arange(F.shape[0]) * 64 * hop / SR)
+        assert (end <= duration + 1e-12).all() and (end > start).all()
+        if last_window != "drop" or n_frames - width + 1 < 64:
+            assert end[-1] == duration  # the last window ends with the audio
+        if last_window == "keep":  # the full windows are those of "drop", bit for bit
+            D = model.transform(y)
+            np.testing.assert_array_equal(F[: min(len(D), len(F) - 1)], D[: min(len(D), len(F) - 1)])
+
+
+def test_keep_and_pad_keep_every_frame(clips):
+    """A 10.5 s clip: 2 full windows ("drop" loses 22 % of it), 3 with "keep" and "pad"."""
+    model = small(pool_size=128).fit(clips)
+    y = np.concatenate([clips[0], clips[1]])[: int(10.5 * SR)]
+    n_frames = 1 + len(y) // 512
+    assert [model.n_pools(n_frames, p) for p in ("drop", "keep", "pad")] == [2, 3, 3]
+    for policy in ("keep", "pad"):
+        F, start, end = model.transform(y, last_window=policy, return_times=True)
+        assert F.shape[0] == 3 and end[-1] == 10.5 and start[-1] == 2 * 128 * 512 / SR
+    # a spectrogram: "pad" appends frames of silence (log(log_offset)), and times span its frames
+    S = msk.log_melspectrogram(y, sr=SR)
+    F, start, end = model.transform(S, last_window="pad", return_times=True)
+    silence = np.full((3 * 128 - S.shape[0], S.shape[1]), np.log(model.log_offset), np.float32)
+    np.testing.assert_array_equal(F, model.transform(np.vstack([S, silence])))
+    assert end[-1] == S.shape[0] * 512 / SR
+
+
+def test_last_window_arguments(clips):
+    model = small().fit(clips)
+    with pytest.raises(ValueError, match="`last_window` must be one of 'drop', 'pad' or 'keep'; got 'all'"):
+        model.transform(clips[0], last_window="all")
+    with pytest.raises(ValueError, match="`last_window`"):
+        model.n_pools(100, "partial")
+    with pytest.raises(ValueError, match="`duration`"):
+        model.window_times(100, duration=-1.0)
+    # pooling windows that do not line up across levels cannot keep a partial window
+    odd = msk.MultiscaleFeatures(levels=6, pool_size=16)
+    with pytest.raises(ValueError, match="pool_size=16 is smaller than 2\\*\\*\\(levels - 1\\) = 32"):
+        odd.n_pools(1000, "keep")
+    assert odd.n_pools(1000) == -(-1000 // 32)  # level 5 pools one frame (32 level-0 frames)
+
+
+def test_track_vector_is_one_implementation():
+    from msk.multiscale import track_vector
+
+    assert msk.store.track_vector is track_vector
+    X = np.array([[1, 5], [3, -1], [2, 2]], np.float32)
+    np.testing.assert_array_equal(track_vector(X), X.astype(np.float64).mean(axis=0).astype(np.float32))
+    np.testing.assert_array_equal(track_vector(X, "mean+max")[2:], [3, 5])
+    with pytest.raises(ValueError, match="`summary` must be one of 'mean' or 'mean\\+max'; got 'max'"):
+        track_vector(X, "max")
+    with pytest.raises(ValueError, match="n_windows >= 1"):
+        track_vector(np.zeros((0, 3)))

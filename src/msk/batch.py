@@ -28,9 +28,9 @@ import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option, check_sample_rate
-from .multiscale import REPRESENTATIONS, MultiscaleFeatures
+from .multiscale import LAST_WINDOWS, REPRESENTATIONS, SUMMARIES, MultiscaleFeatures, track_vector
 
-__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key", "window_times"]
+__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key"]
 
 
 # =====================================================================================
@@ -117,7 +117,8 @@ def _resolve_model(model, representation):
     return model
 
 
-def extract(path_or_array, *, representation=None, model=None, sr=None):
+def extract(path_or_array, *, representation=None, model=None, sr=None, last_window="keep",
+            return_times=False, summary=None):
     """Multiscale features of one clip: one row per pooling window of about 4 s.
 
     Parameters
@@ -139,13 +140,36 @@ def extract(path_or_array, *, representation=None, model=None, sr=None):
         Sampling rate of a waveform (required for arrays; resampled with soxr
         when it differs from the model's). Ignored for a file, whose header
         gives the rate.
+    last_window : {"keep", "drop", "pad"}, default="keep"
+        The partial pooling window at the end of the clip (see
+        :meth:`MultiscaleFeatures.transform`). "keep" (the default, so that
+        every second of the audio is in a row): one more row, pooled over what
+        there is; the rows of the full windows are those of "drop" bit for
+        bit. "drop": only full windows, the paper's setting (and
+        :meth:`MultiscaleFeatures.transform`'s default). "pad": the audio is
+        extended with silence to fill the last window.
+    return_times : bool, default=False
+        Also return each row's start and end in seconds.
+    summary : {"mean", "mean+max"} or None, default=None
+        Also return the clip's track vector (:func:`msk.multiscale.track_vector`
+        of the features, as a feature store's ``tracks`` holds).
 
     Returns
     -------
     features : ndarray of shape (n_pools, n_features), dtype float32
         ``n_features = model.n_features_out_`` (3000 for the shipped models);
-        ``n_pools`` is the number of full pooling windows of 128 frames (a
-        clip shorter than one gives one row pooled over what there is).
+        ``n_pools`` is :meth:`MultiscaleFeatures.n_pools` of the clip's frames
+        (with the defaults: the 4.1 s windows that hold any of the audio, e.g.
+        3 for 10.5 s, the last over 2.3 s; with "drop", 2).
+    start, end : ndarray of shape (n_pools,), dtype float64
+        Only with ``return_times=True``: the seconds each row covers (row
+        ``i`` from ``i * 4.096`` s with the default analysis; the last row of
+        "keep" and "pad" ends at the end of the audio).
+    track : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
+        Only with ``summary``.
+
+    The results are returned as a tuple in this order (features first) when
+    more than the features are asked for, as NumPy's ``return_*`` arguments do.
 
     Raises
     ------
@@ -158,7 +182,8 @@ def extract(path_or_array, *, representation=None, model=None, sr=None):
         If the file cannot be decoded (the message names it), the waveform is
         not 1-D or not finite, ``sr`` is missing for a waveform or outside
         1 Hz to 1 MHz, the audio lasts longer than ``msk.audio.MAX_DURATION``
-        (24 hours), or the representation is unknown or contradicts the model.
+        (24 hours), the representation is unknown or contradicts the model,
+        or ``last_window`` or ``summary`` is not an option.
 
     See Also
     --------
@@ -180,32 +205,46 @@ def extract(path_or_array, *, representation=None, model=None, sr=None):
     >>> model = model.fit([msk.example_audio()])
     >>> F = msk.extract(msk.example_audio(), model=model)
     >>> F.shape, F.dtype
-    ((7, 48), dtype('float32'))
+    ((8, 48), dtype('float32'))
+    >>> F, start, end, track = msk.extract(msk.example_audio(), model=model,
+    ...                                    return_times=True, summary="mean")
+    >>> round(float(start[-1]), 3), round(float(end[-1]), 3), track.shape   # the last 0.52 s
+    (28.672, 29.196, (48,))
+    >>> msk.extract(msk.example_audio(), model=model, last_window="drop").shape
+    (7, 48)
     """
     rep = _check_representation(representation)
+    check_option("last_window", last_window, LAST_WINDOWS)
+    if summary is not None:
+        check_option("summary", summary, SUMMARIES)
     model = _resolve_model(model, rep)
     if isinstance(path_or_array, (str, os.PathLike)):
-        return model.transform(os.fspath(path_or_array))
-    if isinstance(path_or_array, (bytes, dict)) or path_or_array is None:
-        raise TypeError(
-            "`path_or_array` must be an audio file path or a 1-D waveform; got "
-            f"{type(path_or_array).__name__}."
-        )
-    if sr is None:
-        raise ValueError(
-            "`sr` must be given with a waveform (its sampling rate in Hz); got sr=None."
-        )
-    sr = check_sample_rate("sr", sr)
-    y = np.asarray(path_or_array)
-    if y.ndim != 1:
-        raise ValueError(
-            f"`path_or_array` must be a mono waveform of shape (n_samples,); got shape {y.shape}. "
-            "Mix channels first, e.g. y.mean(axis=1) for (n_samples, n_channels)."
-        )
-    if y.shape[0] == 0:
-        raise ValueError("`path_or_array` must hold at least one sample; got an empty array.")
-    y = as_float_array("path_or_array", y, ndim=1, dtype=np.float32)
-    return model.transform(y, sr=sr)
+        clip, sr = os.fspath(path_or_array), None
+    else:
+        if isinstance(path_or_array, (bytes, dict)) or path_or_array is None:
+            raise TypeError(
+                "`path_or_array` must be an audio file path or a 1-D waveform; got "
+                f"{type(path_or_array).__name__}."
+            )
+        if sr is None:
+            raise ValueError(
+                "`sr` must be given with a waveform (its sampling rate in Hz); got sr=None."
+            )
+        sr = check_sample_rate("sr", sr)
+        y = np.asarray(path_or_array)
+        if y.ndim != 1:
+            raise ValueError(
+                f"`path_or_array` must be a mono waveform of shape (n_samples,); got shape {y.shape}. "
+                "Mix channels first, e.g. y.mean(axis=1) for (n_samples, n_channels)."
+            )
+        if y.shape[0] == 0:
+            raise ValueError("`path_or_array` must hold at least one sample; got an empty array.")
+        clip = as_float_array("path_or_array", y, ndim=1, dtype=np.float32)
+    F, start, end = model.transform(clip, sr=sr, last_window=last_window, return_times=True)
+    out = (F, start, end) if return_times else (F,)
+    if summary is not None:
+        out += (track_vector(F, summary),)
+    return out[0] if len(out) == 1 else out
 
 
 # =====================================================================================
@@ -328,43 +367,6 @@ def library_key(path, root):
     return rel.replace(os.sep, "/")
 
 
-def window_times(model, n_windows, duration=None):
-    """Start and end (seconds) of the pooling windows of a clip, from the model's geometry.
-
-    Window i covers level-0 frames ``[i * pool_size, (i + 1) * pool_size)`` (frame t
-    is centred at ``t * hop_length`` samples), i.e. seconds
-    ``[i, i + 1) * pool_size * hop_length / sr``;
-    a clip shorter than one window has one window from 0 to its duration.
-
-    Parameters
-    ----------
-    model : MultiscaleFeatures
-        The model (its ``pool_size``, ``hop_length`` and ``sr``).
-    n_windows : int
-        Rows of the clip's features.
-    duration : float or None, default=None
-        The clip's duration in seconds (used for a clip shorter than one window).
-
-    Returns
-    -------
-    start, end : ndarray of shape (n_windows,), dtype float64
-
-    Examples
-    --------
-    >>> import msk
-    >>> from msk.batch import window_times
-    >>> start, end = window_times(msk.MultiscaleFeatures(), 2)
-    >>> start.tolist(), end.tolist()
-    ([0.0, 4.096], [4.096, 8.192])
-    """
-    step = model.pool_size * model.hop_length / model.sr
-    start = np.arange(n_windows, dtype=np.float64) * step
-    end = start + step
-    if n_windows == 1 and duration is not None and duration < step:
-        end[0] = duration
-    return start, end
-
-
 def _check_n_jobs(n_jobs):
     n_jobs = check_int("n_jobs", n_jobs)
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -377,7 +379,7 @@ def _failure_reason(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def _extract_one(model, path, with_source=True):
+def _extract_one(model, path, last_window, with_source=True):
     """(result, None) or (None, reason) for one file: never raises for a bad file.
 
     ``result`` is a dict: ``features``, ``start``, ``end`` and ``source``
@@ -392,7 +394,7 @@ def _extract_one(model, path, with_source=True):
         if with_source:
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
-        X = model.transform(path)
+        X, start, end = model.transform(path, last_window=last_window, return_times=True)
         duration = None
         with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
             duration = float(sf.info(os.fsencode(path)).duration)
@@ -400,17 +402,16 @@ def _extract_one(model, path, with_source=True):
             from .store import file_hash
 
             source.update(hash=file_hash(path), duration=duration)
-        start, end = window_times(model, X.shape[0], duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure
         return None, _failure_reason(exc)
 
 
-def _run_threads(model, todo, n_jobs):
+def _run_threads(model, todo, n_jobs, last_window):
     """Yield (key, path, features, reason) as the clips are done, on ``n_jobs`` threads."""
     if n_jobs == 1:
         for key, path in todo:
-            yield (key, path, *_extract_one(model, path))
+            yield (key, path, *_extract_one(model, path, last_window))
         return
     queue = deque(todo)
     with ThreadPoolExecutor(n_jobs, thread_name_prefix="msk-extract") as pool:
@@ -419,7 +420,7 @@ def _run_threads(model, todo, n_jobs):
             while queue or pending:
                 while queue and len(pending) < 2 * n_jobs:
                     key, path = queue.popleft()
-                    pending[pool.submit(_extract_one, model, path)] = (key, path)
+                    pending[pool.submit(_extract_one, model, path, last_window)] = (key, path)
                 finished, _ = _wait_futures(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     key, path = pending.pop(fut)
@@ -461,11 +462,11 @@ def _worker_model(fingerprint, payload):
     return model
 
 
-def _dask_task(path, fingerprint, payload):
+def _dask_task(path, fingerprint, payload, last_window):
     """Run on a Dask worker: the features of one file, or the reason it failed."""
     model = _worker_model(fingerprint, payload)
     with SingleThreadedBlas():
-        return _extract_one(model, path)
+        return _extract_one(model, path, last_window)
 
 
 def _check_scheduler(scheduler):
@@ -483,7 +484,7 @@ def _check_scheduler(scheduler):
         )
 
 
-def _run_dask(model, fingerprint, todo, scheduler):
+def _run_dask(model, fingerprint, todo, scheduler, last_window):
     """Yield (key, path, features, reason) as a Dask cluster finishes the clips."""
     try:
         from distributed import Client, as_completed
@@ -503,7 +504,7 @@ def _run_dask(model, fingerprint, todo, scheduler):
 
         def submit():
             key, path = queue.popleft()
-            fut = client.submit(_dask_task, path, fingerprint, payload, pure=False)
+            fut = client.submit(_dask_task, path, fingerprint, payload, last_window, pure=False)
             names[fut.key] = (key, path)
             return fut
 
@@ -524,7 +525,7 @@ def _run_dask(model, fingerprint, todo, scheduler):
 
 
 def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, scheduler=None,
-                 keys=None, root=None, prune=False, summary=None, progress=True, wait=0.0):
+                 keys=None, root=None, prune=False, summary=None, last_window=None, progress=True, wait=0.0):
     """Extract the features of many files into a feature store, in parallel, resumably.
 
     Features are buffered and written to ``store`` in batches (see
@@ -573,6 +574,10 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     summary : {"mean", "mean+max"} or None, default=None
         How the track vector of each clip (the store's ``tracks``) is made;
         None: the store's setting ("mean" for a new store).
+    last_window : {"keep", "drop", "pad"} or None, default=None
+        The partial pooling window at the end of each clip, as in
+        :func:`extract`; None: the store's setting ("keep" for a new store).
+        A store holds the features of one setting: another one is refused.
     progress : bool, default=True
         Show a progress bar (tqdm) on stderr with counts, rate and ETA.
     wait : float, default=0
@@ -602,11 +607,12 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     Features do not depend on ``n_jobs`` or on the scheduler: every clip is
     computed by single-threaded kernels in the same way.
 
-    Each window's start and end are computed from the model's geometry:
-    window i covers ``[i, i + 1) * pool_size * hop_length / sr`` seconds (4.096 s
-    with the defaults); a clip shorter than one window has one window from
-    0 to its duration. The partial window at the end of a clip is dropped,
-    as in the paper.
+    Each window's start and end are those of :func:`extract`
+    (:meth:`MultiscaleFeatures.window_times`): window i covers
+    ``[i, i + 1) * pool_size * hop_length / sr`` seconds (4.096 s with the
+    defaults), and the last one, with "keep" or "pad" (or for a clip shorter
+    than one window), ends at the end of the audio. The store records the
+    setting in its attributes (``settings["last_window"]``).
 
     With a Dask ``scheduler``, the model is sent to every worker once (as its
     ``.npz`` bytes) and loaded once per worker process, cached by its
@@ -630,7 +636,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     (1, {})
     >>> store = msk.store.FeatureStore(out, mode="r")
     >>> store.keys(), store.get("example.mp3").shape
-    (['example.mp3'], (7, 16))
+    (['example.mp3'], (8, 16))
     >>> tmp.cleanup()
     """
     from tqdm.auto import tqdm
@@ -664,8 +670,10 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         n_jobs = _check_n_jobs(n_jobs)
     else:
         _check_scheduler(scheduler)
-    settings = {"root": os.path.abspath(root), "window_hop_seconds": model.pool_size * model.hop_length / model.sr,
-                "last_window": "drop"}
+    if last_window is not None:
+        check_option("last_window", last_window, LAST_WINDOWS)
+        model.n_pools(1, last_window)  # a model whose windows do not line up refuses "keep" and "pad" here
+    settings = {"root": os.path.abspath(root), "window_hop_seconds": model.pool_size * model.hop_length / model.sr}
     if isinstance(store, FeatureStore):
         if store.mode == "r":
             raise ValueError(f"`store` {store.path!r} is open read-only; open it with mode='a'.")
@@ -682,6 +690,17 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
 
     start = time.perf_counter()
     try:
+        recorded = store.settings.get("last_window")
+        if last_window is None:
+            last_window = recorded or "keep"
+            model.n_pools(1, last_window)
+        elif recorded is not None and recorded != last_window:
+            raise ValueError(
+                f"feature store {store.path!r} holds features extracted with last_window={recorded!r}; got "
+                f"last_window={last_window!r}. Leave it out to use the store's setting, or use another store."
+            )
+        if recorded is None:
+            store.update_settings({"last_window": last_window})
         states = {k: store.compare(k, p) for k, p in zip(keys, paths)}
         todo = [(k, p) for k, p in zip(keys, paths) if states[k] != "unchanged"]
         unchanged = len(keys) - len(todo)
@@ -714,8 +733,8 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
                 bar.set_postfix(failed=len(failed), refresh=False)
 
         results = (
-            _run_threads(model, todo, n_jobs) if scheduler is None
-            else _run_dask(model, info["fingerprint"], todo, scheduler)
+            _run_threads(model, todo, n_jobs, last_window) if scheduler is None
+            else _run_dask(model, info["fingerprint"], todo, scheduler, last_window)
         )
         # Batches are written on their own thread, so that computing never waits on the disk.
         with SingleThreadedBlas(), ThreadPoolExecutor(1, thread_name_prefix="msk-store") as writer:

@@ -343,22 +343,17 @@ def cmd_extract(args):
             raise _UsageError(f"{kind} output takes one audio file; use a .zarr store for several files")
         if args.times and kind == ".npy":
             raise _UsageError("--times needs an .npz output (features, start, end)")
-        import soundfile as sf
-
-        from .batch import default_model, window_times
-
-        model = (msk.MultiscaleFeatures.load(args.model) if args.model
-                 else default_model(args.representation or "laplacian"))
-        F = msk.extract(args.inputs[0], model=model, representation=args.representation)
+        F, start, end, *track = msk.extract(
+            args.inputs[0], model=args.model, representation=args.representation,
+            last_window=args.last_window or "keep", return_times=True, summary=args.summary)
         out = {"input": os.path.abspath(args.inputs[0]), "output": os.path.abspath(args.output),
-               "shape": list(F.shape), "dtype": str(F.dtype)}
+               "shape": list(F.shape), "dtype": str(F.dtype), "last_window": args.last_window or "keep"}
         if kind == ".npy":
             np.save(args.output, F)
         else:
-            start, end = window_times(model, F.shape[0], sf.info(os.fsencode(args.inputs[0])).duration)
             arrays = {"features": F, "start": start, "end": end}
-            if args.summary:
-                arrays["track"] = msk.store.track_vector(F, args.summary)
+            if track:
+                arrays["track"] = track[0]
             np.savez(args.output, **arrays)
             out["arrays"] = sorted(arrays)
         _print_json(out)
@@ -376,7 +371,7 @@ def cmd_extract(args):
         summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
                                    representation=args.representation, n_jobs=args.n_jobs,
                                    scheduler=args.scheduler, prune=args.prune, summary=args.summary,
-                                   wait=args.wait, progress=not args.quiet)
+                                   last_window=args.last_window, wait=args.wait, progress=not args.quiet)
     # The decoders' own messages matter only to explain a failure; they are dropped otherwise.
     decoder_lines = [line for line in "".join(decoder_messages).splitlines() if line.strip()]
     _print_json(summary.as_dict())
@@ -779,6 +774,10 @@ def build_parser():
                    help="track vector of each clip [mean; a store keeps its setting]")
     p.add_argument("--times", action="store_true",
                    help="with -o FILE.npz: also write each window's start and end (seconds)")
+    p.add_argument("--last-window", choices=("keep", "drop", "pad"),
+                   help="the partial pooling window at the end of a clip: keep (pooled over what there "
+                        "is), drop (the paper's: full windows only) or pad (with silence) "
+                        "[keep; a store keeps its setting]")
     p.add_argument("--wait", type=non_negative_float, default=0.0,
                    help="seconds to wait for another process writing the store [0: refuse at once]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -32,10 +32,14 @@ from .pca import PCAWhitening, whitening_matrix
 from .pyramid import gaussian_pyramid, laplacian_pyramid
 from .spectral import log_melspectrogram
 
-__all__ = ["MultiscaleFeatures"]
+__all__ = ["MultiscaleFeatures", "track_vector"]
 
 # The multiscale representations, in the order the experiment and the CLI list them.
 REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
+# What happens to the partial pooling window at the end of a clip (see MultiscaleFeatures.transform).
+LAST_WINDOWS = ("drop", "pad", "keep")
+# How a clip's window features become one track vector (see track_vector).
+SUMMARIES = ("mean", "mean+max")
 # Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min at the default
 # analysis; every 30 s clip is shorter) is processed in segments of about _SEGMENT_FRAMES
 # frames (2.2 min). The pyramids need context around a segment (see _PYRAMID_CONTEXT), so
@@ -225,12 +229,17 @@ class MultiscaleFeatures(BaseEstimator):
     axes are kept at float32 precision (so a saved model is half the size and
     loads bit-identical); the rest of the whitening is float64.
 
-    Pooling keeps only full pooling windows; the number of pooling windows is
-    the smallest over the levels (coarse levels lose a window to the width of
-    the encoding windows first), and every level is cut to it. A clip shorter
-    than one pooling window gives one pooling window over all it has. A level
-    with fewer frames than ``width`` (a very short clip at a coarse pyramid
-    level) is padded by repeating its edge frames.
+    By default (``last_window="drop"``, the paper's setting) pooling keeps
+    only full pooling windows; the number of pooling windows is the smallest
+    over the levels (coarse levels lose a window to the width of the encoding
+    windows first), and every level is cut to it. A clip shorter than one
+    pooling window gives one pooling window over all it has. A level with
+    fewer frames than ``width`` (a very short clip at a coarse pyramid level)
+    is padded by repeating its edge frames. :meth:`transform`'s
+    ``last_window="keep"`` also pools the partial window at the end of the
+    clip over what there is, and ``"pad"`` fills it with silence; see
+    :meth:`n_pools` and :meth:`window_times` for the rows and the seconds
+    each covers.
 
     The class is a scikit-learn estimator (``get_params``, ``set_params``,
     ``clone``) but deliberately not a ``TransformerMixin``: a sample is a
@@ -380,16 +389,19 @@ class MultiscaleFeatures(BaseEstimator):
         pyramid = self.representation != "multiresolution"
         return [(1 << lev if pyramid else 1, self._level_pool(lev)) for lev in range(self.levels)]
 
-    def n_pools(self, n_frames):
+    def n_pools(self, n_frames, last_window="drop"):
         """Rows of :meth:`transform`'s result for a clip of ``n_frames`` level-0 frames.
-
-        The number of full pooling windows, the smallest over the levels (a
-        clip shorter than one pooling window has one).
 
         Parameters
         ----------
         n_frames : int
             Frames of the clip's level-0 spectrogram (``1 + n_samples // hop_length``).
+        last_window : {"drop", "pad", "keep"}, default="drop"
+            "drop": the number of full pooling windows, the smallest over the
+            levels (a clip shorter than one pooling window has one). "keep"
+            and "pad": the pooling windows that hold at least one of level 0's
+            window positions, ``ceil((n_frames - width + 1) / pool_size)``, so
+            that every frame is in a row.
 
         Returns
         -------
@@ -398,13 +410,84 @@ class MultiscaleFeatures(BaseEstimator):
         Examples
         --------
         >>> import msk
-        >>> msk.MultiscaleFeatures("laplacian").n_pools(913)  # a 29.2 s clip
-        7
+        >>> model = msk.MultiscaleFeatures("laplacian")
+        >>> model.n_pools(913), model.n_pools(913, last_window="keep")  # a 29.2 s clip
+        (7, 8)
         """
         n_frames = check_int("n_frames", n_frames, low=1)
+        check_option("last_window", last_window, LAST_WINDOWS)
         w = self.width
+        if last_window != "drop":
+            if any(step * pool > self.pool_size for step, pool in self.pooling_geometry()):
+                raise ValueError(
+                    f"last_window={last_window!r} needs pooling windows that line up across levels: "
+                    f"pool_size={self.pool_size} is smaller than 2**(levels - 1) = {1 << (self.levels - 1)}, "
+                    "so the coarsest levels pool longer windows than level 0. Use last_window='drop' "
+                    "or a model with a larger pool_size."
+                )
+            return -(-(max(n_frames, w) - w + 1) // self.pool_size)
         return min(pooled_positions(max(-(-n_frames // step), w), w, pool)[0]
                    for step, pool in self.pooling_geometry())
+
+    def window_times(self, n_frames, *, last_window="drop", duration=None):
+        """Start and end (seconds) of each row of :meth:`transform`'s result.
+
+        Row ``i`` covers level-0 frames ``i * pool_size`` to
+        ``(i + 1) * pool_size - 1``; frame ``t`` is centred on sample
+        ``t * hop_length`` and taken to cover ``hop_length`` samples from
+        there, so the row covers ``[i, i + 1) * pool_size * hop_length / sr``
+        seconds (4.096 s with the defaults). No row ends after ``duration``.
+        The last row ends at ``duration`` when it reaches the end of the
+        audio: always with "keep" and "pad" (whose last window is the partial
+        one, or full when the audio ends on a window boundary), and with
+        "drop" for a clip shorter than one pooling window.
+
+        Parameters
+        ----------
+        n_frames : int
+            Frames of the clip's level-0 spectrogram (``1 + n_samples // hop_length``).
+        last_window : {"drop", "pad", "keep"}, default="drop"
+            The policy the features were computed with (see :meth:`transform`).
+        duration : float or None, default=None
+            The audio's duration in seconds (``n_samples / sr``). None: the
+            span of the frames, ``n_frames * hop_length / sr`` (for a
+            spectrogram, whose audio is not known).
+
+        Returns
+        -------
+        start, end : ndarray of shape (n_pools,), dtype float64
+            ``n_pools = self.n_pools(n_frames, last_window)``.
+
+        Examples
+        --------
+        >>> import msk
+        >>> model = msk.MultiscaleFeatures("laplacian")
+        >>> start, end = model.window_times(100, duration=3.2)  # shorter than a window
+        >>> start.tolist(), end.tolist()
+        ([0.0], [3.2])
+        >>> start, end = model.window_times(329, last_window="keep", duration=10.5)
+        >>> start.tolist(), end.tolist()
+        ([0.0, 4.096, 8.192], [4.096, 8.192, 10.5])
+        """
+        n = self.n_pools(n_frames, last_window)
+        if duration is None:
+            duration = n_frames * self.hop_length / self.sr
+        else:
+            duration = check_float("duration", duration, low=0.0)
+        step = self.pool_size * self.hop_length / self.sr
+        start = np.arange(n, dtype=np.float64) * step
+        end = np.minimum(start + step, duration)
+        short = max(n_frames, self.width) - self.width + 1 < self.pool_size
+        if last_window != "drop" or short:
+            end[-1] = duration
+        return start, end
+
+    def _pad_frames(self, n_frames):
+        """Level-0 frames after ``last_window="pad"``: every level holds n_pools(keep) full windows."""
+        n_rows = self.n_pools(n_frames, "keep")
+        w = self.width
+        # level l (``step`` level-0 frames per frame) needs n_rows * pool + w - 1 frames
+        return max([n_frames] + [step * (n_rows * pool + w - 2) + 1 for step, pool in self.pooling_geometry()])
 
     def represent(self, clip):
         """The multiscale representation of one clip (finest level first).
@@ -453,18 +536,18 @@ class MultiscaleFeatures(BaseEstimator):
         return self._waveform_levels(y)
 
     def _log_mel(self, y, n_fft, *, center=True):
+        if center and y.shape[0] < n_fft:
+            # A clip shorter than one FFT is legitimate here: the centring zeros are added
+            # explicitly (the same frames as center=True, without its warning).
+            y, center = np.pad(y, n_fft // 2), False
         return log_melspectrogram(y, sr=self.sr, n_fft=n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
                               log_offset=self.log_offset, center=center)
 
     def _waveform_levels(self, y):
         """The representation of a whole waveform (float32, at ``sr``)."""
-        with warnings.catch_warnings():
-            # Short clips are legitimate here: frames then hold mostly padding.
-            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
-            if self.representation == "multiresolution":
-                return [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
-            S = self._log_mel(y, self.n_fft)
-        return self._pyramid(S)
+        if self.representation == "multiresolution":
+            return [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
+        return self._pyramid(self._log_mel(y, self.n_fft))
 
     def _pyramid(self, S):
         if self.representation == "gaussian":
@@ -623,7 +706,7 @@ class MultiscaleFeatures(BaseEstimator):
 
     # -- features ----------------------------------------------------------------------------
 
-    def transform(self, clip, *, sr=None):
+    def transform(self, clip, *, sr=None, last_window="drop", return_times=False):
         """Multiscale features of one clip: one row per pooling window.
 
         Parameters
@@ -635,12 +718,31 @@ class MultiscaleFeatures(BaseEstimator):
             Sampling rate of a waveform; None means the model's ``sr``. A
             waveform at another rate is resampled (soxr). Ignored for a file,
             whose header gives its rate, and for a spectrogram.
+        last_window : {"drop", "pad", "keep"}, default="drop"
+            The partial pooling window at the end of the clip. "drop" (the
+            paper's setting): only full pooling windows (a clip shorter than
+            one gives one row pooled over what there is). "keep": one more
+            row, pooled at every level over the window positions that are
+            left (the full windows' rows are those of "drop", bit for bit).
+            "pad": the audio is extended with silence (zeros; a
+            spectrogram with frames of ``log(log_offset)``) so that the last
+            window is full, and pooled like the others: the silence takes part
+            in its statistics (and, through the pyramid's smoothing, in the
+            coarse levels of the windows just before it). With "keep" and
+            "pad" every frame of the clip is in a row.
+        return_times : bool, default=False
+            Also return each row's start and end in seconds
+            (:meth:`window_times`; the last row of "keep" and "pad" ends at
+            the end of the audio).
 
         Returns
         -------
         features : ndarray of shape (n_pools, n_features_out_), dtype float32
             Level 0's features first. With the defaults ``n_features_out_`` is
-            ``levels * n_clusters``; ``n_pools`` is :meth:`n_pools` of the clip's frames.
+            ``levels * n_clusters``; ``n_pools`` is :meth:`n_pools` of the
+            clip's frames and ``last_window``.
+        start, end : ndarray of shape (n_pools,), dtype float64
+            Only with ``return_times=True``.
 
         Notes
         -----
@@ -657,25 +759,66 @@ class MultiscaleFeatures(BaseEstimator):
         smoothing and expansion filters, so that no border of a segment
         reaches a frame that is pooled. The features equal those of the whole
         signal computed at once up to float32 rounding of the encoder's matrix
-        products (whose tiles differ), and are identical in every other step.
+        products (whose tiles differ), and are identical in every other step,
+        for every ``last_window``.
+
+        With "keep", the last row pools, at each level, the positions from
+        the start of the last window to the end of the level (pyramid level
+        ``l`` has ``2**l`` times fewer frames and positions, so every level's
+        last window covers the same seconds); where a coarse level's frames end
+        before the window's first position (windows wider than one frame),
+        that level repeats its last frame, as for a level shorter than
+        ``width``.
+
+        Examples
+        --------
+        >>> import msk
+        >>> model = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16,
+        ...                                n_samples=2000, random_state=0)
+        >>> model = model.fit([msk.example_audio()])
+        >>> F, start, end = model.transform(msk.example_audio(), last_window="keep",
+        ...                                 return_times=True)
+        >>> F.shape, round(float(start[-1]), 3), round(float(end[-1]), 3)
+        ((8, 48), 28.672, 29.196)
         """
         check_is_fitted(self, "pca_")
+        check_option("last_window", last_window, LAST_WINDOWS)
         if _is_clip_collection(clip) and not _looks_numeric(clip):
             raise TypeError(
                 "`transform` takes one clip; for several use "
                 "`[model.transform(c) for c in clips]`."
             )
         if isinstance(clip, (str, os.PathLike)):
-            return self._transform_blocks(stream(clip, sr=self.sr, block_frames=_READ_BLOCK))
-        _check_clip_type(clip)
-        a = np.asarray(clip)
-        if a.ndim == 1:
-            y = as_float_array("clip", a, ndim=1, dtype=np.float32)
-            sr = self.sr if sr is None else check_sample_rate("sr", sr)
-            return self._transform_blocks(stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK))
-        levels = self._represent(a)
-        self._check_n_mels(levels[0].shape[1])
-        return self._transform(levels)
+            blocks = stream(clip, sr=self.sr, block_frames=_READ_BLOCK)
+            F, n_frames, n_samples = self._transform_blocks(blocks, last_window)
+        else:
+            _check_clip_type(clip)
+            a = np.asarray(clip)
+            if a.ndim == 1:
+                y = as_float_array("clip", a, ndim=1, dtype=np.float32)
+                sr = self.sr if sr is None else check_sample_rate("sr", sr)
+                blocks = stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK)
+                F, n_frames, n_samples = self._transform_blocks(blocks, last_window)
+            else:
+                levels, n_frames = self._spectrogram_levels(a, last_window)
+                self._check_n_mels(levels[0].shape[1])
+                F, n_samples = self._transform(levels, last_window, n_frames), None
+        if not return_times:
+            return F
+        duration = None if n_samples is None else n_samples / self.sr
+        start, end = self.window_times(n_frames, last_window=last_window, duration=duration)
+        return F, start, end
+
+    def _spectrogram_levels(self, a, last_window):
+        """The levels of a clip given as an array that is not a waveform, and its level-0 frames."""
+        if a.ndim != 2 or last_window != "pad" or self.representation == "multiresolution":
+            levels = self._represent(a)
+            return levels, levels[0].shape[0]
+        S = as_float_array("clip", a, ndim=2, dtype=np.float32)
+        n_frames = S.shape[0]
+        # frames of digital silence: the log-mel of zero power
+        silence = np.full((self._pad_frames(n_frames) - n_frames, S.shape[1]), np.log(self.log_offset), np.float32)
+        return self._pyramid(np.ascontiguousarray(np.vstack([S, silence]))), n_frames
 
     def _check_n_mels(self, n_mels):
         if n_mels != self.n_mels_:
@@ -683,48 +826,51 @@ class MultiscaleFeatures(BaseEstimator):
                 f"the clip has {n_mels} mel bands; this model was fitted on {self.n_mels_}."
             )
 
-    def _transform_blocks(self, blocks):
-        """Features of a stream of sample blocks: whole when short, else in segments."""
-        whole = _WHOLE_FRAMES * self.hop_length
-        if operator.length_hint(blocks) <= whole:  # short: in one piece
-            # A header's length is a claim: read no more than a short clip's samples at once.
-            head, n = [], 0
-            for block in blocks:
-                head.append(block)
-                n += block.shape[0]
-                if n > whole:
-                    blocks = itertools.chain(head, blocks)
-                    break
-            else:
-                y = head[0] if len(head) == 1 else np.concatenate(head or [np.zeros(0, np.float32)])
-                levels = self._waveform_levels(y)
-                self._check_n_mels(levels[0].shape[1])
-                return self._transform(levels)
+    def _whole(self, y, last_window):
+        """(features, level-0 frames, samples) of a whole waveform at ``sr``."""
+        n_samples = y.shape[0]
+        n_frames = 1 + n_samples // self.hop_length
+        if last_window == "pad":
+            padded = (self._pad_frames(n_frames) - 1) * self.hop_length
+            if padded > n_samples:
+                y = np.concatenate([y, np.zeros(padded - n_samples, np.float32)])
+        levels = self._waveform_levels(y)
+        self._check_n_mels(levels[0].shape[1])
+        return self._transform(levels, last_window, n_frames), n_frames, n_samples
+
+    def _transform_blocks(self, blocks, last_window):
+        """(features, level-0 frames, samples) of a stream of sample blocks: whole when short, else in segments."""
+        if operator.length_hint(blocks) <= _WHOLE_FRAMES * self.hop_length:  # short: in one piece
+            blocks = list(blocks)
+            y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.float32)])
+            return self._whole(y, last_window)
         self._check_n_mels(self.n_mels)
         samples = _Samples(blocks)
         frames = _SEGMENT_FRAMES_MULTIRES if self.representation == "multiresolution" else _SEGMENT_FRAMES
         segment_pools = max(1, frames // self.pool_size)
         hop = self.hop_length
         half = self._context_samples()
-        out, p0, n_frames, n_pools = [], 0, None, None
+        out, p0, n_frames, n_pools, n_analysed = [], 0, None, None, None
         while n_pools is None or p0 < n_pools:
             p1 = p0 + segment_pools
             g0, g1, _ = self._segment_bounds(p0, p1)
             samples.fill((g1 - 1) * hop + half)
             if samples.eof and n_frames is None:
                 if p0 == 0:  # shorter than one segment: in one piece
-                    levels = self._waveform_levels(samples.read(0, samples.end))
-                    return self._transform(levels)
+                    return self._whole(samples.read(0, samples.end), last_window)
                 n_frames = 1 + samples.end // hop
-                n_pools = self.n_pools(n_frames)
+                n_pools = self.n_pools(n_frames, last_window)
+                # "pad": the frames beyond the audio are analysed from zeros (_Samples.read)
+                n_analysed = self._pad_frames(n_frames) if last_window == "pad" else n_frames
             if n_pools is not None:
                 if p0 >= n_pools:
                     break
                 p1 = min(p1, n_pools)
             g0_next = self._segment_bounds(p1, p1 + segment_pools)[0]
-            out.append(self._segment_features(samples, p0, p1, n_frames, g0_next * hop - half))
+            out.append(self._segment_features(samples, p0, p1, n_analysed, g0_next * hop - half,
+                                              last_window == "keep", p1 == n_pools))
             p0 = p1
-        return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
+        return np.ascontiguousarray(np.vstack(out), dtype=np.float32), n_frames, samples.end
 
     def _context_samples(self):
         """Samples needed beyond a segment's last frame (half the largest FFT)."""
@@ -760,20 +906,21 @@ class MultiscaleFeatures(BaseEstimator):
             S[a - g0 : b - g0] = self._log_mel(y, n_fft, center=False)
         return S
 
-    def _segment_features(self, samples, p0, p1, n_frames, keep_from):
-        """Features of pools [p0, p1) (``n_frames``: the clip's frames, None while unknown).
+    def _segment_features(self, samples, p0, p1, n_frames, keep_from, keep=False, last=False):
+        """Features of pools [p0, p1) (``n_frames``: the frames analysed, None while unknown).
 
+        ``keep``: ``last_window="keep"``; ``last``: the segment ends with the clip's last window.
         Samples before ``keep_from`` are forgotten as soon as the segment's
         spectrogram is computed.
         """
         g0, g1, ranges = self._segment_bounds(p0, p1)
         if n_frames is not None:
             g1 = min(g1, n_frames)
-        pooled = []
+        level_frames = []
         if self.representation == "multiresolution":
             for lev, (lo, hi) in enumerate(ranges):
                 S = self._mel_segment(samples, g0, g1, self.n_fft << lev)
-                pooled.append(self._encoders[lev]._encode(S[lo - g0 : hi - g0]))
+                level_frames.append(S[lo - g0 : hi - g0])
                 del S
             samples.drop(keep_from)
         else:
@@ -783,20 +930,60 @@ class MultiscaleFeatures(BaseEstimator):
             del S
             for lev, (lo, hi) in enumerate(ranges):
                 off = g0 >> lev
-                pooled.append(self._encoders[lev]._encode(levels[lev][lo - off : hi - off]))
-        for lev, p in enumerate(pooled):
-            if p.shape[0] != p1 - p0:  # an invariant of the geometry above
+                level_frames.append(levels[lev][lo - off : hi - off])
+        pooled = []
+        for lev, frames in enumerate(level_frames):
+            p = self._encoders[lev]._encode(self._padded(frames))
+            if keep and (last or p.shape[0] < p1 - p0):
+                p = self._keep_rows(lev, frames, p, p1 - p0, last)
+            if p.shape[0] < p1 - p0:  # an invariant of the geometry above
                 raise RuntimeError(f"level {lev}: {p.shape[0]} pools for pools {p0}..{p1}")
+            pooled.append(p[: p1 - p0])
         return np.hstack(pooled)
 
-    def _transform(self, levels):
+    def _transform(self, levels, last_window="drop", n_frames=None):
+        """Rows of a whole clip's levels: ``n_pools(n_frames, last_window)`` of them."""
         # The levels come from msk's own kernels (C-contiguous, finite, float32): the
         # encoders' unchecked path, under one BLAS thread limit for all levels.
+        levels = [frames.astype(np.float32, copy=False) for frames in levels]
         with SingleThreadedBlas():
-            pooled = [enc._encode(self._padded(frames).astype(np.float32, copy=False))
-                      for enc, frames in zip(self._encoders, levels)]
+            pooled = [enc._encode(self._padded(frames)) for enc, frames in zip(self._encoders, levels)]
+            if last_window == "keep":
+                n = self.n_pools(n_frames, "keep")
+                pooled = [self._keep_rows(lev, frames, p, n) for lev, (frames, p) in enumerate(zip(levels, pooled))]
+        # "pad": the audio was padded so that every level has exactly the kept number of full windows
         n = min(p.shape[0] for p in pooled)
         return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
+
+    def _keep_rows(self, lev, frames, pooled, n_rows, last=True):
+        """``n_rows`` rows of one level for ``last_window="keep"``.
+
+        ``frames`` are the level's frames from the first row's window to (at
+        most) the end of the clip, and ``pooled`` the encoder's rows for them
+        (its full windows, or one short window). Rows that are full windows
+        are taken from ``pooled``. With ``last``, the last row is the clip's
+        last window, encoded alone by the same encoder over the positions that
+        are left (at most ``pool``; the encoder pools a clip with fewer
+        positions than ``pool`` over all of them). A level whose frames end
+        before a window's positions (windows wider than one frame at a coarse
+        level) repeats its last frame, so the whole clip and its segments see
+        the same frames.
+        """
+        enc = self._encoders[lev]
+        pool, w = enc.pool, self.width
+        n_full = max(0, frames.shape[0] - w + 1) // pool
+        if n_full >= n_rows:
+            return pooled[:n_rows]
+        full = n_rows - 1 if last else n_rows  # rows that are full windows
+        need = full * pool + (w if last else w - 1)  # the last window has at least one position
+        if frames.shape[0] < need:
+            frames = np.ascontiguousarray(np.pad(frames, ((0, need - frames.shape[0]), (0, 0)), mode="edge"))
+        rows = [pooled[: min(n_full, full)]]  # the encoder's rows of full windows, as "drop" has them
+        if n_full < full:  # full windows that need the repeated frame
+            rows.append(enc._encode(frames[n_full * pool : full * pool + w - 1]))
+        if last:
+            rows.append(enc._encode(frames[full * pool : n_rows * pool + w - 1]))
+        return np.vstack(rows)
 
     def fit_transform(self, clips, y=None):
         """Fit on ``clips``, then return the features of each.
@@ -860,3 +1047,46 @@ class MultiscaleFeatures(BaseEstimator):
         model = _persist.load_model(cls, path)
         model._build_encoders()
         return model
+
+
+def track_vector(features, summary="mean"):
+    """One vector for a whole clip from its window features (the clip's "track vector").
+
+    Parameters
+    ----------
+    features : array-like of shape (n_windows, n_features)
+        A clip's window features (:meth:`MultiscaleFeatures.transform`).
+    summary : {"mean", "mean+max"}, default="mean"
+        The mean of the windows (accumulated in float64), or that mean
+        followed by their maximum. Every window counts once, whatever the
+        seconds it covers (a kept partial last window too).
+
+    Returns
+    -------
+    vector : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
+
+    Raises
+    ------
+    ValueError
+        If ``summary`` is not an option or ``features`` is not a non-empty 2-D array.
+
+    See Also
+    --------
+    msk.extract : its ``summary`` argument returns this vector beside the features.
+    msk.store.FeatureStore.tracks : the stored track vectors of a library.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msk.multiscale import track_vector
+    >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+max").tolist()
+    [2.0, 1.0, 3.0, 2.0]
+    """
+    check_option("summary", summary, SUMMARIES)
+    X = np.asarray(features, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"`features` must have shape (n_windows, n_features) with n_windows >= 1; got {X.shape}.")
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if summary == "mean":
+        return mean
+    return np.concatenate([mean, X.max(axis=0)])

@@ -640,16 +640,14 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
             raise ValueError("`sr` must be given with a waveform (its sampling rate in Hz); got sr=None.")
         name, sr = "waveform", check_int("sr", sr, low=1)
         y = as_float_array("audio", audio, ndim=1, dtype=np.float32)
-    F = extract(y, model=model, sr=sr)
+    F, start, end = extract(y, model=model, sr=sr, return_times=True)  # every window, the last partial
     hop = model.hop_length
     with warnings.catch_warnings():  # a clip shorter than one FFT is drawn all the same
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is longer than the signal")
         S = log_melspectrogram(y, sr=sr, hop_length=hop, log_offset=model.log_offset)
     duration = len(y) / sr
     window = model.pool_size * model.hop_length / model.sr  # pooling windows of the model's front end
-    bounds = np.arange(len(F) + 1) * window
-    if len(F) == 1 and duration < window:  # one window pooled over what there is
-        bounds = np.array([0.0, duration])
+    bounds = np.append(start, end[-1])
     t_end = max(bounds[-1], duration)
 
     fig = _figure(10, 7.5)
@@ -680,8 +678,9 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
         else:
             lo, hi = np.percentile(block, [2, 98])
             img[a:b] = np.clip(2 * (block - lo) / ((hi - lo) or 1.0) - 1, -1, 1)
-    bottom.imshow(img, origin="lower", aspect="auto", cmap="RdBu_r" if relative else "viridis",
-                  interpolation="nearest", extent=(bounds[0], bounds[-1], 0, F.shape[1]), vmin=-1, vmax=1)
+    # one column per window, as wide as the seconds it covers (a kept last window is shorter)
+    bottom.pcolormesh(bounds, np.arange(F.shape[1] + 1), img, cmap="RdBu_r" if relative else "viridis",
+                      vmin=-1, vmax=1, shading="flat")
     for e in edges[1:-1]:
         bottom.axhline(e, color="black", lw=1.0)
     what = ("features minus their mean over the file\n(red above, blue below; ordered by peak window)"

@@ -616,13 +616,12 @@ def _usearch_version():
 
 
 def _summarise(features, summary):
-    """One track vector from a clip's pooled features (rows are pooling windows)."""
-    F = np.asarray(features, dtype=np.float32)
-    if summary == "mean":
-        return F.mean(axis=0)
-    if summary == "mean+max":
-        return np.concatenate([F.mean(axis=0), F.max(axis=0)])
-    raise ValueError(f"the index's track summary {summary!r} is not one msk computes ('mean', 'mean+max').")
+    """One track vector from a clip's pooled features (rows are pooling windows), as the store makes it."""
+    from .multiscale import SUMMARIES, track_vector
+
+    if summary not in SUMMARIES:
+        raise ValueError(f"the index's track summary {summary!r} is not one msk computes ('mean', 'mean+max').")
+    return track_vector(features, summary)
 
 
 def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=None):

@@ -87,6 +87,8 @@ import numpy as np
 
 from . import _persist
 from ._persist import msk_version
+from .multiscale import SUMMARIES as _SUMMARIES
+from .multiscale import track_vector
 
 __all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
@@ -95,7 +97,6 @@ _FORMAT_VERSION = 2
 _TABLE = os.path.join("clip", "msk-table.jsonl")
 _LOCK = os.path.join("clip", "msk-writer.lock")
 _MODES = ("r", "a", "w")
-_SUMMARIES = ("mean", "mean+max")
 _STATUS = ("ok", "failed", "replaced", "pruned")
 # Per-clip arrays: name -> (numpy dtype, fill value).
 _CLIP_ARRAYS = {
@@ -569,15 +570,26 @@ class FeatureStore:
         self._consolidate()
 
     def _consolidate(self):
-        import zarr
+        """Write the members' metadata into the root's ``zarr.json`` (Zarr's consolidated metadata).
 
-        with warnings.catch_warnings():
-            # zarr-python warns that consolidated metadata is not in the Zarr v3 specification
-            # yet; readers that ignore it see the same arrays through their own metadata.
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            zarr.consolidate_metadata(self.path)
-        if self.durable:
-            _fsync_path(os.path.join(self.path, "zarr.json"))
+        The store's arrays all sit directly under the root, so the consolidated
+        metadata is each member's own ``zarr.json``, inline, as
+        ``zarr.consolidate_metadata`` writes it; it is written here without that
+        call, which warns on every use (a warning filter changed around it would
+        not be thread-safe: the batch writer runs beside the extracting threads).
+        """
+        root_json = os.path.join(self.path, "zarr.json")
+        with open(root_json, encoding="utf-8") as f:
+            root = json.load(f)
+        members = {}
+        for name in sorted(os.listdir(self.path)):
+            member_json = os.path.join(self.path, name, "zarr.json")
+            if os.path.isfile(member_json):
+                with open(member_json, encoding="utf-8") as f:
+                    members[name] = json.load(f)
+        root["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": members}
+        with _persist.atomic_write(root_json, "w", durable=self.durable, encoding="utf-8") as f:
+            json.dump(root, f, indent=2)
 
     @property
     def model_info(self):
@@ -592,6 +604,25 @@ class FeatureStore:
     def settings(self):
         """The extraction settings recorded in the store (a dict)."""
         return dict(self._attrs.get("settings", {}))
+
+    def update_settings(self, settings):
+        """Merge ``settings`` into the extraction settings recorded in the store.
+
+        Parameters
+        ----------
+        settings : mapping
+            JSON-serialisable values (e.g. ``{"last_window": "keep"}``).
+
+        Raises
+        ------
+        ValueError
+            If the store is open read-only or closed.
+        """
+        self._writable()
+        if not isinstance(settings, Mapping):
+            raise TypeError(f"`settings` must be a mapping; got {type(settings).__name__}.")
+        with self._lock:
+            self._set_attrs(settings=dict(self._attrs.get("settings", {}), **_jsonable(dict(settings))))
 
     @property
     def n_features(self):
@@ -1487,38 +1518,6 @@ class FeatureStore:
             n_done, n_failed = len(self._live), len(self._failed)
         model = "" if self.model_info is None else f", model={_describe(self.model_info)}"
         return f"FeatureStore({self.path!r}, mode={self.mode!r}: {n_done} clips, {n_failed} failed{model})"
-
-
-def track_vector(features, summary="mean"):
-    """One vector for a whole clip from its window features.
-
-    Parameters
-    ----------
-    features : array-like of shape (n_windows, n_features)
-    summary : {"mean", "mean+max"}, default="mean"
-        The mean of the windows (accumulated in float64), or that mean
-        followed by their maximum.
-
-    Returns
-    -------
-    vector : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from msk.store import track_vector
-    >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+max").tolist()
-    [2.0, 1.0, 3.0, 2.0]
-    """
-    if summary not in _SUMMARIES:
-        raise ValueError(f"`summary` must be one of 'mean' or 'mean+max'; got {summary!r}.")
-    X = np.asarray(features, dtype=np.float32)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"`features` must have shape (n_windows, n_features) with n_windows >= 1; got {X.shape}.")
-    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-    if summary == "mean":
-        return mean
-    return np.concatenate([mean, X.max(axis=0)])
 
 
 # =====================================================================================
