@@ -232,6 +232,53 @@ def _read_header(zf):
         raise _Corrupt(f"its header is not JSON: {exc}") from None
 
 
+def read_npz(path, what):
+    """``(header, arrays)`` of an ``.npz`` file written by :func:`write_npz` (taggers, indexes).
+
+    Every member must be an ``.npy`` array stored uncompressed, as
+    :func:`write_npz` writes them, so that no member can decompress to more
+    than the file's own size; the JSON header is bounded as a model's is.
+    Nothing is unpickled.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        What the file is, for messages (``"tagger"``, ``"track index"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not such an archive (the message names it).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r}: no such {what} file.")
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if "header.npy" not in {info.filename for info in infos}:
+                raise _Corrupt("it has no msk header")
+            for info in infos:
+                if (not info.filename.endswith(".npy") or info.compress_type != zipfile.ZIP_STORED
+                        or info.file_size > size):
+                    raise _Corrupt(f"member {info.filename!r} is not an uncompressed .npy array")
+            header = _read_header(zf)
+            arrays = {}
+            for info in infos:
+                if info.filename != "header.npy":
+                    with zf.open(info) as f:
+                        arrays[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+    except (_Corrupt, OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path!r} is not a readable msk {what} file: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path!r} is not a readable msk {what} file: its header is not a JSON object")
+    return header, arrays
+
+
 def load_model(cls, path):
     """A ``cls`` instance with the parameters and fitted arrays of the file ``path``.
 

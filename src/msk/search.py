@@ -68,17 +68,16 @@ Examples
 (3, dtype('float32'), True)
 """
 
-import contextlib
 import hashlib
 import json
 import numbers
 import os
-import uuid
 import warnings
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
+
+from ._persist import atomic_write, msk_version, read_npz, write_npz
 
 __all__ = ["TrackIndex", "build_index", "index_path", "index_store"]
 
@@ -94,15 +93,6 @@ _EXPANSION_SEARCH = 64  # candidates examined while searching (at least the cand
 _GRAPH_DTYPE = "i8"  # the graph's copy of the vectors: 8-bit, re-scored exactly afterwards
 _OVERSAMPLE = 4  # candidates fetched from the graph per result wanted, re-scored exactly
 _MIN_CANDIDATES = 40
-
-
-def _msk_version():
-    try:
-        from importlib.metadata import version
-
-        return version("msk")
-    except Exception:  # pragma: no cover - running from a source tree
-        return "0+unknown"
 
 
 def _usearch():
@@ -505,7 +495,7 @@ class TrackIndex:
         if self._ann is not None:
             ann = np.frombuffer(bytes(self._ann.save()), dtype=np.uint8)
         header = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": msk_version(),
             "metric": _METRIC, "n_items": len(self), "n_dims": self.n_dims, "method": self.method,
             "keys": self.keys, "next_label": self._next_label, "source": self.source,
             "max_exact": self.max_exact, "requested_method": self._requested,
@@ -523,16 +513,8 @@ class TrackIndex:
         }
         if ann is not None:
             arrays["ann"] = ann
-        path = os.fspath(path)
-        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            write_npz(f, arrays)
 
     @classmethod
     def load(cls, path):
@@ -557,25 +539,19 @@ class TrackIndex:
             If the index is approximate and USearch is not installed.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path!r}: no such index file.")
+        header, data = read_npz(path, "track index")
         try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-                if "header" not in data.files:
-                    raise ValueError("it has no msk header")
-                header = json.loads(bytes(data["header"]).decode("utf-8"))
-                if not isinstance(header, dict) or header.get("format") != _FORMAT:
-                    raise ValueError("it is not an msk track index")
-                if header.get("format_version") != _FORMAT_VERSION:
-                    raise ValueError(
-                        f"it has track index format version {header.get('format_version')!r}; this msk "
-                        f"reads version {_FORMAT_VERSION}. Rebuild it with `msk index`"
-                    )
-                vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
-                labels = np.asarray(data["labels"], dtype=np.uint64)
-                ann_bytes = data["ann"] if "ann" in data.files else None
-        except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile,
-                UnicodeDecodeError) as exc:
+            if header.get("format") != _FORMAT:
+                raise ValueError("it is not an msk track index")
+            if header.get("format_version") != _FORMAT_VERSION:
+                raise ValueError(
+                    f"it has track index format version {header.get('format_version')!r}; this msk "
+                    f"reads version {_FORMAT_VERSION}. Rebuild it with `msk index`"
+                )
+            vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
+            labels = np.asarray(data["labels"], dtype=np.uint64)
+            ann_bytes = data.get("ann")
+        except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"{path!r} is not a readable msk track index: {exc}.") from None
         try:
             keys = _check_keys(header["keys"])

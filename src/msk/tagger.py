@@ -26,7 +26,6 @@ training, validation and test clips drawn by group.
 import hashlib
 import json
 import os
-import zipfile
 
 import numpy as np
 from scipy.special import expit
@@ -305,19 +304,11 @@ class Tagger:
             its arrays do not match the checksum of its header (the message
             names the file).
         """
+        from ._persist import read_npz
+
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path!r}: no such tagger file.")
-        try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-                if "header" not in data.files:
-                    raise ValueError("it has no msk header")
-                header = json.loads(bytes(data["header"]).decode("utf-8"))
-                arrays = {k: data[k] for k in data.files if k != "header"}
-        except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile,
-                UnicodeDecodeError) as exc:
-            raise ValueError(f"{path!r} is not a readable msk tagger file: {exc}") from None
-        fmt = header.get("format") if isinstance(header, dict) else None
+        header, arrays = read_npz(path, "tagger")
+        fmt = header.get("format")
         if fmt != _FORMAT:
             raise ValueError(f"{path!r} is not an msk tagger file (format {fmt!r}).")
         if header.get("format_version") != _FORMAT_VERSION:
