@@ -86,6 +86,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _persist
+from ._json import jsonable
 from ._persist import msk_version
 from .multiscale import SUMMARIES as _SUMMARIES
 from .multiscale import track_vector
@@ -141,19 +142,6 @@ def _text(s):
 # =====================================================================================
 # Model fingerprints
 # =====================================================================================
-
-
-def _jsonable(value):
-    """A JSON-compatible copy of a parameter value (tuples become lists)."""
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return None  # e.g. a RandomState object: not part of what the model computes
 
 
 def model_fingerprint(model):
@@ -446,7 +434,7 @@ class FeatureStore:
                 self._check_model(info)
             if mode != "r":
                 if settings:
-                    self._set_attrs(settings=dict(self._attrs.get("settings", {}), **_jsonable(dict(settings))))
+                    self._set_attrs(settings=dict(self._attrs.get("settings", {}), **jsonable(dict(settings))))
                 self._truncate_uncommitted()
         except BaseException:
             self.close()
@@ -504,7 +492,7 @@ class FeatureStore:
         root.attrs["msk"] = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
             "created": _now(), "model": info, "summary": summary,
-            "settings": _jsonable(dict(settings or {})),
+            "settings": jsonable(dict(settings or {})),
             "description": "window features of audio clips; see the msk documentation (msk.store)",
         }
         for name, (dtype, fill) in _CLIP_ARRAYS.items():
@@ -622,7 +610,7 @@ class FeatureStore:
         if not isinstance(settings, Mapping):
             raise TypeError(f"`settings` must be a mapping; got {type(settings).__name__}.")
         with self._lock:
-            self._set_attrs(settings=dict(self._attrs.get("settings", {}), **_jsonable(dict(settings))))
+            self._set_attrs(settings=dict(self._attrs.get("settings", {}), **jsonable(dict(settings))))
 
     @property
     def n_features(self):
