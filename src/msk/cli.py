@@ -404,6 +404,12 @@ def _cv_summary(res, out):
     }
 
 
+def _check_protocol_options(args):
+    """Options of the cross-validated protocol given without ``--protocol cv`` are usage errors."""
+    if args.protocol != "cv" and args.selection:
+        raise _UsageError("--selection runs with --protocol cv only")
+
+
 def _run_cv(args, *, architectures, external):
     from .experiment import run_cv
 
@@ -411,6 +417,7 @@ def _run_cv(args, *, architectures, external):
         args.root, architectures=architectures, baselines=args.baselines, out=args.output, rotations=args.rotations,
         n_runs=args.runs, n_trials=args.trials, random_state=args.seed, n_jobs=args.n_jobs, progress=not args.quiet,
         mlp={"n_hidden": args.hidden}, external=external, n_workers=args.workers, n_resamples=args.resamples,
+        selection=args.selection,
     )
     _print_json(_cv_summary(res, args.output))
     return 0
@@ -453,6 +460,7 @@ def cmd_export(args):
 def cmd_experiment(args):
     from .experiment import expand_architectures, run_experiment, search_configurations
 
+    _check_protocol_options(args)
     if args.protocol == "cv":
         if args.search != "none":
             raise _UsageError("--search runs with --protocol split only")
@@ -492,6 +500,7 @@ def cmd_evaluate(args):
 
     if (args.dataset is None) == (args.labels is None):
         raise _UsageError("give --dataset ROOT (MagnaTagATune layout) or --labels CSV, one of them")
+    _check_protocol_options(args)
     if args.labels is not None:
         if args.protocol == "cv":
             raise _UsageError("--protocol cv needs --dataset (a MagnaTagATune-layout dataset)")
@@ -621,6 +630,9 @@ def _cv_arguments(p):
     p.add_argument("--rotations", nargs="+", type=non_negative_int, default=None,
                    help="with --protocol cv: run only these rotations (0-7; default all)")
     p.add_argument("--resamples", type=positive_int, default=1000, help="with --protocol cv: bootstrap resamples")
+    p.add_argument("--selection", action="store_true",
+                   help="with --protocol cv: score each rotation's validation folders and leave its test folders "
+                        "out, to choose between feature sets without seeing a test folder (default: off)")
 
 
 def cmd_info(args):
