@@ -1,0 +1,205 @@
+"""The encoder's per-window options (window standardisation, split and triangle encodings)
+against the plain NumPy pipeline of tests/_reference_encode.py."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import msk._encoding as encoding_mod
+from msk._encoding import WindowEncoder, encode_pool, standardize_windows
+
+from _reference_encode import encode as ref_encode
+from _reference_encode import encode_pool as ref_encode_pool
+from _reference_encode import standardize, windows
+
+POOLINGS = [("max",), ("mean",), ("std",), ("max", "mean"), ("max", "mean", "std")]
+
+
+def log_mel_like(rng, n_frames, n_mels, dtype=np.float64):
+    """Frames like natural-log mel energies: a spectral slope, loudness that changes over
+    time (from near silence to loud) and noise; values roughly -14 .. 5."""
+    slope = np.linspace(0.0, -4.0, n_mels)
+    loudness = np.repeat(rng.uniform(-9.0, 1.0, size=-(-n_frames // 8)), 8)[:n_frames, None]
+    return (loudness + slope + rng.normal(0.0, 1.5, (n_frames, n_mels))).astype(dtype)
+
+
+def make_model(rng, frames, width, p, K, normalization="none", eps=1.0):
+    """A model fitted the way MultiscaleFeatures fits one: mean and scale of the (standardised)
+    windows, a random whitening and a unit-row dictionary."""
+    x = windows(np.asarray(frames, np.float64), width)
+    if normalization == "standardize":
+        x = standardize(x, eps)
+    mean = x.mean(axis=0)
+    d = x.shape[1]
+    whitening = rng.standard_normal((p, d)) / (np.sqrt(d) * x.std(axis=0).mean())
+    if K is None:
+        return mean, whitening, None
+    dictionary = rng.standard_normal((K, p))
+    dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+    return mean, whitening, dictionary
+
+
+def tol(dtype, want):
+    """float32: products of d <= 200 terms of whitened values, rounded to 2^-24 relative
+    each, so the error is bounded relative to the largest value compared."""
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    if dtype == np.float32:
+        return {"rtol": 1e-4, "atol": 5e-5 * scale}
+    return {"rtol": 1e-9, "atol": 1e-10 * scale}
+
+
+def reference(frames, mean, whitening, dictionary, **params):
+    f64 = [None if a is None else np.asarray(a, dtype=np.float64) for a in (frames, mean, whitening, dictionary)]
+    return ref_encode_pool(*f64, **params)
+
+
+CASES = [
+    (encoding, normalization, factorization)
+    for encoding, normalization, factorization in itertools.product(
+        ("linear", "threshold", "split", "triangle"), ("none", "standardize"), ("fused", "staged"))
+    if not (encoding == "triangle" and factorization == "fused")
+    and not (encoding in ("linear", "threshold") and normalization == "none")  # tests/test_encode.py
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 2, 4])
+@pytest.mark.parametrize("encoding,normalization,factorization", CASES)
+def test_options_match_numpy_pipeline(rng, monkeypatch, dtype, width, encoding, normalization, factorization):
+    """Every option, both dtypes, widths 1/2/4, pools spanning several tiles and tiles of several pools."""
+    monkeypatch.setattr(encoding_mod, "_MIN_TILE", 1)
+    monkeypatch.setattr(encoding_mod, "_MAX_TILE", 11)
+    n_mels, p, K, eps = 16, 12, 10, 0.5
+    frames = log_mel_like(rng, 150, n_mels)
+    mean, whitening, dictionary = make_model(rng, frames, width, p, K, normalization, eps)
+    params = dict(width=width, encoding=encoding, threshold=0.1, normalization=normalization,
+                  normalization_eps=eps)
+    for pool, pooling in [(25, POOLINGS[-1]), (4, ("max",)), (7, ("mean",)), (30, ("std",)),
+                          (9, ("max", "mean"))]:
+        enc = WindowEncoder(mean, whitening, dictionary, pool=pool, pooling=pooling, factorization=factorization,
+                            **params)
+        assert enc.factorization_ == factorization
+        out = enc(frames.astype(dtype))
+        want = reference(frames, mean, whitening, dictionary, pool=pool, pooling=pooling, **params)
+        n_out = 2 * K if encoding == "split" else K
+        assert enc.n_codes_ == n_out
+        assert out.dtype == dtype and out.shape == want.shape == ((151 - width) // pool, n_out * len(pooling))
+        np.testing.assert_allclose(out, want, **tol(dtype, want), err_msg=f"pool={pool} {pooling}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("encoding", ["linear", "threshold", "split"])
+def test_pca_only_codes_with_options(rng, dtype, encoding):
+    frames = log_mel_like(rng, 90, 12)
+    mean, whitening, _ = make_model(rng, frames, 2, 9, None, "standardize", 2.0)
+    params = dict(width=2, pool=20, pooling=("max", "mean", "std"), encoding=encoding,
+                  normalization="standardize", normalization_eps=2.0)
+    out = WindowEncoder(mean, whitening, None, **params)(frames.astype(dtype))
+    want = reference(frames, mean, whitening, None, **params)
+    assert out.shape == (4, (18 if encoding == "split" else 9) * 3)
+    np.testing.assert_allclose(out, want, **tol(dtype, want))
+
+
+@pytest.mark.parametrize("width", [1, 4])
+def test_standardize_float32_keeps_the_contrast_of_windows_far_from_zero(rng, width):
+    """Quiet, low-contrast windows around -20 (log of near-silence): the kernel centres each
+    frame before the float32 products, so the result keeps float32's relative accuracy on the
+    window's contrast instead of losing it to the offset (a direct float32 product of the raw
+    windows loses ~offset / contrast of it)."""
+    n_mels, p, K = 40, 30, 24
+    frames = -20.0 + 0.05 * rng.standard_normal((300, n_mels))  # contrast 0.05, offset -20
+    mean, whitening, dictionary = make_model(rng, frames, width, p, K, "standardize", 1e-4)
+    params = dict(width=width, pool=32, pooling=("max", "mean", "std"), normalization="standardize",
+                  normalization_eps=1e-4)
+    want = reference(frames, mean, whitening, dictionary, **params)
+    out = encode_pool(frames.astype(np.float32), mean, whitening, dictionary, **params)
+    scale = float(np.abs(want).max())
+    assert scale > 1  # the windows are amplified ~20x: the contrast is what is encoded
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5 * scale)
+
+
+def test_standardize_silence_gives_the_mean_code(rng):
+    """Digital silence: every window is constant, so it standardises to zero exactly."""
+    frames = np.full((64, 10), np.log(1e-10))
+    mean, whitening, dictionary = make_model(rng, log_mel_like(rng, 64, 10), 1, 8, 6, "standardize", 1.0)
+    for dtype in (np.float32, np.float64):
+        out = encode_pool(frames.astype(dtype), mean, whitening, dictionary, pool=16, pooling=("max", "std"),
+                          normalization="standardize", normalization_eps=1.0)
+        np.testing.assert_allclose(out[:, :6], np.tile(-(dictionary @ (whitening @ mean)), (4, 1)),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out[:, 6:], 0, atol=1e-5)
+
+
+def test_split_halves(rng):
+    """Positive half minus negative half is the soft-thresholded linear code's sign split."""
+    frames = log_mel_like(rng, 100, 8)
+    mean, whitening, dictionary = make_model(rng, frames, 1, 6, 5)
+    lin = ref_encode(frames, mean, whitening, dictionary)
+    codes = ref_encode(frames, mean, whitening, dictionary, encoding="split", threshold=0.0)
+    np.testing.assert_allclose(codes[:, :5] - codes[:, 5:], lin, atol=1e-12)
+    out = encode_pool(frames, mean, whitening, dictionary, pool=100, encoding="split", threshold=0.0)
+    np.testing.assert_allclose(out[0], np.concatenate([np.maximum(lin.max(0), 0), np.maximum(-lin.min(0), 0)]),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_triangle_codes_are_sparse_and_bounded(rng):
+    frames = log_mel_like(rng, 200, 8)
+    mean, whitening, dictionary = make_model(rng, frames, 2, 10, 20)
+    codes = ref_encode(frames, mean, whitening, dictionary, width=2, encoding="triangle")
+    # about half the atoms are farther than the mean distance: zero codes; distances <= 2
+    assert 0.3 < (codes == 0).mean() < 0.7
+    assert (codes >= 0).all() and (codes <= 2).all()
+    out = encode_pool(frames, mean, whitening, dictionary, width=2, pool=199, encoding="triangle",
+                      pooling=("max", "mean"))
+    np.testing.assert_allclose(out[0], np.concatenate([codes.max(0), codes.mean(0)]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("encoding", ["split", "threshold", "linear"])
+def test_fused_and_staged_agree_when_normalising(rng, dtype, encoding):
+    frames = log_mel_like(rng, 300, 20)
+    mean, whitening, dictionary = make_model(rng, frames, 4, 40, 50, "standardize", 1.0)
+    outs = [WindowEncoder(mean, whitening, dictionary, width=4, pool=32, pooling=("max", "mean", "std"),
+                          encoding=encoding, threshold=0.1, normalization="standardize",
+                          factorization=f)(frames.astype(dtype)) for f in ("fused", "staged")]
+    np.testing.assert_allclose(outs[0], outs[1], **tol(dtype, outs[1]))
+
+
+def test_triangle_picks_staged_and_refuses_fused(rng):
+    frames = log_mel_like(rng, 40, 200)
+    mean, whitening, dictionary = make_model(rng, frames, 4, 400, 500)
+    # fused would have fewer FLOPs (see tests/test_encode.py), but triangle needs h
+    assert WindowEncoder(mean, whitening, dictionary, width=4).factorization_ == "fused"
+    enc = WindowEncoder(mean, whitening, dictionary, width=4, encoding="triangle")
+    assert enc.factorization_ == "staged" and enc.flops_per_position_ == 2 * (800 * 400 + 400 * 500)
+    with pytest.raises(ValueError, match=r"'triangle' needs the whitened window's norm.*got 'fused'"):
+        WindowEncoder(mean, whitening, dictionary, width=4, encoding="triangle", factorization="fused")
+    with pytest.raises(ValueError, match=r"'triangle' needs a dictionary"):
+        WindowEncoder(mean, whitening, None, width=4, encoding="triangle")
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"encoding": "polar"}, ValueError,
+         r"`encoding` must be one of 'linear', 'threshold', 'split' or 'triangle'; got 'polar'"),
+        ({"normalization": "window"}, ValueError, r"`normalization` must be one of 'none' or 'standardize'"),
+        ({"normalization_eps": 0.0}, ValueError, r"`normalization_eps` must be a finite number in \(0.0, inf\); got 0.0"),
+        ({"normalization_eps": float("inf")}, ValueError, r"`normalization_eps` must be a finite number"),
+        ({"normalization_eps": "1"}, TypeError, r"`normalization_eps` must be a real number"),
+    ],
+)
+def test_bad_option_parameters(rng, kwargs, error, match):
+    frames = log_mel_like(rng, 10, 4)
+    with pytest.raises(error, match=match):
+        WindowEncoder(*make_model(rng, frames, 1, 3, 5), **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardize_windows_matches_reference(rng, dtype):
+    x = log_mel_like(rng, 5000, 30, dtype)
+    want = standardize(x.astype(np.float64), 0.3)
+    got = standardize_windows(x.copy(), 0.3, chunk=777)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
