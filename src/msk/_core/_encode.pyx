@@ -303,6 +303,10 @@ cdef void _check_shapes(Py_ssize_t n_frames, Py_ssize_t n_mels, Py_ssize_t width
         raise ValueError(
             f"whiten_encode_pool: first must have width * n_mels = {width} * {n_mels} rows; got "
             f"first of shape ({first_rows}, {n_first}) and frames of shape ({n_frames}, {n_mels}).")
+    if not staged and second_cols != 0:
+        raise ValueError(
+            f"whiten_encode_pool: second must have shape (first.shape[1], K) or (0, 0) for one stage; "
+            f"got second of shape ({second_rows}, {second_cols}).")
     if staged and second_rows != n_first:
         raise ValueError(
             f"whiten_encode_pool: second must have first.shape[1] = {n_first} rows; got second of "
