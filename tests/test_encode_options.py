@@ -203,3 +203,138 @@ def test_standardize_windows_matches_reference(rng, dtype):
     got = standardize_windows(x.copy(), 0.3, chunk=777)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+# ----- MultiscaleFeatures: fit and transform agree, output widths, model files ------------
+
+def _clips(rng, n_mels=16):
+    return [log_mel_like(rng, n, n_mels, np.float32) for n in (300, 260, 410)]
+
+
+def _model(**params):
+    import msk
+
+    base = dict(levels=2, n_clusters=8, n_samples=100_000, pool_size=32, max_iter=5, random_state=0)
+    return msk.MultiscaleFeatures("gaussian", **{**base, **params})
+
+
+@pytest.mark.parametrize("encoding,pooling,width", [("split", ("max", "std"), 2), ("triangle", ("max", "mean"), 1),
+                                                    ("linear", "max", 4)])
+def test_multiscale_window_normalization_in_fit_and_transform(rng, encoding, pooling, width):
+    """fit standardises the training windows as transform does: every level's PCA mean is the mean
+    of standardised windows, and transform equals the NumPy pipeline on the model's arrays."""
+    clips = _clips(rng)
+    model = _model(width=width, encoding=encoding, pooling=pooling, window_normalization="standardize",
+                   window_normalization_eps=0.2).fit(clips)
+    n_out = 16 if encoding == "split" else 8
+    n_stats = 1 if isinstance(pooling, str) else len(pooling)
+    assert model.n_features_per_level_ == [n_out * n_stats] * 2
+    levels = [model.represent(c) for c in clips]
+    for lev in range(2):
+        # n_samples exceeds the windows: the sample is all of them, so the floor is known exactly
+        x = np.vstack([windows(np.asarray(L[lev], np.float64), width) for L in levels])
+        eps = 0.2 * x.var(axis=1).mean()
+        assert model.window_eps_[lev] == pytest.approx(eps, rel=1e-6)
+        np.testing.assert_allclose(model.pca_[lev].mean_, standardize(x, eps).mean(axis=0), atol=1e-5)
+    F = model.transform(clips[2])
+    assert F.shape == (model.n_pools(410), model.n_features_out_)
+    want = []
+    for lev, frames in enumerate(levels[2]):
+        pca, km = model.pca_[lev], model.kmeans_[lev]
+        r = reference(frames, pca.mean_, pca.whitening_, km.cluster_centers_, width=width,
+                      pool=model.pooling_geometry()[lev][1], pooling=pooling, encoding=encoding,
+                      normalization="standardize", normalization_eps=model.window_eps_[lev])
+        want.append(r[: F.shape[0]])
+    want = np.hstack(want)
+    np.testing.assert_allclose(F, want, **tol(np.float32, want))
+
+
+def test_multiscale_option_checks():
+    with pytest.raises(ValueError, match=r"'triangle' needs a dictionary; got n_clusters=None"):
+        _model(encoding="triangle", n_clusters=None).fit([np.zeros((100, 8), np.float32)])
+    with pytest.raises(ValueError, match=r"`window_normalization` must be one of 'none' or 'standardize'"):
+        _model(window_normalization="yes").fit([np.zeros((100, 8), np.float32)])
+    with pytest.raises(ValueError, match=r"`window_normalization_eps` must be a finite number in \(0.0, inf\)"):
+        _model(window_normalization_eps=0).fit([np.zeros((100, 8), np.float32)])
+
+
+def _saved(tmp_path, rng, **params):
+    model = _model(**params).fit(_clips(rng))
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return model, path
+
+
+def _edit_header(path, out, edit):
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        files = {i.filename: zf.read(i) for i in zf.infolist()}
+    header = json.loads(np.lib.format.read_array(io.BytesIO(files["header.npy"])).tobytes())
+    edit(header)
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    files["header.npy"] = buf.getvalue()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return out
+
+
+def test_model_file_round_trip_with_options(tmp_path, rng):
+    import msk
+
+    model, path = _saved(tmp_path, rng, encoding="split", threshold=0.1, window_normalization="standardize")
+    loaded = msk.MultiscaleFeatures.load(path)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.window_eps_ == model.window_eps_ and loaded.n_features_out_ == 2 * 2 * 8
+    clip = _clips(rng)[0]
+    np.testing.assert_array_equal(loaded.transform(clip), model.transform(clip))
+    assert msk._persist.model_fingerprint(loaded) == msk._persist.model_fingerprint(model)
+    # the floors are part of what the model computes: they change the fingerprint
+    loaded.window_eps_ = [2 * e for e in loaded.window_eps_]
+    assert msk._persist.model_fingerprint(loaded) != msk._persist.model_fingerprint(model)
+
+
+def test_version_2_files_load_with_the_old_behaviour(tmp_path, rng):
+    import msk
+
+    model, path = _saved(tmp_path, rng, encoding="threshold", pooling=("max", "mean"))
+
+    def to_v2(h):
+        h["format_version"] = 2
+        del h["params"]["window_normalization"], h["params"]["window_normalization_eps"]
+
+    old = msk.MultiscaleFeatures.load(_edit_header(path, tmp_path / "v2.npz", to_v2))
+    assert old.window_normalization == "none" and old.window_eps_ is None
+    clip = _clips(rng)[1]
+    np.testing.assert_array_equal(old.transform(clip), model.transform(clip))
+    assert msk._persist.model_fingerprint(old) == msk._persist.model_fingerprint(model)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: h["params"].update(encoding="relu"), "`encoding` must be one of 'linear', 'threshold', 'split', 'triangle'"),
+    (lambda h: h["params"].update(encoding=3), "`encoding` must be one of"),
+    (lambda h: h["params"].update(encoding="triangle", n_clusters=None), "'triangle' needs a dictionary"),
+    (lambda h: h["params"].update(threshold=float("nan")), "`threshold` must be a finite number; got nan"),
+    (lambda h: h["params"].update(threshold="0.1"), "`threshold` must be a finite number"),
+    (lambda h: h["params"].update(window_normalization="contrast"),
+     "`window_normalization` must be one of 'none', 'standardize'; got 'contrast'"),
+    (lambda h: h["params"].update(window_normalization_eps=-1.0), "`window_normalization_eps` must be a finite number > 0"),
+    (lambda h: h["params"].update(window_normalization_eps=float("inf")), "`window_normalization_eps` must be a finite"),
+    (lambda h: h["params"].update(window_normalization_eps=True), "`window_normalization_eps` must be a finite"),
+    (lambda h: h["levels"][1].pop("window_eps"), "`level 1 window_eps` must be a finite number > 0; got None"),
+    (lambda h: h["levels"][0].update(window_eps=0.0), "`level 0 window_eps` must be a finite number > 0; got 0.0"),
+    (lambda h: h["levels"][0].update(window_eps=float("nan")), "`level 0 window_eps` must be a finite number > 0"),
+    (lambda h: h["params"].update(window_normalization="none"), "level 0: a window_eps is stored for"),
+])
+def test_crafted_option_values_are_refused(tmp_path, rng, edit, message):
+    import msk
+
+    _, path = _saved(tmp_path, rng, window_normalization="standardize")
+    bad = _edit_header(path, tmp_path / "bad.npz", edit)
+    with pytest.raises(ValueError, match="corrupt msk model file") as info:
+        msk.MultiscaleFeatures.load(bad)
+    assert message in str(info.value) and str(bad) in str(info.value)
