@@ -117,6 +117,14 @@ class HearModel:
     """
 
     def _setup(self, features, pool_frames):
+        encoding = _param(features, "encoding", default="linear")
+        normalization = _param(features, "window_normalization", default="none")
+        if encoding not in ("linear", "threshold") or normalization != "none":
+            raise ValueError(
+                "msk.hear computes the codes of models with encoding 'linear' or 'threshold' and no "
+                f"window normalisation; this model has encoding={encoding!r} and "
+                f"window_normalization={normalization!r}."
+            )
         self.features = features
         self.sample_rate = int(_param(features, "sr"))
         self.pool_frames = pool_frames
