@@ -338,3 +338,27 @@ def test_crafted_option_values_are_refused(tmp_path, rng, edit, message):
     with pytest.raises(ValueError, match="corrupt msk model file") as info:
         msk.MultiscaleFeatures.load(bad)
     assert message in str(info.value) and str(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("factorization", ["fused", "staged"])
+def test_split_max_from_extremes_equals_the_rectified_tile(rng, monkeypatch, dtype, factorization):
+    """Max pooling alone takes both halves from the linear codes' maximum and minimum; with mean
+    pooling too, the halves are rectified in the tile. The maxima are the same numbers."""
+    monkeypatch.setattr(encoding_mod, "_MIN_TILE", 1)
+    monkeypatch.setattr(encoding_mod, "_MAX_TILE", 13)
+    frames = log_mel_like(rng, 200, 10, dtype)
+    model = make_model(rng, frames, 2, 8, 12)
+    common = dict(width=2, pool=30, encoding="split", threshold=0.05, factorization=factorization)
+    alone = encode_pool(frames, *model, pooling="max", **common)
+    with_mean = encode_pool(frames, *model, pooling=("max", "mean"), **common)
+    np.testing.assert_array_equal(alone, with_mean[:, :24])
+
+
+@pytest.mark.parametrize("params", [{"encoding": "split"}, {"encoding": "split", "pooling": ("max", "std")},
+                                    {"encoding": "triangle"}, {"normalization": "standardize"}])
+def test_options_refuse_to_return_non_finite_features(rng, params):
+    enc = WindowEncoder(rng.standard_normal(40), rng.standard_normal((20, 40)) * 1e200,
+                        rng.standard_normal((16, 20)), pool=8, **params)
+    with pytest.raises(ValueError, match=r"features are not finite: the model's values are too large for float32"):
+        enc(log_mel_like(rng, 64, 40, np.float32))

@@ -11,6 +11,8 @@ from ._blas cimport gemm, floating
 cdef extern from "_encode_pool.h" nogil:
     void seg_max_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, float* mx)
     void seg_max_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, double* mx)
+    void seg_max_min_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, float* mx, float* mn)
+    void seg_max_min_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes, double* mx, double* mn)
     void seg_max_sum_f(const float* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
                        float* mx, float* sum)
     void seg_max_sum_d(const double* codes, Py_ssize_t n_rows, Py_ssize_t n_codes,
@@ -141,7 +143,7 @@ cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
     #           centres, sums and sums of squares (3 x (tile + width - 1))]
     cdef floating* codes = &work[0]
     cdef floating* stage1 = codes + tile * n_out if staged else codes
-    cdef Py_ssize_t ld1 = n_first if staged else n_out  # row stride of the first product
+    cdef Py_ssize_t ld1
     cdef floating* stats = codes + tile * n_out + (tile * n_first if staged else 0)
     cdef Py_ssize_t n_block = tile + width - 1
     cdef floating* centred = stats + 6 * n_out
@@ -154,9 +156,13 @@ cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
     # max-only threshold, max(0, .) commutes with the maximum. Split and triangle codes
     # are made final in the tile (bias and nonlinearity applied) before pooling.
     cdef bint rectify = encoding == THRESHOLD
-    cdef bint in_place = rectify and (do_mean or do_std)
-    cdef bint final = encoding == SPLIT or encoding == TRIANGLE
     cdef bint need_mean = do_mean or do_std
+    cdef bint in_place = rectify and need_mean
+    # Split with max pooling alone: the maximum and the minimum of the linear codes give
+    # both halves (max(0, max f - alpha) and max(0, -min f - alpha)), so codes stay K wide.
+    cdef bint min_max = encoding == SPLIT and not need_mean
+    cdef Py_ssize_t ld = n_codes if min_max else n_out  # row stride of the codes in the tile
+    cdef bint final = (encoding == SPLIT and not min_max) or encoding == TRIANGLE
     cdef floating alpha = <floating> threshold
     cdef floating v
     cdef Py_ssize_t t0, t1, n, j, s0, s1, p, pool_end, col, k
@@ -170,6 +176,7 @@ cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
     cdef floating* seg_mean = stats + 4 * n_out
     cdef floating* seg_m2 = stats + 5 * n_out
 
+    ld1 = n_first if staged else ld  # row stride of the first product
     t0 = 0
     while t0 < n_positions:
         t1 = t0 + tile if t0 + tile < n_positions else n_positions
@@ -209,8 +216,8 @@ cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
         if staged:
             gemm(False, False, <int> n, <int> n_codes, <int> n_first, 1,
                  stage1, <int> n_first, &second[0, 0], <int> n_codes,
-                 0, codes, <int> n_out)
-        if encoding == SPLIT:
+                 0, codes, <int> ld)
+        if encoding == SPLIT and not min_max:
             if floating is float:
                 tile_split_f(codes, n, n_codes, &bias[0], alpha)
             else:
@@ -229,14 +236,32 @@ cdef Py_ssize_t _run(const floating[:, ::1] frames, Py_ssize_t width,
             if pool_end > n_positions:
                 pool_end = n_positions
             s1 = pool_end if pool_end < t1 else t1
-            _segment(codes + (s0 - t0) * n_out, s1 - s0, n_out, &bias[0], in_place, need_mean,
-                     do_std, seg_max, seg_mean, seg_m2)
-            _merge(n_out, n_acc, s1 - s0, need_mean, do_std, acc_max, acc_mean, acc_m2,
-                   seg_max, seg_mean, seg_m2)
+            if min_max:
+                # seg_mean / acc_mean hold the minima (no mean is computed)
+                if floating is float:
+                    seg_max_min_f(codes + (s0 - t0) * ld, s1 - s0, n_codes, seg_max, seg_mean)
+                else:
+                    seg_max_min_d(codes + (s0 - t0) * ld, s1 - s0, n_codes, seg_max, seg_mean)
+                for k in range(n_codes):
+                    if n_acc == 0 or seg_max[k] > acc_max[k]:
+                        acc_max[k] = seg_max[k]
+                    if n_acc == 0 or seg_mean[k] < acc_mean[k]:
+                        acc_mean[k] = seg_mean[k]
+            else:
+                _segment(codes + (s0 - t0) * n_out, s1 - s0, n_out, &bias[0], in_place, need_mean,
+                         do_std, seg_max, seg_mean, seg_m2)
+                _merge(n_out, n_acc, s1 - s0, need_mean, do_std, acc_max, acc_mean, acc_m2,
+                       seg_max, seg_mean, seg_m2)
             n_acc += s1 - s0
             if s1 == pool_end:
                 col = 0
-                if do_max:
+                if min_max:
+                    for k in range(n_codes):
+                        v = acc_max[k] + bias[k] - alpha
+                        out[p, k] = 0 if v < 0 else v
+                        v = -(acc_mean[k] + bias[k]) - alpha
+                        out[p, n_codes + k] = 0 if v < 0 else v
+                elif do_max:
                     for k in range(n_out):
                         v = acc_max[k]
                         if not (in_place or final):
