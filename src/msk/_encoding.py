@@ -18,7 +18,8 @@ from ._core._encode import whiten_encode_pool as _whiten_encode_pool
 from ._blas_threads import SingleThreadedBlas
 from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
-__all__ = ["ENCODINGS", "NORMALIZATIONS", "WindowEncoder", "encode_pool", "pooled_positions", "standardize_windows"]
+__all__ = ["ENCODINGS", "NORMALIZATIONS", "WindowEncoder", "encode_pool", "pooled_positions",
+           "standardize_windows"]
 
 _STATS = ("max", "mean", "std")
 # Encodings, in the order of the kernel's `encoding` codes 0..3.
@@ -156,8 +157,9 @@ class WindowEncoder:
     (M x_t^c + sum_j (c_j - m_t) M_j 1) / s_t``, where ``x_t^c`` is the window of
     centred frames and the window's mean ``m_t`` and scale ``s_t`` come from each
     frame's centre, sum and sum of squares; the correction is applied to the rows
-    of the first product (the hidden layer when staged). Codes exist for one tile at a time (a few whole pooling
-    windows, at most 768 positions and about 3 MiB), and pooling statistics of a pooling window
+    of the first product (the hidden layer when staged). Codes exist for one
+    tile at a time (a few whole pooling windows, at most 768 positions and
+    about 3 MiB), and pooling statistics of a pooling window
     that spans several tiles are merged exactly (Chan et al.'s update for the
     variance), so the extra memory does not depend on the clip's length.
 
@@ -213,7 +215,9 @@ class WindowEncoder:
                 )
         triangle = self.encoding == "triangle"
         if triangle and dictionary is None:
-            raise ValueError("`encoding`='triangle' needs a dictionary (distances to its atoms); got dictionary=None.")
+            raise ValueError(
+                "`encoding`='triangle' needs a dictionary (distances to its atoms); got dictionary=None."
+            )
         if triangle and factorization == "fused":
             raise ValueError(
                 "`encoding`='triangle' needs the whitened window's norm, so `factorization` must be "

@@ -202,9 +202,11 @@ class MultiscaleFeatures(BaseEstimator):
         levels' scales differ: on log-mel frames a window's variance is ~15
         (natural-log units squared) at every Gaussian level but 0.05-1 at the
         band-pass Laplacian levels, so no single absolute floor suits them all.
-        0.1 lets windows of typical contrast reach unit variance while windows
-        of a tenth of it or less (near silence, a steady hum) are amplified at
-        most ``sqrt(10)``-fold instead of having their noise blown up.
+        With 0.1, a window of the level's typical variance ends with variance
+        0.91 (close to Coates & Ng's unit contrast), and no window is scaled up
+        more than ``sqrt(10)`` times as much as a typical one: low-contrast
+        windows (near silence, a steady hum) keep their small contrast instead
+        of having their noise blown up to unit variance.
     pooling : {"max", "mean", "std"} or tuple of them, default="max"
         Statistics over each pooling window, concatenated in the order max,
         mean, std. "max" is the paper's.
@@ -297,7 +299,8 @@ class MultiscaleFeatures(BaseEstimator):
 
     def __init__(self, representation="laplacian", *, levels=6, width=1, n_clusters=500, pool_size=128,
                  n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
-                 window_normalization="none", window_normalization_eps=0.1, pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
+                 window_normalization="none", window_normalization_eps=0.1,
+                 pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
                  log_offset=1e-10, random_state=None):
         self.representation = representation
         self.levels = levels
