@@ -486,9 +486,13 @@ def fuzz_wrappers_encoder(data):
     width = data.draw(st.integers(1, 3))
     scale = data.draw(st.sampled_from([1.0, 1e20, 1e200]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    encoding = data.draw(st.sampled_from(["linear", "threshold", "split", "triangle"]))
     enc = WindowEncoder(rng.standard_normal(n_mels * width), rng.standard_normal((3, n_mels * width)) * scale,
                         rng.standard_normal((4, 3)), width=width, pool=data.draw(st.integers(1, 5)),
-                        pooling=("max", "mean", "std"), factorization=data.draw(st.sampled_from(["fused", "staged"])))
+                        pooling=data.draw(st.sampled_from([("max",), ("max", "mean", "std")])),
+                        encoding=encoding, normalization=data.draw(st.sampled_from(["none", "standardize"])),
+                        factorization="staged" if encoding == "triangle"
+                        else data.draw(st.sampled_from(["fused", "staged"])))
     call = data.draw(st.sampled_from(["public", "unchecked"]))
     try:
         if call == "public":
