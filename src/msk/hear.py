@@ -189,8 +189,10 @@ def load_model(model_file_path="", *, pool_frames=5):
     FileNotFoundError
         If ``model_file_path`` does not exist.
     ValueError
-        If the file is not an msk model, or the model's frames are more than
-        50 ms apart.
+        If the file is not an msk model, the model's frames are more than
+        50 ms apart, or the model uses an encoder option whose codes this
+        module does not compute (``encoding`` "split" or "triangle",
+        ``window_normalization`` "standardize").
     """
     from . import MultiscaleFeatures
     from .batch import default_model
