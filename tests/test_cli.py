@@ -69,6 +69,23 @@ def test_fit_pca_only_and_pooling(audio_dir, tmp_path, capsys):
     assert model.n_clusters is None and model.pooling == ("max", "mean")
 
 
+def test_fit_encoder_options(audio_dir, tmp_path, capsys):
+    out_model = tmp_path / "o.npz"
+    code, out, err = run(capsys, ["fit", str(audio_dir), "-o", str(out_model), "--levels", "2",
+                                  "--n-clusters", "8", "--n-samples", "1000", "--encoding", "split",
+                                  "--threshold", "0.1", "--window-normalization", "standardize",
+                                  "--window-normalization-eps", "0.3"])
+    assert code == 0, err
+    assert json.loads(out)["n_features"] == 2 * 2 * 8  # split: 2K per level
+    model = msk.MultiscaleFeatures.load(out_model)
+    assert (model.encoding, model.threshold, model.window_normalization, model.window_normalization_eps) == (
+        "split", 0.1, "standardize", 0.3)
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(audio_dir), "-o", str(out_model), "--threshold", "nan"])
+    assert exc.value.code == 2
+    assert "--threshold: must be a finite number; got nan" in capsys.readouterr().err
+
+
 def test_extract_one_file_with_the_shipped_model(tmp_path, capsys):
     out_npy = tmp_path / "example.npy"
     code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npy)])

@@ -155,3 +155,13 @@ def test_torch_tensors_in_and_out(model, rng):
     assert np.array_equal(emb.numpy(), hear.get_timestamp_embeddings(audio, model)[0])
     scene = hear.get_scene_embeddings(torch.from_numpy(audio), model)
     assert isinstance(scene, torch.Tensor) and tuple(scene.shape) == (2, 6000)
+
+
+@pytest.mark.parametrize("params", [{"encoding": "split"}, {"window_normalization": "standardize"}])
+def test_models_with_encoder_options_hear_does_not_compute_are_refused(tmp_path, clip, params):
+    fitted = msk.MultiscaleFeatures("gaussian", levels=2, n_clusters=8, n_samples=2000, max_iter=3,
+                                    random_state=0, **params).fit([clip[: 16000 * 5]])
+    fitted.save(tmp_path / "options.npz")
+    with pytest.raises(ValueError, match=r"msk.hear computes the codes of models with encoding 'linear' or "
+                                         r"'threshold' and no window normalisation; this model has"):
+        hear.load_model(str(tmp_path / "options.npz"))

@@ -28,11 +28,19 @@ __all__ = ["atomic_write", "load_model", "model_fingerprint", "msk_version", "sa
 FORMAT = "msk.MultiscaleFeatures"
 # Version 2 names the parameters width, n_clusters, pool_size and threshold; version 1 (still
 # read, e.g. the shipped models) named them frames, n_means, pool and alpha.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# Version 3 adds window_normalization and window_normalization_eps (with each level's
+# absolute floor, "window_eps", in the level's description) and the encodings "split" and
+# "triangle"; files of versions 1 and 2 load with the defaults, which compute what they did.
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _VERSION1_NAMES = {"frames": "width", "n_means": "n_clusters", "pool": "pool_size", "alpha": "threshold"}
 # Parameters added after version 1, with the values version-1 models used.
 _SPECTROGRAM_DEFAULTS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200}
+# Parameters added in version 3, with the values earlier models used (left out of the
+# fingerprint at these values, so earlier models and their stores keep their fingerprints).
+_VERSION3_DEFAULTS = {"window_normalization": "none", "window_normalization_eps": 0.1}
+_ENCODINGS = ("linear", "threshold", "split", "triangle")
+_WINDOW_NORMALIZATIONS = ("none", "standardize")
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
 # whitening_ is not stored: load recomputes it from these with whitening_matrix, bit for bit.
 _PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
@@ -99,6 +107,8 @@ def save_model(model, path):
         for name in _PCA_ARRAYS:
             arrays[f"level{lev}.pca.{name}"] = np.asarray(getattr(pca, name))
         arrays[f"level{lev}.pca.components_"] = pca.components_.astype(np.float32)
+        if model.window_eps_ is not None:
+            info["window_eps"] = float(model.window_eps_[lev])
         if model.kmeans_ is not None:
             km = model.kmeans_[lev]
             info["n_clusters"] = int(km.cluster_centers_.shape[0])
@@ -148,6 +158,23 @@ def _check_params(params):
         _check_bound(name, params.get(name, default), 1, _MAX_DIM)
     if params.get("n_clusters", 500) is not None:
         _check_bound("n_clusters", params.get("n_clusters", 500), 1, _MAX_DIM)
+    for name, options in (("encoding", _ENCODINGS), ("window_normalization", _WINDOW_NORMALIZATIONS)):
+        value = params.get(name, options[0])
+        if not isinstance(value, str) or value not in options:
+            raise _Corrupt(f"`{name}` must be one of {', '.join(map(repr, options))}; got {value!r}")
+    if params.get("encoding") == "triangle" and params.get("n_clusters", 500) is None:
+        raise _Corrupt("`encoding`='triangle' needs a dictionary, but n_clusters is None")
+    _check_positive("window_normalization_eps", params.get("window_normalization_eps", 0.1))
+    threshold = params.get("threshold", 0.25)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not abs(threshold) < float("inf"):
+        raise _Corrupt(f"`threshold` must be a finite number; got {threshold!r}")
+
+
+def _check_positive(name, value):
+    """A finite number > 0 (JSON's NaN and Infinity included in what is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise _Corrupt(f"`{name}` must be a finite number > 0; got {value!r}")
+    return float(value)
 
 
 def _expected_arrays(model, header):
@@ -173,6 +200,10 @@ def _expected_arrays(model, header):
         eps = info.get("eps")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
             raise _Corrupt(f"level {lev}: eps must be a finite number >= 0; got {eps!r}")
+        if model.window_normalization == "standardize":
+            _check_positive(f"level {lev} window_eps", info.get("window_eps"))
+        elif "window_eps" in info:
+            raise _Corrupt(f"level {lev}: a window_eps is stored for window_normalization='none'")
         shapes[f"level{lev}.pca.mean_"] = (n_features,)
         shapes[f"level{lev}.pca.components_"] = (n_comp, n_features)
         shapes[f"level{lev}.pca.explained_variance_"] = (n_comp,)
@@ -386,6 +417,8 @@ def _set_fitted(model, header, arrays):
             kms.append(km)
     model.pca_ = pcas
     model.kmeans_ = kms if model.n_clusters is not None else None
+    model.window_eps_ = ([float(info["window_eps"]) for info in header["levels"]]
+                         if model.window_normalization == "standardize" else None)
     model.n_mels_ = int(header["n_mels"])
     model.n_clips_ = int(header["n_clips"])
     model.skipped_ = []
@@ -421,12 +454,15 @@ def model_fingerprint(model):
     # The hash names the parameters as version-1 files do and leaves out spectrogram parameters
     # at their version-1 values, so that a model keeps its fingerprint across the renaming
     # (and stores made with it stay valid).
+    defaults = {**_SPECTROGRAM_DEFAULTS, **_VERSION3_DEFAULTS}
     version1 = {_VERSION1_TO_OLD.get(k, k): v for k, v in params.items()
-                if not (k in _SPECTROGRAM_DEFAULTS and v == _SPECTROGRAM_DEFAULTS[k])}
+                if not (k in defaults and v == defaults[k])}
     h = hashlib.sha256(json.dumps({**info, "params": version1}, sort_keys=True).encode("utf-8"))
     arrays = []
     for pca in model.pca_:
         arrays += [pca.mean_, pca.whitening_]
+    if model.window_eps_ is not None:
+        arrays.append(np.asarray(model.window_eps_, dtype=np.float64))
     for km in model.kmeans_ or ():
         arrays.append(km.cluster_centers_)
     for a in arrays:

@@ -175,7 +175,9 @@ def _float_in(low, high, what, *, low_open=False, high_open=False):
 
 
 positive_float = _float_in(0, float("inf"), "a positive number", low_open=True)
+finite_positive_float = _float_in(0, float("inf"), "a finite positive number", low_open=True, high_open=True)
 non_negative_float = _float_in(0, float("inf"), "a non-negative number")
+finite_float = _float_in(-float("inf"), float("inf"), "a finite number", low_open=True, high_open=True)
 variance_fraction = _float_in(0, 1, "a fraction in (0, 1]", low_open=True)
 open_fraction = _float_in(0, 1, "a fraction strictly between 0 and 1", low_open=True, high_open=True)
 
@@ -237,7 +239,8 @@ def _fit(msk, args, paths, progress=None):
     return msk.MultiscaleFeatures(
         args.representation, levels=args.levels, width=args.width,
         n_clusters=None if args.n_clusters == 0 else args.n_clusters, pool_size=args.pool_size,
-        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
+        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding, threshold=args.threshold,
+        window_normalization=args.window_normalization, window_normalization_eps=args.window_normalization_eps,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
         log_offset=args.log_offset, random_state=args.seed,
     ).fit(paths, progress=progress)
@@ -829,8 +832,17 @@ def build_parser():
     p.add_argument("--pool-size", type=positive_int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=positive_int, default=200_000, help="training windows per level")
     p.add_argument("--variance", type=variance_fraction, default=0.99, help="PCA variance kept")
-    p.add_argument("--encoding", default="linear", choices=("linear", "threshold"),
-                   help="linear (the paper's projections) or threshold (max(0, f - 0.25))")
+    p.add_argument("--encoding", default="linear", choices=("linear", "threshold", "split", "triangle"),
+                   help="linear (the paper's projections f), threshold (max(0, f - t)), split "
+                        "(max(0, f - t) and max(0, -f - t): twice the features) or triangle "
+                        "(Coates et al.'s distances to the atoms)")
+    p.add_argument("--threshold", type=finite_float, default=0.25, help="t of --encoding threshold and split")
+    p.add_argument("--window-normalization", default="none", choices=("none", "standardize"),
+                   help="standardize: each window minus its mean, over sqrt(its variance + eps), "
+                        "before whitening (Coates & Ng's contrast normalisation)")
+    p.add_argument("--window-normalization-eps", type=finite_positive_float, default=0.1,
+                   help="variance floor of --window-normalization standardize, relative to the "
+                        "level's mean window variance")
     p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
     p.add_argument("--max-iter", type=positive_int, default=20, help="K-means iterations")
     p.add_argument("--log-offset", type=positive_float, default=1e-10,

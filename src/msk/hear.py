@@ -117,6 +117,14 @@ class HearModel:
     """
 
     def _setup(self, features, pool_frames):
+        encoding = _param(features, "encoding", default="linear")
+        normalization = _param(features, "window_normalization", default="none")
+        if encoding not in ("linear", "threshold") or normalization != "none":
+            raise ValueError(
+                "msk.hear computes the codes of models with encoding 'linear' or 'threshold' and no "
+                f"window normalisation; this model has encoding={encoding!r} and "
+                f"window_normalization={normalization!r}."
+            )
         self.features = features
         self.sample_rate = int(_param(features, "sr"))
         self.pool_frames = pool_frames
@@ -181,8 +189,10 @@ def load_model(model_file_path="", *, pool_frames=5):
     FileNotFoundError
         If ``model_file_path`` does not exist.
     ValueError
-        If the file is not an msk model, or the model's frames are more than
-        50 ms apart.
+        If the file is not an msk model, the model's frames are more than
+        50 ms apart, or the model uses an encoder option whose codes this
+        module does not compute (``encoding`` "split" or "triangle",
+        ``window_normalization`` "standardize").
     """
     from . import MultiscaleFeatures
     from .batch import default_model

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _persist
 from ._blas_threads import SingleThreadedBlas
-from ._encoding import WindowEncoder, check_pooling, pooled_positions
+from ._encoding import ENCODINGS, NORMALIZATIONS, WindowEncoder, check_pooling, pooled_positions, standardize_windows
 from ._validation import as_float_array, check_float, check_int, check_option, check_sample_rate
 from ._windows import WindowReservoir
 from .audio import load_audio, stream
@@ -179,11 +179,34 @@ class MultiscaleFeatures(BaseEstimator):
         Fraction of the variance kept by the PCA whitening.
     eps : float, default=1e-5
         Whitening regulariser, relative to the mean eigenvalue (see :class:`PCAWhitening`).
-    encoding : {"linear", "threshold"}, default="linear"
+    encoding : {"linear", "threshold", "split", "triangle"}, default="linear"
         "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
-        Ng's ``max(0, f - threshold)``.
+        Ng's ``max(0, f - threshold)``; "split" their both-sign split
+        ``[max(0, f - threshold), max(0, -f - threshold)]``, ``2 K`` codes per
+        level (the K positive halves, then the K negative ones); "triangle"
+        Coates et al.'s ``max(0, mean_k(z) - z_k)`` with ``z_k`` the distance
+        from the unit-length whitened window to atom ``k`` [3]_ (it needs
+        ``n_clusters``).
     threshold : float, default=0.25
-        Threshold of ``encoding="threshold"``.
+        Threshold of ``encoding="threshold"`` and ``"split"``.
+    window_normalization : {"none", "standardize"}, default="none"
+        "standardize" is Coates & Ng's brightness and contrast normalisation:
+        every window ``x`` (``width * n_mels`` values) becomes
+        ``(x - mean(x)) / sqrt(var(x) + eps_l)`` before whitening, the same in
+        ``fit`` (the training windows, before PCA) and :meth:`transform`. It
+        removes the window's loudness and scales its spectral contrast to one.
+    window_normalization_eps : float, default=0.1
+        Variance floor of "standardize", relative to the level's mean window
+        variance: ``eps_l = window_normalization_eps * mean(var(x))`` over the
+        level's training windows (``window_eps_``). Relative, because the
+        levels' scales differ: on log-mel frames a window's variance is ~15
+        (natural-log units squared) at every Gaussian level but 0.05-1 at the
+        band-pass Laplacian levels, so no single absolute floor suits them all.
+        With 0.1, a window of the level's typical variance ends with variance
+        0.91 (close to Coates & Ng's unit contrast), and no window is scaled up
+        more than ``sqrt(10)`` times as much as a typical one: low-contrast
+        windows (near silence, a steady hum) keep their small contrast instead
+        of having their noise blown up to unit variance.
     pooling : {"max", "mean", "std"} or tuple of them, default="max"
         Statistics over each pooling window, concatenated in the order max,
         mean, std. "max" is the paper's.
@@ -209,6 +232,9 @@ class MultiscaleFeatures(BaseEstimator):
         Columns of :meth:`transform`'s result.
     n_features_per_level_ : list of int
         Columns of each level in :meth:`transform`'s result (level 0's first).
+    window_eps_ : list of float or None
+        Each level's absolute variance floor of ``window_normalization``
+        (None without it).
     n_clips_ : int
         Clips used for fitting.
     skipped_ : list of tuple (str, str)
@@ -257,6 +283,8 @@ class MultiscaleFeatures(BaseEstimator):
        feature learning", ISMIR 2013.
     .. [2] A. Coates and A. Y. Ng, "Learning feature representations with
        K-means", Neural Networks: Tricks of the Trade, Springer, 2012.
+    .. [3] A. Coates, H. Lee and A. Y. Ng, "An analysis of single-layer
+       networks in unsupervised feature learning", AISTATS 2011.
 
     Examples
     --------
@@ -271,6 +299,7 @@ class MultiscaleFeatures(BaseEstimator):
 
     def __init__(self, representation="laplacian", *, levels=6, width=1, n_clusters=500, pool_size=128,
                  n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
+                 window_normalization="none", window_normalization_eps=0.1,
                  pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
                  log_offset=1e-10, random_state=None):
         self.representation = representation
@@ -283,6 +312,8 @@ class MultiscaleFeatures(BaseEstimator):
         self.eps = eps
         self.encoding = encoding
         self.threshold = threshold
+        self.window_normalization = window_normalization
+        self.window_normalization_eps = window_normalization_eps
         self.pooling = pooling
         self.max_iter = max_iter
         self.sr = sr
@@ -361,8 +392,12 @@ class MultiscaleFeatures(BaseEstimator):
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
         # the encoder validates encoding, threshold and pooling; fail before the slow part
         check_pooling(self.pooling)
-        check_option("encoding", self.encoding, ("linear", "threshold"))
+        check_option("encoding", self.encoding, ENCODINGS)
         check_float("threshold", self.threshold)
+        if self.encoding == "triangle" and self.n_clusters is None:
+            raise ValueError("`encoding`='triangle' needs a dictionary; got n_clusters=None.")
+        check_option("window_normalization", self.window_normalization, NORMALIZATIONS)
+        check_float("window_normalization_eps", self.window_normalization_eps, low=0.0, low_inclusive=False)
 
     def _level_pool(self, level):
         if self.representation == "multiresolution":
@@ -653,7 +688,7 @@ class MultiscaleFeatures(BaseEstimator):
             )
         if n_clips == 0:
             raise ValueError("`clips` holds no usable clip: nothing to fit.")
-        pcas, kms = [], []
+        pcas, kms, window_eps = [], [], []
         for lev, res in enumerate(reservoirs):
             X = res.windows()
             if self.n_clusters is not None and X.shape[0] < self.n_clusters:
@@ -666,6 +701,9 @@ class MultiscaleFeatures(BaseEstimator):
                     f"level {lev} has only {X.shape[0]} training window(s); at least 2 are needed "
                     "to estimate a covariance. Give more or longer clips."
                 )
+            if self.window_normalization == "standardize":
+                window_eps.append(self._window_eps(X))
+                standardize_windows(X, window_eps[-1])  # the reservoir's own buffer: no copy
             pca = PCAWhitening(variance=self.variance, eps=self.eps).fit(X)
             # Features are float32: keep the principal axes at float32 precision too, so that a
             # saved model stores them as float32 (half the size) and loads bit-identical.
@@ -685,11 +723,19 @@ class MultiscaleFeatures(BaseEstimator):
             )
         self.pca_ = pcas
         self.kmeans_ = kms if self.n_clusters is not None else None
+        self.window_eps_ = window_eps or None
         self.n_mels_ = int(n_mels)
         self.n_clips_ = n_clips
         self.skipped_ = skipped
         self._build_encoders()
         return self
+
+    def _window_eps(self, X):
+        """The absolute variance floor of one level: relative eps times the mean window variance."""
+        var = sum(float(np.var(X[a:a + 4096], axis=1, dtype=np.float64).sum())
+                  for a in range(0, X.shape[0], 4096)) / X.shape[0]
+        # all training windows constant (silence): no scale to be relative to
+        return float(self.window_normalization_eps * var) if var > 0 else float(self.window_normalization_eps)
 
     def _build_encoders(self):
         self._encoders = [
@@ -698,6 +744,8 @@ class MultiscaleFeatures(BaseEstimator):
                 None if self.kmeans_ is None else self.kmeans_[lev].cluster_centers_,
                 width=self.width, pool=self._level_pool(lev), pooling=self.pooling,
                 encoding=self.encoding, threshold=self.threshold,
+                normalization=self.window_normalization,
+                normalization_eps=self.window_eps_[lev] if self.window_eps_ else 1.0,
             )
             for lev, pca in enumerate(self.pca_)
         ]
