@@ -27,14 +27,19 @@ __all__ = ["atomic_write", "load_model", "model_fingerprint", "msk_version", "sa
 
 FORMAT = "msk.MultiscaleFeatures"
 # Version 2 names the parameters width, n_clusters, pool_size and threshold; version 1 (still
-# read, e.g. the shipped models) named them frames, n_means, pool and alpha.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# read, e.g. the shipped models) named them frames, n_means, pool and alpha. Version 3 adds the
+# parameters whitening and pooled_normalization, n_clusters as one K per level, and the
+# members pooled.mean_ and pooled.std_ ("standardize").
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _VERSION1_NAMES = {"frames": "width", "n_means": "n_clusters", "pool": "pool_size", "alpha": "threshold"}
-# Parameters added after version 1, with the values version-1 models used.
-_SPECTROGRAM_DEFAULTS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200}
+# Parameters added after version 1, with the values models written without them used: a file
+# that lacks one loads with that value, and the fingerprint leaves it out at that value.
+_ADDED_PARAMS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200, "whitening": "pca",
+                 "pooled_normalization": "none"}
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
 # whitening_ is not stored: load recomputes it from these with whitening_matrix, bit for bit.
+# A model with "standardize" also stores pooled.mean_ and pooled.std_ (one value per column).
 _PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _KMEANS_ARRAYS = ("cluster_centers_",)
 
@@ -90,6 +95,8 @@ def save_model(model, path):
         params["random_state"] = None  # a RandomState object is not reproducible from JSON
     if isinstance(params["pooling"], (list, tuple)):
         params["pooling"] = list(params["pooling"])
+    if params["n_clusters"] is not None and not isinstance(params["n_clusters"], numbers.Integral):
+        params["n_clusters"] = [int(k) for k in params["n_clusters"]]  # one K per level
     levels_info, arrays = [], {}
     for lev, pca in enumerate(model.pca_):
         info = {
@@ -106,6 +113,8 @@ def save_model(model, path):
             for name in _KMEANS_ARRAYS:
                 arrays[f"level{lev}.kmeans.{name}"] = np.asarray(getattr(km, name))
         levels_info.append(info)
+    if getattr(model, "pooled_mean_", None) is not None:
+        arrays["pooled.mean_"], arrays["pooled.std_"] = model.pooled_mean_, model.pooled_std_
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "msk_version": msk_version(),
         "params": params, "n_mels": model.n_mels_, "n_clips": model.n_clips_, "levels": levels_info,
@@ -146,8 +155,14 @@ def _check_params(params):
     _check_bound("n_mels", params.get("n_mels", 200), 1, n_fft // 2 + 1)
     for name, default in (("width", 1), ("pool_size", 128)):
         _check_bound(name, params.get(name, default), 1, _MAX_DIM)
-    if params.get("n_clusters", 500) is not None:
-        _check_bound("n_clusters", params.get("n_clusters", 500), 1, _MAX_DIM)
+    k = params.get("n_clusters", 500)
+    if isinstance(k, (list, tuple)):
+        if len(k) != levels:
+            raise _Corrupt(f"`n_clusters` has {len(k)} entries for levels={levels}")
+        for lev, value in enumerate(k):
+            _check_bound(f"n_clusters[{lev}]", value, 1, _MAX_DIM)
+    elif k is not None:
+        _check_bound("n_clusters", k, 1, _MAX_DIM)
 
 
 def _expected_arrays(model, header):
@@ -159,6 +174,7 @@ def _expected_arrays(model, header):
         got = len(infos) if isinstance(infos, list) else type(infos).__name__
         raise _Corrupt(f"{got} levels stored for levels={model.levels}")
     shapes = {}
+    level_k = model._level_clusters()
     for lev, info in enumerate(infos):
         if not isinstance(info, dict):
             raise _Corrupt(f"level {lev}: its description is not a mapping")
@@ -177,13 +193,28 @@ def _expected_arrays(model, header):
         shapes[f"level{lev}.pca.components_"] = (n_comp, n_features)
         shapes[f"level{lev}.pca.explained_variance_"] = (n_comp,)
         shapes[f"level{lev}.pca.explained_variance_ratio_"] = (n_comp,)
-        if model.n_clusters is not None:
+        if level_k is not None:
             k = info.get("n_clusters", info.get("n_means"))
-            if k != model.n_clusters:
-                raise _Corrupt(f"level {lev}: {k!r} clusters stored for n_clusters={model.n_clusters}")
+            if k != level_k[lev]:
+                raise _Corrupt(f"level {lev}: {k!r} clusters stored for n_clusters={level_k[lev]}")
             _check_bound(f"level {lev} n_iter", info.get("n_iter"), 0, 1 << 30)
-            shapes[f"level{lev}.kmeans.cluster_centers_"] = (model.n_clusters, n_comp)
+            # the dictionary lives in the whitened space: n_comp dimensions, or n_features for ZCA
+            n_whitened = n_features if model.whitening == "zca" else n_comp
+            shapes[f"level{lev}.kmeans.cluster_centers_"] = (level_k[lev], n_whitened)
+    if model.pooled_normalization.endswith("standardize"):
+        n_out = sum(_level_width(model, lev, level_k, infos[lev]) for lev in range(model.levels))
+        shapes["pooled.mean_"] = shapes["pooled.std_"] = (n_out,)
     return shapes
+
+
+def _level_width(model, lev, level_k, info):
+    """Columns of one level in the features: codes per position times the pooling statistics."""
+    if level_k is not None:
+        codes = level_k[lev]
+    else:
+        codes = info["n_features"] if model.whitening == "zca" else info["n_components"]
+    n_stats = 1 if isinstance(model.pooling, str) else len(model.pooling)
+    return codes * n_stats
 
 
 def _array_name(member):
@@ -319,6 +350,8 @@ def load_model(cls, path):
                         _check_member_size(members[f"{name}.npy"], shape)
                     arrays = {name: _read_member(zf, members[f"{name}.npy"], shape)
                               for name, shape in shapes.items()}
+                    if "pooled.std_" in arrays and not (arrays["pooled.std_"] > 0).all():
+                        raise _Corrupt("pooled.std_ holds values that are not positive")
                 except _Corrupt:
                     raise
                 except (ValueError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
@@ -354,8 +387,10 @@ def _model_from_header(cls, header, path):
     names = set(cls().get_params())
     if not set(params) <= names:
         raise _Corrupt(f"unknown parameters {sorted(set(params) - names)[:5]}")
-    if isinstance(params.get("pooling"), list):  # JSON has no tuples
-        params["pooling"] = tuple(params["pooling"])
+    params = {**_ADDED_PARAMS, **params}  # a file written before a parameter existed: its old behaviour
+    for name in ("pooling", "n_clusters"):
+        if isinstance(params.get(name), list):  # JSON has no tuples
+            params[name] = tuple(params[name])
     _check_params(params)
     try:
         model = cls(**params)
@@ -367,25 +402,28 @@ def _model_from_header(cls, header, path):
 
 def _set_fitted(model, header, arrays):
     pcas, kms = [], []
+    level_k = model._level_clusters()
     for lev, info in enumerate(header["levels"]):
-        pca = PCAWhitening(variance=model.variance, eps=model.eps)
+        pca = PCAWhitening(variance=model.variance, eps=model.eps, whitening=model.whitening)
         for name in _PCA_ARRAYS:
             setattr(pca, name, np.asarray(arrays[f"level{lev}.pca.{name}"], dtype=np.float64))
         pca.n_components_ = int(info["n_components"])
         pca.n_features_in_ = int(info["n_features"])
         pca.n_samples_ = int(info["n_samples"])
         pca.eps_ = float(info["eps"])
-        pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
+        pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_, model.whitening)
         pcas.append(pca)
-        if model.n_clusters is not None:
-            km = SphericalKMeans(n_clusters=model.n_clusters, max_iter=model.max_iter)
+        if level_k is not None:
+            km = SphericalKMeans(n_clusters=level_k[lev], max_iter=model.max_iter)
             for name in _KMEANS_ARRAYS:
                 setattr(km, name, arrays[f"level{lev}.kmeans.{name}"])
-            km.n_features_in_ = pca.n_components_
+            km.n_features_in_ = pca.n_features_out_
             km.n_iter_ = int(info["n_iter"])
             kms.append(km)
     model.pca_ = pcas
-    model.kmeans_ = kms if model.n_clusters is not None else None
+    model.kmeans_ = kms if level_k is not None else None
+    model.pooled_mean_ = np.asarray(arrays["pooled.mean_"], np.float64) if "pooled.mean_" in arrays else None
+    model.pooled_std_ = np.asarray(arrays["pooled.std_"], np.float64) if "pooled.std_" in arrays else None
     model.n_mels_ = int(header["n_mels"])
     model.n_clips_ = int(header["n_clips"])
     model.skipped_ = []
@@ -422,13 +460,15 @@ def model_fingerprint(model):
     # at their version-1 values, so that a model keeps its fingerprint across the renaming
     # (and stores made with it stay valid).
     version1 = {_VERSION1_TO_OLD.get(k, k): v for k, v in params.items()
-                if not (k in _SPECTROGRAM_DEFAULTS and v == _SPECTROGRAM_DEFAULTS[k])}
+                if not (k in _ADDED_PARAMS and v == _ADDED_PARAMS[k])}
     h = hashlib.sha256(json.dumps({**info, "params": version1}, sort_keys=True).encode("utf-8"))
     arrays = []
     for pca in model.pca_:
         arrays += [pca.mean_, pca.whitening_]
     for km in model.kmeans_ or ():
         arrays.append(km.cluster_centers_)
+    if getattr(model, "pooled_mean_", None) is not None:
+        arrays += [model.pooled_mean_, model.pooled_std_]
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode("ascii"))
