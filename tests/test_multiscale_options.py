@@ -328,11 +328,12 @@ def test_standardize_save_load_and_crafted_files(clips, tmp_path):
         np.lib.format.write_array(buf, np.asarray(a))
         return buf.getvalue()
 
-    def crafted(name, members=None, drop=(), params=None, drop_params=(), version=None):
+    def crafted(name, members=None, drop=(), params=None, drop_params=(), version=None, header_edit=None):
         """The saved file with members replaced or dropped and header parameters edited."""
         out = {k: v for k, v in files.items() if k not in drop}
         out.update(members or {})
         header = json.loads(np.lib.format.read_array(io.BytesIO(out["header.npy"])).tobytes().decode())
+        header.update(header_edit or {})
         header["params"].update(params or {})
         for k in drop_params:
             del header["params"][k]
@@ -350,6 +351,10 @@ def test_standardize_save_load_and_crafted_files(clips, tmp_path):
     short = crafted("short.npz", members={"pooled.std_.npy": npy(np.ones(35))})
     with pytest.raises(ValueError, match=r"pooled.std_ has shape \(35,\).*declares shape \(36,\)"):
         msk.MultiscaleFeatures.load(short)
+    both = crafted("both.npz", members={"pooled.std_.npy": npy(np.ones(35)), "pooled.mean_.npy": npy(np.zeros(35))},
+                   header_edit={"n_features_out": 35})
+    with pytest.raises(ValueError, match="corrupt msk model file: pooled.mean_ and pooled.std_ hold 35 values for 36"):
+        msk.MultiscaleFeatures.load(both)
     with pytest.raises(ValueError, match="missing arrays pooled.mean_"):
         msk.MultiscaleFeatures.load(crafted("gone.npz", drop=["pooled.mean_.npy"]))
     with pytest.raises(ValueError, match="unknown members 'pooled.mean_.npy'"):

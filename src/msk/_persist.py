@@ -23,7 +23,7 @@ import numpy as np
 from .kmeans import SphericalKMeans
 from .pca import PCAWhitening, whitening_matrix
 
-__all__ = ["atomic_write", "load_model", "model_fingerprint", "msk_version", "save_model"]
+__all__ = ["atomic_write", "check_feature_arrays", "load_model", "model_fingerprint", "msk_version", "save_model"]
 
 FORMAT = "msk.MultiscaleFeatures"
 # Version 2 names the parameters width, n_clusters, pool_size and threshold; version 1 (still
@@ -118,6 +118,7 @@ def save_model(model, path):
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "msk_version": msk_version(),
         "params": params, "n_mels": model.n_mels_, "n_clips": model.n_clips_, "levels": levels_info,
+        "n_features_out": int(model.n_features_out_),
     }
     blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     with atomic_write(path) as f:
@@ -202,19 +203,19 @@ def _expected_arrays(model, header):
             n_whitened = n_features if model.whitening == "zca" else n_comp
             shapes[f"level{lev}.kmeans.cluster_centers_"] = (level_k[lev], n_whitened)
     if model.pooled_normalization.endswith("standardize"):
-        n_out = sum(_level_width(model, lev, level_k, infos[lev]) for lev in range(model.levels))
+        # one value per feature column; the caller checks the number against its encoders
+        n_out = _check_bound("n_features_out", header.get("n_features_out"), 1, _MAX_DIM << 6)
         shapes["pooled.mean_"] = shapes["pooled.std_"] = (n_out,)
     return shapes
 
 
-def _level_width(model, lev, level_k, info):
-    """Columns of one level in the features: codes per position times the pooling statistics."""
-    if level_k is not None:
-        codes = level_k[lev]
-    else:
-        codes = info["n_features"] if model.whitening == "zca" else info["n_components"]
-    n_stats = 1 if isinstance(model.pooling, str) else len(model.pooling)
-    return codes * n_stats
+def check_feature_arrays(model, path):
+    """Refuse a loaded model whose per-feature arrays do not match its encoders' output."""
+    if model.pooled_mean_ is not None and model.pooled_mean_.shape != (model.n_features_out_,):
+        raise ValueError(
+            f"{os.fspath(path)!r} is a corrupt msk model file: pooled.mean_ and pooled.std_ hold "
+            f"{model.pooled_mean_.shape[0]} values for {model.n_features_out_} features."
+        )
 
 
 def _array_name(member):

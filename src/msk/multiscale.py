@@ -656,7 +656,11 @@ class MultiscaleFeatures(BaseEstimator):
             Audio file paths, waveforms at ``sr`` Hz or log-mel spectrograms
             (see :meth:`represent`). Iterated once; a generator is fine. Files
             that cannot be read are skipped and listed in ``skipped_`` (with a
-            warning); fitting fails only if no clip is usable.
+            warning); fitting fails only if no clip is usable. With
+            ``pooled_normalization`` "standardize", a uniform sample of at most
+            256 of the clips is transformed once more after the dictionaries
+            are learned (their files are read again; clips given as arrays are
+            held until then).
         y : None
             Ignored.
         progress : callable or None, default=None
@@ -1176,6 +1180,7 @@ class MultiscaleFeatures(BaseEstimator):
         """
         model = _persist.load_model(cls, path)
         model._build_encoders()
+        _persist.check_feature_arrays(model, path)
         return model
 
 
