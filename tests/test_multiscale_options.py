@@ -135,6 +135,22 @@ def test_zca_dictionary_lives_in_the_window_space(clips, tmp_path):
     assert msk.store.model_fingerprint(model)["fingerprint"] != msk.store.model_fingerprint(pca_model)["fingerprint"]
 
 
+def test_zca_and_pca_dictionaries_are_rotations_of_each_other(clips):
+    """Spherical K-means sees dot products only: from rotated starts, ZCA learns the rotated dictionary."""
+    model = small(width=2, n_clusters=None).fit(clips)
+    X = np.vstack([windows(levels_of(model, y)[1], 2) for y in clips])
+    pca = msk.PCAWhitening(variance=0.99).fit(X)
+    zca = msk.PCAWhitening(variance=0.99, whitening="zca").fit(X)
+    P, Z, U = pca.transform(X), zca.transform(X), pca.components_
+    start = np.random.default_rng(0).standard_normal((10, pca.n_components_))
+    start /= np.linalg.norm(start, axis=1, keepdims=True)
+    km_pca = msk.SphericalKMeans(n_clusters=10, max_iter=15, init=start).fit(P)
+    km_zca = msk.SphericalKMeans(n_clusters=10, max_iter=15, init=start @ U).fit(Z)
+    np.testing.assert_array_equal(km_zca.labels_, km_pca.labels_)
+    assert_close(km_zca.cluster_centers_, km_pca.cluster_centers_ @ U, atol=1e-9)
+    assert_close(Z @ km_zca.cluster_centers_.T, P @ km_pca.cluster_centers_.T, atol=1e-8)
+
+
 # -- one dictionary size per level ----------------------------------------------------------------
 
 

@@ -108,7 +108,7 @@ def test_parameters_out_of_bounds(tmp_path, param, value, message):
     ("whitening", "zca", "level 0: kmeans.cluster_centers_ has shape (500, "),
     ("n_means", [500] * 5, "`n_clusters` has 5 entries for levels=6"),
     ("n_means", [500] * 5 + [400], "level 5: 500 clusters stored for n_clusters=400"),
-    ("pooled_normalization", "standardize", "missing arrays pooled.mean_"),
+    ("pooled_normalization", "standardize", "`n_features_out` must be an integer from 1"),
 ])
 def test_options_contradicting_the_arrays(tmp_path, param, value, message):
     path = with_header(tmp_path / f"{param}.npz", lambda h: h["params"].update({param: value}))

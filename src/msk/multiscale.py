@@ -216,10 +216,11 @@ class MultiscaleFeatures(BaseEstimator):
         :class:`PCAWhitening`'s ``whitening``. "zca" rotates the whitened
         components back into the window space (``width * n_mels``
         dimensions), where the dictionary is then learned. Spherical K-means
-        sees only dot products, which the rotation keeps, so with a
-        dictionary the two give equivalent features (their dictionaries
-        differ through the random initialisation), and "zca" costs more to
-        fit; it changes the PCA-only features (``n_clusters=None``).
+        sees only dot products, which the rotation keeps: from rotated
+        starting points it learns the rotated dictionary and the same
+        features, so with a dictionary "zca" differs from "pca" only through
+        its random start (drawn in the larger space) and costs more to fit.
+        It changes the PCA-only features (``n_clusters=None``).
     encoding : {"linear", "threshold"}, default="linear"
         "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
         Ng's ``max(0, f - threshold)``.
