@@ -806,14 +806,15 @@ class MultiscaleFeatures(BaseEstimator):
         """``pooled_normalization`` of the float32 rows ``F``, in place (``F`` is returned)."""
         norm = self.pooled_normalization
         if norm.startswith("power"):
-            start = 0
-            for n in self.n_features_per_level_:
-                block = F[:, start:start + n]
-                # signed square root; the L2 norm of the result is sqrt(sum |f|)
-                norms = np.sqrt(np.abs(block).sum(axis=1, dtype=np.float64)).astype(np.float32)[:, None]
-                np.copysign(np.sqrt(np.abs(block)), block, out=block)
-                np.divide(block, norms, out=block, where=norms > 0)
-                start += n
+            widths = self.n_features_per_level_
+            root = np.abs(F)
+            # each level's L2 norm after the signed square root is sqrt(sum |f|) over the level
+            sums = np.add.reduceat(root, np.cumsum([0] + widths[:-1]), axis=1, dtype=np.float64)
+            np.sqrt(root, out=root)
+            np.copysign(root, F, out=F)
+            norms = np.sqrt(sums).astype(np.float32)
+            norms[norms == 0] = 1  # a level's part that is all zero stays zero
+            F /= np.repeat(norms, widths, axis=1)
         if standardize and norm.endswith("standardize"):
             F -= self.pooled_mean_.astype(np.float32)
             F /= self.pooled_std_.astype(np.float32)
