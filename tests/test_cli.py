@@ -114,6 +114,32 @@ def test_extract_npz_with_times_track_and_last_window(tmp_path, capsys):
     assert exc.value.code == 2 and "--last-window" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("summary", ["mean", "mean+max", "mean+std"])
+def test_extract_npz_track_of_every_summary(tmp_path, capsys, summary):
+    """`msk extract --summary` accepts every summary msk computes, as msk.extract does."""
+    assert summary in msk.multiscale.SUMMARIES
+    out_npz = tmp_path / "example.npz"
+    code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npz), "--summary", summary])
+    assert code == 0, err
+    F, track = msk.extract(msk.example_audio(), summary=summary)
+    assert track.shape == (3000 * msk.multiscale.SUMMARY_WIDTHS[summary],) and track.dtype == np.float32
+    X = F.astype(np.float64)
+    expected = {"mean": [X.mean(axis=0)], "mean+max": [X.mean(axis=0), X.max(axis=0)],
+                "mean+std": [X.mean(axis=0), X.std(axis=0)]}[summary]
+    np.testing.assert_allclose(track, np.concatenate(expected), rtol=1e-6, atol=1e-6)
+    with np.load(out_npz) as z:
+        np.testing.assert_array_equal(z["features"], F)
+        np.testing.assert_array_equal(z["track"], track)
+
+
+def test_cli_summary_choices_are_the_library_s():
+    from msk.cli import build_parser
+
+    extract = build_parser()._subparsers._group_actions[0].choices["extract"]
+    action = next(a for a in extract._actions if "--summary" in a.option_strings)
+    assert tuple(action.choices) == msk.multiscale.SUMMARIES
+
+
 def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, capsys):
     (audio_dir / "sub" / "broken.mp3").write_bytes(b"not an mp3" * 50)
     try:

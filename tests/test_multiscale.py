@@ -497,7 +497,7 @@ def test_track_vector_is_one_implementation():
     X = np.array([[1, 5], [3, -1], [2, 2]], np.float32)
     np.testing.assert_array_equal(track_vector(X), X.astype(np.float64).mean(axis=0).astype(np.float32))
     np.testing.assert_array_equal(track_vector(X, "mean+max")[2:], [3, 5])
-    with pytest.raises(ValueError, match="`summary` must be one of 'mean' or 'mean\\+max'; got 'max'"):
+    with pytest.raises(ValueError, match="`summary` must be one of 'mean', 'mean\\+max' or 'mean\\+std'; got 'max'"):
         track_vector(X, "max")
     with pytest.raises(ValueError, match="n_windows >= 1"):
         track_vector(np.zeros((0, 3)))

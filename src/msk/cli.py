@@ -150,6 +150,24 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "a non-negative integer")
 
 
+def clusters_per_level(text):
+    """argparse type of ``msk fit --n-clusters``: K for every level, or one K per level (commas)."""
+    parts = text.split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-negative integer or one positive integer per level joined by commas; got {text!r}"
+        ) from None
+    if len(values) == 1:
+        if values[0] < 0:
+            raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {values[0]}")
+        return values[0]
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be positive integers, one per level; got {text!r}")
+    return tuple(values)
+
+
 def n_jobs_int(text):
     """argparse type of ``--n-jobs``: a positive number of workers, or negative (-1: all cores)."""
     try:
@@ -242,7 +260,8 @@ def _fit(msk, args, paths, progress=None):
         n_samples=args.n_samples, variance=args.variance, encoding=args.encoding, threshold=args.threshold,
         window_normalization=args.window_normalization, window_normalization_eps=args.window_normalization_eps,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
-        log_offset=args.log_offset, random_state=args.seed,
+        log_offset=args.log_offset, eps=args.eps, whitening=args.whitening,
+        pooled_normalization=args.pooled_normalization, random_state=args.seed,
     ).fit(paths, progress=progress)
 
 
@@ -785,8 +804,9 @@ def build_parser():
     p.add_argument("--root", help="library root the store's keys are relative to "
                                   "[the directory given, else the files' common folder]")
     p.add_argument("--prune", action="store_true", help="drop store entries whose files are gone")
-    p.add_argument("--summary", choices=("mean", "mean+max"),
-                   help="track vector of each clip [mean; a store keeps its setting]")
+    p.add_argument("--summary", choices=("mean", "mean+max", "mean+std"),
+                   help="track vector of each clip: the windows' mean, then optionally their maximum or "
+                        "standard deviation [mean; a store keeps its setting]")
     p.add_argument("--times", action="store_true",
                    help="with -o FILE.npz: also write each window's start and end (seconds)")
     p.add_argument("--last-window", choices=("keep", "drop", "pad"),
@@ -828,7 +848,9 @@ def build_parser():
                    choices=("laplacian", "gaussian", "multiresolution"), help="the time-frequency representation")
     p.add_argument("--levels", type=positive_int, default=6, help="pyramid levels (scales)")
     p.add_argument("--width", type=positive_int, default=1, help="frames per window (1, 2, 4)")
-    p.add_argument("--n-clusters", type=non_negative_int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--n-clusters", type=clusters_per_level, default=500,
+                   help="K per level, or one K per level joined by commas (e.g. 500,500,250,250,100,100); "
+                        "0 for PCA only")
     p.add_argument("--pool-size", type=positive_int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=positive_int, default=200_000, help="training windows per level")
     p.add_argument("--variance", type=variance_fraction, default=0.99, help="PCA variance kept")
@@ -846,7 +868,16 @@ def build_parser():
     p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
     p.add_argument("--max-iter", type=positive_int, default=20, help="K-means iterations")
     p.add_argument("--log-offset", type=positive_float, default=1e-10,
-                   help="added to the mel energies before the log")
+                   help="added to the mel energies before the log; 1/C gives the features of log1p(C*mel)")
+    p.add_argument("--eps", type=non_negative_float, default=1e-5,
+                   help="whitening regulariser, relative to the mean eigenvalue")
+    p.add_argument("--whitening", default="pca", choices=("pca", "zca"),
+                   help="pca (the whitened components) or zca (rotated back into the window space)")
+    p.add_argument("--pooled-normalization", default="none",
+                   choices=("none", "power", "standardize", "power+standardize"),
+                   help="of each pooled row: none (the paper's), power (signed square root, then unit L2 "
+                        "norm per level), standardize (per-feature mean and std of the training clips), "
+                        "or both")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_fit)

@@ -33,8 +33,9 @@ frame). The levels' codes are concatenated, level 0 first:
 ``timestamp_embedding_size = levels * K`` (3000 for the shipped models).
 With ``pool_frames=1``, max-pooling the timestamp embeddings over the model's
 pooling windows (``pool`` finest frames) gives
-:meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding): they are
-the features before pooling, at the frame rate.
+:meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding; before
+its ``pooled_normalization``, when the model has one): they are the features
+before pooling, at the frame rate.
 
 Scene embeddings
 ----------------
@@ -137,7 +138,7 @@ class HearModel:
                 f"{_MAX_HOP_MS:.0f} ms apart. Use a model with a higher sr or a shorter hop."
             )
         codes = [km.cluster_centers_.shape[0] for km in features.kmeans_] if features.kmeans_ is not None \
-            else [pca.n_components_ for pca in features.pca_]
+            else [pca.n_features_out_ for pca in features.pca_]
         self._level_sizes = codes
         self.timestamp_embedding_size = int(sum(codes))
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
