@@ -59,6 +59,10 @@ CANDIDATES = {
     "lap-split": dict(representation="laplacian", encoding="split", threshold=0.25),
     "lap-triangle": dict(representation="laplacian", encoding="triangle"),
     "lap-winnorm": dict(representation="laplacian", window_normalization="standardize"),
+    # the default preset (scripts/train_models.py DEFAULT): the paper's Laplacian model with its
+    # pooled rows power-normalised (the selection's winner), then standardised (free for the heads,
+    # which standardise their inputs; it centres the track vectors that similarity search compares)
+    "default": dict(representation="laplacian", pooled_normalization="power+standardize"),
     "lap-maxmean-power": dict(representation="laplacian", pooling=("max", "mean"), pooled_normalization="power"),
 }
 
