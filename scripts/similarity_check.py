@@ -15,6 +15,7 @@ tracks, and each store's paired difference to the first store named, with its in
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -25,14 +26,21 @@ from msk.metrics import bootstrap_metric, paired_bootstrap
 from msk.search import build_index
 
 
-def first_neighbour_hits(store_path, data):
-    """Per clip of ``data``: 1.0 if its first neighbour (other tracks only) has the same artist."""
+def first_neighbour_hits(store_path, data, summary=None):
+    """Per clip of ``data``: 1.0 if its first neighbour (other tracks only) has the same artist.
+
+    ``summary`` (e.g. "mean+max") computes the track vectors from the windows with
+    :func:`msk.multiscale.track_vector` instead of reading the store's.
+    """
     st = msk.store.FeatureStore(store_path, mode="r")
     rows, keys, missing = match_keys(st, data)
     if missing:
         raise SystemExit(f"{store_path}: {len(missing)} clips of the corpus have no features")
     rows = np.asarray(rows)
-    _, T = st.tracks(keys)
+    if summary is None:
+        _, T = st.tracks(keys)
+    else:
+        T = np.stack([msk.multiscale.track_vector(st.get(k), summary) for k in keys])
     names = [str(i) for i in range(len(rows))]
     index = build_index(names, T, method="exact")
     tracks, artists = data.tracks[rows], data.artists[rows]
@@ -46,7 +54,8 @@ def first_neighbour_hits(store_path, data):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("stores", nargs="+", metavar="NAME=STORE")
+    p.add_argument("stores", nargs="+", metavar="NAME=STORE[:SUMMARY]",
+                   help="a feature store; with :SUMMARY, track vectors computed from its windows")
     p.add_argument("--corpus", required=True)
     p.add_argument("--folders", default="0123456789abcdef", help="folders whose clips are queried and searched")
     p.add_argument("--resamples", type=int, default=2000)
@@ -58,7 +67,10 @@ def main(argv=None):
     results, first = {}, None
     for item in args.stores:
         name, path = item.split("=", 1)
-        rows, hits = first_neighbour_hits(path, data)
+        summary = None
+        if ":" in path and not os.path.exists(path):
+            path, summary = path.rsplit(":", 1)
+        rows, hits = first_neighbour_hits(path, data, summary)
         groups = data.tracks[rows]
         _, dist = bootstrap_metric(hits[None, :], groups=groups, n_resamples=args.resamples, random_state=0)
         low, high = np.quantile(dist, [0.025, 0.975])
