@@ -427,24 +427,35 @@ def test_flipped_bit_in_a_chunk_is_detected(tmp_path, library, model):
 def test_tampered_metadata_and_odd_chunk_files_are_refused(tmp_path, library, model):
     out = tmp_path / "s.zarr"
     msk.extract_many(library, store=out, model=model, progress=False)
-    meta_path = out / "windows" / "zarr.json"
-    original = meta_path.read_text()
+    root_path = out / "zarr.json"
+    original = root_path.read_text()
 
-    def tamper(**changes):
-        meta = json.loads(original)
-        meta.update(changes)
-        meta_path.write_text(json.dumps(meta))
+    def tamper(**changes):  # msk reads the arrays' metadata from the root (consolidated)
+        root = json.loads(original)
+        root["consolidated_metadata"]["metadata"]["windows"].update(changes)
+        root_path.write_text(json.dumps(root))
         return FeatureStore(out, mode="r")
 
     n = model.n_features_out_
     with pytest.raises(ValueError, match="'windows' has data type int32"):
         tamper(data_type="int32").concatenated()
-    rows = json.loads(original)["shape"][0]
+    rows = json.loads(original)["consolidated_metadata"]["metadata"]["windows"]["shape"][0]
     with pytest.raises(ValueError, match=f"'windows' has {2 * n} columns"):
         tamper(shape=[rows // 2, 2 * n]).concatenated()
-    st = tamper(shape=[10**9, n])  # rows beyond the commit are never read
+    st = tamper(shape=[10**9, n])  # msk reads the rows the table commits, whatever the shape says
     assert st.concatenated()[0].shape[0] == rows
-    meta_path.write_text(original)
+    root_path.write_text(original)
+    # the arrays' own zarr.json (what readers without msk use) must agree with the root: check says so
+    meta_path = out / "windows" / "zarr.json"
+    published = meta_path.read_text()
+    meta_path.write_text(json.dumps(dict(json.loads(published), shape=[rows - 1, n])))
+    assert FeatureStore(out, mode="r").concatenated()[0].shape[0] == rows
+    report = FeatureStore(out, mode="r").check()
+    assert any("'windows'" in p and "zarr.json" in p for p in report["problems"])
+    with FeatureStore(out, mode="a") as writable:  # a writer publishes the committed shapes when it opens
+        assert writable.check(repair=True)["problems"] == []
+    assert json.loads(meta_path.read_text()) == json.loads(published)
+    assert FeatureStore(out, mode="r").check()["problems"] == []
     # stray directories (in the store, in an array's folder) do not block opening for writing
     (out / "stray").mkdir()
     (out / "clip" / "stray").mkdir()

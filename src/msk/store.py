@@ -94,24 +94,30 @@ from .multiscale import track_vector
 __all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
 _FORMAT = "msk.FeatureStore"
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
+_READABLE_VERSIONS = (2, 3)  # 2: the same table and arrays, plus five per-clip arrays that 3 keeps in the table only
 _TABLE = os.path.join("clip", "msk-table.jsonl")
 _LOCK = os.path.join("clip", "msk-writer.lock")
 _MODES = ("r", "a", "w")
 _STATUS = ("ok", "failed", "replaced", "pruned")
-# Per-clip arrays: name -> (numpy dtype, fill value).
+# Per-clip arrays: name -> (numpy dtype, fill value). The rest of a clip's record (source path,
+# size, mtime, hash, failure reason) is in the table only.
 _CLIP_ARRAYS = {
-    "clip": (str, ""), "path": (str, ""), "size": (np.int64, -1), "mtime": (np.int64, -1),
-    "hash": (str, ""), "duration": (np.float64, np.nan), "n_windows": (np.int64, 0),
-    "offset": (np.int64, 0), "status": (str, ""), "reason": (str, ""),
+    "clip": (str, ""), "status": (str, ""), "offset": (np.int64, 0), "n_windows": (np.int64, 0),
+    "duration": (np.float64, np.nan),
 }
+_V2_ONLY_ARRAYS = ("path", "size", "mtime", "hash", "reason")
 _WINDOW_ARRAYS = {"clip_index": (np.int64, -1), "start": (np.float64, np.nan), "end": (np.float64, np.nan)}
 _CLIP_CHUNK = 16384
+_STR_CHUNK = 1024  # string chunks inside shards of _CLIP_CHUNK: a batch re-encodes only the chunks it touches
 _ROW_CHUNK = 65536
 _CHUNK_BYTES = 1 << 20
 _CHUNKS_PER_SHARD = 16
 _DEFAULT_BATCH = 256
 _BATCH_BYTES = 64 << 20
+# msk reads and writes through arrays of this many rows; the extent readers see is the one the
+# table commits (the published metadata says it to readers without msk)
+_UNBOUNDED = 1 << 40
 
 
 def _msk_version():
@@ -416,13 +422,16 @@ class FeatureStore:
                     "give a new or empty directory."
                 )
             self._create_atomically(info, summary or "mean", settings)
-        self._attrs = self._read_attrs()
+        self._zstore = None
+        self._load_root()
         if mode != "r":
             from ._validation import check_float
 
             wait = check_float("wait", wait, low=0.0)
             self._writer_lock = _Lock(os.path.join(self.path, _LOCK), self.path, wait)
         try:
+            if mode != "r":
+                self._load_root()  # as the previous writer left it
             self._load_table()
             if summary is not None and summary != self._attrs["summary"]:
                 raise ValueError(
@@ -430,12 +439,13 @@ class FeatureStore:
                     f"{self._attrs['summary']!r}; got {summary!r} (`summary`, --summary). A store's "
                     "summary is chosen when it is created: use another store."
                 )
+            if mode != "r":
+                self._truncate_uncommitted()
             if info is not None:
                 self._check_model(info)
             if mode != "r":
                 if settings:
                     self._set_attrs(settings=dict(self._attrs.get("settings", {}), **jsonable(dict(settings))))
-                self._truncate_uncommitted()
         except BaseException:
             self.close()
             raise
@@ -489,26 +499,31 @@ class FeatureStore:
         from zarr.codecs import Crc32cCodec
 
         root = zarr.open_group(self.path, mode="w", zarr_format=3)
-        root.attrs["msk"] = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
-            "created": _now(), "model": info, "summary": summary,
-            "settings": jsonable(dict(settings or {})),
-            "description": "window features of audio clips; see the msk documentation (msk.store)",
-        }
         for name, (dtype, fill) in _CLIP_ARRAYS.items():
-            root.create_array(name, shape=(0,), chunks=(_CLIP_CHUNK,), dtype=dtype, fill_value=fill,
-                              compressors=[Crc32cCodec()], dimension_names=["clip"])
+            # strings: small chunks in shards, so that appending a batch re-encodes few of them
+            geometry = {"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str else {"chunks": (_CLIP_CHUNK,)}
+            root.create_array(name, shape=(0,), dtype=dtype, fill_value=fill, compressors=[Crc32cCodec()],
+                              dimension_names=["clip"], **geometry)
         for name, (dtype, fill) in _WINDOW_ARRAYS.items():
             root.create_array(name, shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
                               compressors=[Crc32cCodec()], dimension_names=["window"])
         with open(os.path.join(self.path, _TABLE), "ab"):
             pass
+        self._root = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+        self._attrs = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
+            "created": _now(), "model": info, "summary": summary,
+            "settings": jsonable(dict(settings or {})),
+            "description": "window features of audio clips; see the msk documentation (msk.store)",
+        }
+        self._meta = {name: self._member_json(name) for name in list(_CLIP_ARRAYS) + list(_WINDOW_ARRAYS)}
         if info is not None and "n_features" in info:
             self._create_matrices(int(info["n_features"]), summary)
-        self._consolidate()
+        else:
+            self._write_root()
 
     def _create_matrices(self, n_features, summary):
-        """Create ``windows`` and ``tracks`` once the width is known."""
+        """Create ``windows`` and ``tracks`` once the width is known; the root records them."""
         import zarr
         from zarr.codecs import Crc32cCodec
 
@@ -522,16 +537,32 @@ class FeatureStore:
                           shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width),
                           dtype="float32", fill_value=float("nan"),
                           compressors=[Crc32cCodec()], dimension_names=["clip", "track_feature"])
-        attrs = dict(self._read_attrs(check=False), n_features=n_features)
-        root.attrs["msk"] = attrs
-        self._attrs = attrs
-        self._arrays.clear()
+        for name in ("windows", "tracks"):
+            self._meta[name] = self._member_json(name)
+            self._arrays.pop(name, None)
+        self._attrs = dict(self._attrs, n_features=n_features)
+        self._write_root()
 
-    def _read_attrs(self, check=True):
+    def _member_json(self, name):
+        """An array's own ``zarr.json`` as written by zarr (read when it is created or has no root copy)."""
+        with open(os.path.join(self.path, name, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+        if not isinstance(meta, dict) or meta.get("node_type") != "array" or not isinstance(meta.get("shape"), list):
+            raise ValueError("not the metadata of an array")
+        return meta
+
+    def _load_root(self, check=True):
+        """Read the root ``zarr.json``: msk's attributes and, consolidated, every array's metadata.
+
+        msk takes the arrays' metadata from here (one file, replaced atomically
+        by each commit), never from the arrays' own ``zarr.json``, which are
+        copies published for readers without msk.
+        """
         root = os.path.join(self.path, "zarr.json")
         try:
             with open(root, "rb") as f:
-                attrs = json.loads(f.read().decode("utf-8"))["attributes"]["msk"]
+                doc = json.loads(f.read().decode("utf-8"))
+            attrs = doc["attributes"]["msk"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path!r} is not an msk feature store ({exc}).") from None
         if not isinstance(attrs, dict) or attrs.get("format") != _FORMAT:
@@ -542,42 +573,74 @@ class FeatureStore:
                 f"msk ({_msk_version()}) does not read. Convert it with `msk store migrate "
                 f"{self.path} NEW.zarr` (msk.store.migrate), or extract the audio again into a new store."
             )
-        if check and attrs.get("format_version") != _FORMAT_VERSION:
+        if check and attrs.get("format_version") not in _READABLE_VERSIONS:
             raise ValueError(
                 f"{self.path!r} has feature store format version {attrs.get('format_version')!r}; "
-                f"this msk ({_msk_version()}) reads version {_FORMAT_VERSION}."
+                f"this msk ({_msk_version()}) reads versions {', '.join(map(str, _READABLE_VERSIONS))}."
             )
+        members = doc.get("consolidated_metadata")
+        members = members.get("metadata") if isinstance(members, dict) else None
+        meta = {}
+        for name, m in (members if isinstance(members, dict) else {}).items():
+            if isinstance(m, dict) and m.get("node_type") == "array" and isinstance(m.get("shape"), list):
+                meta[name] = m
+        self._root, self._attrs, self._meta = doc, attrs, meta
+        self._arrays = {}
         return attrs
 
     def _set_attrs(self, **changes):
-        import zarr
+        self._attrs = dict(self._attrs, **changes)
+        self._write_root()
 
-        attrs = dict(self._read_attrs(check=False), **changes)
-        zarr.open_group(self.path, mode="r+", use_consolidated=False).attrs["msk"] = attrs
-        self._attrs = attrs
-        self._consolidate()
+    def _extent(self, name):
+        """Committed rows of an array: windows for the per-window arrays, clips for the others."""
+        return self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
 
-    def _consolidate(self):
-        """Write the members' metadata into the root's ``zarr.json`` (Zarr's consolidated metadata).
+    def _write_root(self):
+        """Write the root ``zarr.json``: msk's attributes and the consolidated metadata of the arrays.
 
-        The store's arrays all sit directly under the root, so the consolidated
-        metadata is each member's own ``zarr.json``, inline, as
-        ``zarr.consolidate_metadata`` writes it; it is written here without that
-        call, which warns on every use (a warning filter changed around it would
-        not be thread-safe: the batch writer runs beside the extracting threads).
+        The consolidated metadata is each array's ``zarr.json``, inline, as
+        ``zarr.consolidate_metadata`` writes it, with the committed shapes.
+        It is written from memory, without that call, which re-reads every
+        member and warns on every use (a warning filter changed around it
+        would not be thread-safe: the batch writer runs beside the extracting
+        threads).
         """
-        root_json = os.path.join(self.path, "zarr.json")
-        with open(root_json, encoding="utf-8") as f:
-            root = json.load(f)
-        members = {}
-        for name in sorted(os.listdir(self.path)):
-            member_json = os.path.join(self.path, name, "zarr.json")
-            if os.path.isfile(member_json):
-                with open(member_json, encoding="utf-8") as f:
-                    members[name] = json.load(f)
-        root["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": members}
-        with _persist.atomic_write(root_json, "w", durable=self.durable, encoding="utf-8") as f:
-            json.dump(root, f, indent=2)
+        doc = dict(self._root)
+        doc["attributes"] = dict(doc.get("attributes") or {}, msk=self._attrs)
+        doc["consolidated_metadata"] = {
+            "kind": "inline", "must_understand": False,
+            "metadata": {name: self._meta[name] for name in sorted(self._meta)},
+        }
+        data = json.dumps(doc, indent=2)
+        with _persist.atomic_write(os.path.join(self.path, "zarr.json"), "w", durable=self.durable,
+                                   encoding="utf-8") as f:
+            f.write(data)
+        self._root = doc
+
+    def _publish(self, force=False):
+        """Give every array the committed extent as its shape, in its ``zarr.json`` and in the root.
+
+        This is what makes committed rows visible to readers without msk: an
+        array's rows are written beyond its published shape, flushed, committed
+        in the table, and only then published, so such a reader never sees a
+        row that the table does not commit. The arrays' own files are written
+        without ``fsync``: the root is the durable copy, and a writer opening
+        the store publishes again (``force``).
+        """
+        for name in sorted(self._meta):
+            meta = self._meta[name]
+            n = self._extent(name)
+            if meta["shape"][0] == n and not force:
+                continue
+            meta = dict(meta, shape=[n, *meta["shape"][1:]])
+            data = json.dumps(meta, indent=2)
+            if os.path.isdir(os.path.join(self.path, name)):
+                with _persist.atomic_write(os.path.join(self.path, name, "zarr.json"), "w",
+                                           encoding="utf-8") as f:
+                    f.write(data)
+            self._meta[name] = meta
+        self._write_root()
 
     @property
     def model_info(self):
@@ -649,7 +712,6 @@ class FeatureStore:
             self._set_attrs(model=info)
             if "n_features" in info and self.n_features is None:
                 self._create_matrices(int(info["n_features"]), self.summary)
-                self._consolidate()
         elif not _same_model(recorded, info):
             raise ValueError(
                 f"feature store {self.path!r} holds features of {_describe(recorded)}; refusing to "
@@ -724,42 +786,91 @@ class FeatureStore:
         self : FeatureStore
         """
         self.damage = []
-        self._attrs = self._read_attrs()
-        self._arrays.clear()
+        self._load_root()
         self._load_table()
         return self
 
     def _truncate_uncommitted(self):
-        """A writer's start: cut rows beyond the commit, cut a torn last line, reconcile the view."""
+        """A writer's start: forget what a killed writer left beyond the commit, publish the commit.
+
+        Cuts a torn last line off the table, removes temporary files and the
+        chunk files that lie wholly beyond the committed rows (a batch killed
+        before its commit), upgrades a format 2 store in place (its five extra
+        per-clip arrays are dropped: the table holds their values), makes the
+        ``status`` array agree with the table and publishes the committed
+        shapes (a writer killed between its commit and its publication left
+        them behind).
+        """
         path = os.path.join(self.path, _TABLE)
         with open(path, "rb") as f:
             data = f.read()
         if data and not data.endswith(b"\n"):  # a line torn by a crash: cut it off
             os.truncate(path, data.rfind(b"\n") + 1)
-        # temporary chunk files of a writer killed mid-write (zarr writes a chunk to
-        # NAME.<uuid>.partial, then renames it)
+        # temporary files of a writer killed mid-write (zarr writes a chunk to NAME.<uuid>.partial,
+        # msk its metadata to NAME.<pid>.<hex>.tmp, then each is renamed)
         for dirpath, _, files in os.walk(self.path):
             for name in files:
-                if name.endswith(".partial"):
+                if name.endswith((".partial", ".tmp")):
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(dirpath, name))
-        self._sync_view(range(self._n_clips))
+        if self._attrs.get("format_version") == 2:
+            for name in _V2_ONLY_ARRAYS:
+                self._meta.pop(name, None)
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+            self._attrs = dict(self._attrs, format_version=_FORMAT_VERSION, upgraded_from_format=2)
+        for name in list(self._meta):
+            try:
+                meta = self._meta[name]
+                # one file per chunk of the grid (a shard, when the array is sharded)
+                step = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+            except (AttributeError, KeyError, IndexError, TypeError):
+                continue  # damaged metadata: _array reports it when the array is used
+            first_beyond = -(-self._extent(name) // step)
+            base = os.path.join(self.path, name, "c")
+            for entry in os.listdir(base) if os.path.isdir(base) else []:
+                if entry.isdigit() and int(entry) >= first_beyond:
+                    target = os.path.join(base, entry)
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.remove(target)
+        try:
+            self._sync_view(range(self._n_clips))
+        except ValueError as exc:  # a damaged chunk of the view: `check(repair=True)` rebuilds it
+            self.damage.append(str(exc))
+        self._publish(force=True)
 
     def _array(self, name):
+        """The array ``name``, opened from the root's metadata with room for any number of rows.
+
+        Reads stay within the committed rows (the table says where a clip's
+        rows are) and a batch writes its rows beyond them, so the shape that
+        zarr checks selections against is not the committed extent but a bound
+        no store reaches; the committed extent is published by :meth:`_publish`.
+        """
         arr = self._arrays.get(name)
         if arr is None:
             import zarr
+            from zarr.storage import LocalStore, StorePath
 
             try:
-                arr = zarr.open_array(os.path.join(self.path, name), mode="r" if self.mode == "r" else "r+")
-            except Exception as exc:  # zarr raises many kinds of errors for a broken array
+                meta = self._meta.get(name) or self._member_json(name)
+                meta = dict(meta, shape=[_UNBOUNDED, *meta["shape"][1:]])
+                if self._zstore is None:
+                    self._zstore = LocalStore(self.path, read_only=self.mode == "r")
+                # every chunk a batch writes is written, even one equal to the fill value: no
+                # comparison of each chunk with it
+                arr = zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(self._zstore, name),
+                                                 config={"write_empty_chunks": True}))
+            except Exception as exc:  # zarr raises many kinds of errors for broken metadata
                 raise ValueError(f"feature store {self.path!r}: array {name!r} cannot be opened ({exc}).") from None
             self._validate_array(name, arr)
             self._arrays[name] = arr
         return arr
 
     def _validate_array(self, name, arr):
-        """Refuse arrays whose metadata was altered (wrong dtype, width or implausible shape)."""
+        """Refuse arrays whose metadata was altered (wrong data type, dimensions or width)."""
         expected = {**{k: v[0] for k, v in _CLIP_ARRAYS.items()}, **{k: v[0] for k, v in _WINDOW_ARRAYS.items()},
                     "windows": np.float32, "tracks": np.float32}[name]
         ok_dtype = (arr.dtype.kind in "OTU") if expected is str else arr.dtype == np.dtype(expected)
@@ -773,15 +884,11 @@ class FeatureStore:
             problem = f"{arr.shape[1]} columns (the store records {self.n_features})"
         elif name == "tracks" and arr.shape[1] != self.n_features * (2 if self.summary == "mean+max" else 1):
             problem = f"{arr.shape[1]} columns"
-        else:
-            committed = self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
-            if arr.shape[0] < committed:
-                problem = f"{arr.shape[0]} rows, fewer than the {committed} the table commits"
         if problem is not None:
             raise ValueError(f"feature store {self.path!r}: array {name!r} has {problem}; its metadata "
                              "was altered or is damaged.")
 
-    def _check_chunk_files(self, name, rows=None):
+    def _check_chunk_files(self, name, rows):
         """Chunk files must be regular files no larger than a chunk can be (no /dev/zero, no FIFO)."""
         arr = self._array(name)
         shard = arr.shards or arr.chunks
@@ -789,7 +896,7 @@ class FeatureStore:
         itemsize = 4 if name in ("windows", "tracks") else 8
         limit = shard[0] * per_row * itemsize + 16 * (shard[0] + 16) + 4096
         base = os.path.join(self.path, name, "c")
-        lo, hi = (0, arr.shape[0]) if rows is None else rows
+        lo, hi = rows
         if hi <= lo:
             return
         for s in range(lo // shard[0], (hi - 1) // shard[0] + 1):
@@ -924,7 +1031,6 @@ class FeatureStore:
                 dirty.append(rec["clip"])
             self._commit([{"key": k, "status": "pruned", "time": _now()} for k in keys])
             self._sync_view(dirty)
-            self._consolidate()
         return len(keys)
 
     def flush(self):
@@ -959,32 +1065,32 @@ class FeatureStore:
                 (self._live if rec["status"] == "ok" else self._failed)[rec["key"]] = rec
                 self._by_clip[rec["clip"]] = rec
             try:
+                # 1. rows beyond the published shapes (no reader without msk sees them yet)
                 self._write_rows(w0, w, rows, c0, len(records))
                 self._write_clips(records, c0)
-                self._n_clips, self._n_windows = c0 + len(records), w
-                self._sync_view(dirty)
                 if self.durable:
                     self._fsync_chunks(w0, w, c0, c0 + len(records))
+                # 2. the commit point: one append to the table
                 self._commit(records)
             except BaseException:
                 # what is on disk beyond the commit is ignored; reopen to resume
                 self._load_table()
                 raise
-            self._consolidate()
+            self._n_clips, self._n_windows = c0 + len(records), w
+            # 3. the view of what the commit superseded, then the new shapes
+            self._sync_view(dirty)
+            self._publish()
 
     def _write_rows(self, w0, w1, rows, c0, n_clips):
         if w1 > w0:
-            X = np.concatenate([r[0] for r in rows])
+            X = rows[0][0] if len(rows) == 1 else np.concatenate([r[0] for r in rows])
             start = np.concatenate([r[1][0] for r in rows])
             end = np.concatenate([r[1][1] for r in rows])
-            clip = np.concatenate([np.full(r[0].shape[0], r[2], np.int64) for r in rows])
+            clip = np.repeat(np.array([r[2] for r in rows], np.int64), [r[0].shape[0] for r in rows])
             for name, values in (("windows", X), ("clip_index", clip), ("start", start), ("end", end)):
-                arr = self._array(name)
-                arr.resize((w1, *arr.shape[1:]))
-                arr[w0:w1] = values
+                self._array(name)[w0:w1] = values
         if n_clips:
             arr = self._array("tracks")
-            arr.resize((c0 + n_clips, arr.shape[1]))
             T = np.full((n_clips, arr.shape[1]), np.nan, np.float32)
             for X, _, c in rows:
                 T[c - c0] = track_vector(X, self.summary)
@@ -994,48 +1100,36 @@ class FeatureStore:
         n = len(records)
         cols = {
             "clip": [_text(r["key"]) for r in records],
-            "path": [_text(r["path"] or "") for r in records],
-            "size": [-1 if r["size"] is None else r["size"] for r in records],
-            "mtime": [-1 if r["mtime"] is None else r["mtime"] for r in records],
-            "hash": [r["hash"] or "" for r in records],
-            "duration": [np.nan if r["duration"] is None else r["duration"] for r in records],
-            "n_windows": [r["n_windows"] for r in records],
-            "offset": [r["offset"] for r in records],
             "status": [r["status"] for r in records],
-            "reason": [r["reason"] or "" for r in records],
+            "offset": [r["offset"] for r in records],
+            "n_windows": [r["n_windows"] for r in records],
+            "duration": [np.nan if r["duration"] is None else r["duration"] for r in records],
         }
         for name, values in cols.items():
-            arr = self._array(name)
-            arr.resize((c0 + n,))
-            arr[c0 : c0 + n] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+            self._array(name)[c0 : c0 + n] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+
+    def _status_of(self, c, superseded):
+        """The status a clip's row shows: its record's, or why the record is no longer live."""
+        rec = self._by_clip.get(c)
+        if rec is None:
+            return superseded.get(c, "")
+        live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
+        return rec["status"] if live else superseded.get(c, "replaced")
 
     def _sync_view(self, clips):
-        """Make the ``status`` array of ``clips`` agree with the table (and the shapes with the commit)."""
-        truth = {}
-        for table in (self._live, self._failed):
-            for rec in table.values():
-                truth[rec["clip"]] = rec["status"]
-        for c, st in self._superseded:
-            truth.setdefault(c, st)
-        if self.n_features is not None:
-            for name in ("windows", "clip_index", "start", "end"):
-                arr = self._array(name)
-                if arr.shape[0] != self._n_windows:
-                    arr.resize((self._n_windows, *arr.shape[1:]))
-            arr = self._array("tracks")
-            if arr.shape[0] != self._n_clips:
-                arr.resize((self._n_clips, arr.shape[1]))
-        for name in _CLIP_ARRAYS:
-            arr = self._array(name)
-            if arr.shape[0] != self._n_clips:
-                arr.resize((self._n_clips,))
+        """Make the ``status`` array agree with the table for ``clips`` (the rows between the first and last)."""
         clips = sorted(set(clips))
         if not clips or not self._n_clips:
             return
+        superseded = dict(self._superseded)
         status = self._array("status")
-        lo, hi = clips[0], clips[-1] + 1
-        wanted = [truth.get(c, "") for c in range(lo, hi)]
-        if [str(v) for v in status[lo:hi].tolist()] != wanted:
+        lo, hi = clips[0], min(clips[-1] + 1, self._n_clips)
+        wanted = [self._status_of(c, superseded) for c in range(lo, hi)]
+        try:
+            same = [str(v) for v in self._read("status", lo, hi).tolist()] == wanted
+        except ValueError:  # a damaged chunk: written again below
+            same = False
+        if not same:
             status[lo:hi] = np.array(wanted, dtype=str)
 
     def _rewrite_clip_view(self, name, lo, hi):
@@ -1046,16 +1140,12 @@ class FeatureStore:
         values = []
         for c in range(lo, hi):
             rec = self._by_clip.get(c)
-            if rec is None:
-                values.append(_CLIP_ARRAYS[name][1])
-                continue
             if name == "status":
-                live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
-                values.append(rec["status"] if live else superseded.get(c, "replaced"))
+                values.append(self._status_of(c, superseded))
+            elif rec is None:
+                values.append(_CLIP_ARRAYS[name][1])
             elif name == "clip":
                 values.append(_text(rec["key"]))
-            elif name == "path":
-                values.append(_text(rec.get("path") or ""))
             else:
                 v = rec.get(name)
                 values.append(_CLIP_ARRAYS[name][1] if v is None else v)
@@ -1074,7 +1164,6 @@ class FeatureStore:
         step = (arr.shards or arr.chunks)[0]
         for s in range(lo // step, (hi - 1) // step + 1):
             _fsync_path(os.path.join(self.path, name, "c", str(s), *(["0"] * (arr.ndim - 1))))
-        _fsync_path(os.path.join(self.path, name, "zarr.json"))
 
     def _commit(self, records):
         data = b"".join(_line(r) for r in records)
@@ -1449,6 +1538,18 @@ class FeatureStore:
                 except ValueError as exc:
                     problems.append(str(exc))
                     damaged_clips.append((name, lo, hi))
+        # the arrays' own metadata, which readers without msk use, must say what the root says
+        stale = []
+        for name in sorted(self._meta):
+            try:
+                shape = self._member_json(name)["shape"]
+            except (OSError, ValueError, KeyError, TypeError):
+                shape = None
+            if shape != self._meta[name]["shape"] or shape[0] != self._extent(name):
+                stale.append(name)
+                problems.append(f"array {name!r}: its zarr.json gives the shape {shape}, not the committed "
+                                f"{[self._extent(name), *self._meta[name]['shape'][1:]]} (readers without msk "
+                                "see other rows than msk); `msk store check --repair` publishes it again")
         # a damaged chunk is repaired by deleting its file (shard) and what it held: the clips
         # with rows in it are extracted again; the per-clip view is rewritten from the table
         files = {}
@@ -1496,7 +1597,9 @@ class FeatureStore:
                 repaired.append(f"recorded {len(keys_hit)} clip(s) with damaged chunks as failed "
                                 "(the next run extracts them again)")
             self._sync_view(range(self._n_clips))
-            self._consolidate()
+            self._publish(force=True)
+            if stale:
+                repaired.append(f"published the committed shapes of {', '.join(stale)}")
             self._load_table()
         return {"store": self.path, "clips": len(self._live), "failed": len(self._failed),
                 "problems": problems, "damaged_keys": sorted(keys_hit), "repaired": repaired}
