@@ -495,20 +495,6 @@ class FeatureStore:
             _fsync_path(parent or ".", directory=True)
 
     def _create(self, info, summary, settings):
-        import zarr
-        from zarr.codecs import Crc32cCodec
-
-        root = zarr.open_group(self.path, mode="w", zarr_format=3)
-        for name, (dtype, fill) in _CLIP_ARRAYS.items():
-            # strings: small chunks in shards, so that appending a batch re-encodes few of them
-            geometry = {"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str else {"chunks": (_CLIP_CHUNK,)}
-            root.create_array(name, shape=(0,), dtype=dtype, fill_value=fill, compressors=[Crc32cCodec()],
-                              dimension_names=["clip"], **geometry)
-        for name, (dtype, fill) in _WINDOW_ARRAYS.items():
-            root.create_array(name, shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
-                              compressors=[Crc32cCodec()], dimension_names=["window"])
-        with open(os.path.join(self.path, _TABLE), "ab"):
-            pass
         self._root = {"zarr_format": 3, "node_type": "group", "attributes": {}}
         self._attrs = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
@@ -516,30 +502,60 @@ class FeatureStore:
             "settings": jsonable(dict(settings or {})),
             "description": "window features of audio clips; see the msk documentation (msk.store)",
         }
-        self._meta = {name: self._member_json(name) for name in list(_CLIP_ARRAYS) + list(_WINDOW_ARRAYS)}
+        self._meta = {}
+        specs = {}
+        for name, (dtype, fill) in _CLIP_ARRAYS.items():
+            # strings: small chunks in shards, so that appending a batch re-encodes few of them
+            geometry = {"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str else {"chunks": (_CLIP_CHUNK,)}
+            specs[name] = dict(shape=(0,), dtype=dtype, fill_value=fill, dimension_names=["clip"], **geometry)
+        for name, (dtype, fill) in _WINDOW_ARRAYS.items():
+            specs[name] = dict(shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
+                               dimension_names=["window"])
         if info is not None and "n_features" in info:
-            self._create_matrices(int(info["n_features"]), summary)
-        else:
-            self._write_root()
+            specs.update(self._matrix_specs(int(info["n_features"]), summary))
+            self._attrs["n_features"] = int(info["n_features"])
+        self._create_arrays(specs, with_root=True)
+        with open(os.path.join(self.path, _TABLE), "ab"):
+            pass
+        self._write_root()
+
+    @staticmethod
+    def _matrix_specs(n_features, summary):
+        rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
+        width = n_features * (2 if summary == "mean+max" else 1)
+        return {
+            "windows": dict(shape=(0, n_features), chunks=(rows, n_features),
+                            shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
+                            dimension_names=["window", "feature"]),
+            "tracks": dict(shape=(0, width), chunks=(max(16, rows // 2), width),
+                           shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width), dtype="float32",
+                           fill_value=float("nan"), dimension_names=["clip", "track_feature"]),
+        }
+
+    def _create_arrays(self, specs, with_root=False):
+        """Create arrays (``{name: create_array keywords}``) with zarr, all in one call.
+
+        zarr builds their metadata in memory and writes it with
+        ``zarr.create_hierarchy``: creating arrays one by one in the store
+        checks the directory and writes each node separately, several
+        milliseconds an array.
+        """
+        import zarr
+        from zarr.codecs import Crc32cCodec
+        from zarr.storage import LocalStore, MemoryStore
+
+        template = zarr.open_group(MemoryStore(), mode="w", zarr_format=3)
+        nodes = {"": template.metadata} if with_root else {}
+        for name, spec in specs.items():
+            nodes[name] = template.create_array(name, compressors=[Crc32cCodec()], **spec).metadata
+        list(zarr.create_hierarchy(store=LocalStore(self.path), nodes=nodes))
+        for name in specs:
+            self._meta[name] = self._member_json(name)
+            self._arrays.pop(name, None)
 
     def _create_matrices(self, n_features, summary):
         """Create ``windows`` and ``tracks`` once the width is known; the root records them."""
-        import zarr
-        from zarr.codecs import Crc32cCodec
-
-        root = zarr.open_group(self.path, mode="r+", use_consolidated=False)
-        rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
-        root.create_array("windows", shape=(0, n_features), chunks=(rows, n_features),
-                          shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
-                          compressors=[Crc32cCodec()], dimension_names=["window", "feature"])
-        width = n_features * (2 if summary == "mean+max" else 1)
-        root.create_array("tracks", shape=(0, width), chunks=(max(16, rows // 2), width),
-                          shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width),
-                          dtype="float32", fill_value=float("nan"),
-                          compressors=[Crc32cCodec()], dimension_names=["clip", "track_feature"])
-        for name in ("windows", "tracks"):
-            self._meta[name] = self._member_json(name)
-            self._arrays.pop(name, None)
+        self._create_arrays(self._matrix_specs(n_features, summary))
         self._attrs = dict(self._attrs, n_features=n_features)
         self._write_root()
 
@@ -612,7 +628,7 @@ class FeatureStore:
             "kind": "inline", "must_understand": False,
             "metadata": {name: self._meta[name] for name in sorted(self._meta)},
         }
-        data = json.dumps(doc, indent=2)
+        data = json.dumps(doc)
         with _persist.atomic_write(os.path.join(self.path, "zarr.json"), "w", durable=self.durable,
                                    encoding="utf-8") as f:
             f.write(data)
@@ -634,7 +650,7 @@ class FeatureStore:
             if meta["shape"][0] == n and not force:
                 continue
             meta = dict(meta, shape=[n, *meta["shape"][1:]])
-            data = json.dumps(meta, indent=2)
+            data = json.dumps(meta)
             if os.path.isdir(os.path.join(self.path, name)):
                 with _persist.atomic_write(os.path.join(self.path, name, "zarr.json"), "w",
                                            encoding="utf-8") as f:
@@ -813,7 +829,8 @@ class FeatureStore:
                 if name.endswith((".partial", ".tmp")):
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(dirpath, name))
-        if self._attrs.get("format_version") == 2:
+        upgraded = self._attrs.get("format_version") == 2
+        if upgraded:
             for name in _V2_ONLY_ARRAYS:
                 self._meta.pop(name, None)
                 shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
@@ -839,7 +856,10 @@ class FeatureStore:
             self._sync_view(range(self._n_clips))
         except ValueError as exc:  # a damaged chunk of the view: `check(repair=True)` rebuilds it
             self.damage.append(str(exc))
-        self._publish(force=True)
+        # the arrays' files are published before the root: a root with the committed shapes
+        # means they have them too
+        if any(meta["shape"][0] != self._extent(name) for name, meta in self._meta.items()) or upgraded:
+            self._publish(force=True)
 
     def _array(self, name):
         """The array ``name``, opened from the root's metadata with room for any number of rows.
