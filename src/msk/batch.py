@@ -28,6 +28,7 @@ import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option, check_sample_rate
+from .audio import library_key
 from .multiscale import LAST_WINDOWS, REPRESENTATIONS, SUMMARIES, MultiscaleFeatures, track_vector
 
 __all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key"]
@@ -331,40 +332,6 @@ def _list_paths(paths):
         out.append(os.fspath(p))
     root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in out]) if out else os.getcwd()
     return out, [], root
-
-
-def library_key(path, root):
-    """The store key of ``path`` in a library rooted at ``root``: its relative path, with ``/``.
-
-    The same file gets the same key from any working directory: both paths
-    are made absolute (without resolving symbolic links) before the relative
-    path is taken, and the separators are ``/`` on every platform.
-
-    Parameters
-    ----------
-    path, root : str or os.PathLike
-
-    Returns
-    -------
-    key : str
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is not inside ``root``.
-
-    Examples
-    --------
-    >>> from msk.batch import library_key
-    >>> library_key("/music/a/b.mp3", "/music/")
-    'a/b.mp3'
-    """
-    path, root = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(root))
-    rel = os.path.relpath(path, root)
-    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        raise ValueError(f"{path!r} is not inside the library root {root!r}; give `root` (--root) "
-                         "a folder that holds every input file.")
-    return rel.replace(os.sep, "/")
 
 
 def _check_n_jobs(n_jobs):

@@ -1667,15 +1667,43 @@ def _v1_entries(path):
     return header, entries, failures
 
 
-def migrate(old, new):
+def _source_of(path, n_windows, step):
+    """The source record (path, size, mtime, hash, duration) of a migrated clip's file, or why not.
+
+    A file whose length does not give the clip's number of windows (give or
+    take one) has changed since it was extracted: its record is not filled,
+    so that the next run extracts it again.
+    """
+    import soundfile as sf
+
+    st = os.stat(path)
+    if not os.path.isfile(path):
+        raise ValueError("not a regular file")
+    try:
+        duration = float(sf.info(os.fsencode(path)).duration)
+    except Exception as exc:  # any decoder error: the file is not what was extracted
+        raise ValueError(f"cannot be decoded ({exc})") from None
+    if step is not None and abs(duration / step - n_windows) > 1.5:
+        raise ValueError(f"lasts {duration:.1f} s, not the {n_windows} windows stored")
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime": st.st_mtime_ns,
+            "hash": file_hash(path), "duration": duration}
+
+
+def migrate(old, new, *, root=None, model=None):
     """Convert a feature store written by msk 0.1 into the current format.
 
     Keys, features, failures and the model are copied. Window times are
     computed from the model's pooling geometry when the store records the
-    model (a short clip's single window is given the nominal span). The
-    source files' size, mtime and hash were not recorded by msk 0.1, so a
-    later ``msk extract`` of the library extracts every file again under its
-    root-relative key; the migrated keys are the paths as they were typed.
+    model (a short clip's single window is given the nominal span). msk 0.1
+    recorded neither the source files' size, mtime and hash nor a library
+    root: with ``root``, each clip whose source file (its recorded path, or
+    else its key read as a path) is inside ``root`` gets its key relative to
+    ``root`` (as :func:`msk.extract_many` gives it) and its file's size,
+    mtime, hash and duration, so that a later ``msk extract ROOT`` into the
+    new store skips it while the file is unchanged. The file is taken to be
+    the one that was extracted if its length matches the clip's number of
+    windows. Clips whose file is missing, outside ``root`` or changed keep
+    their key and an empty source, and are extracted again by such a run.
 
     Parameters
     ----------
@@ -1683,13 +1711,46 @@ def migrate(old, new):
         An msk 0.1 store (left untouched).
     new : str or os.PathLike
         The new store (must not exist, or be an empty directory).
+    root : str, os.PathLike or None, default=None
+        The library root of the extraction to come (``msk extract ROOT``,
+        ``--root``). None keeps the keys as they are and fills the sources
+        of clips whose recorded path exists.
+    model : MultiscaleFeatures or None, default=None
+        The model that computed the features, as this msk loads it (msk 0.1
+        identified models differently, so without it the new store accepts
+        no features of a current model). It is checked by extracting the
+        first clip whose file is found again and comparing its windows with
+        the stored ones (msk 0.1 dropped a partial last window: the new
+        store records ``last_window="drop"``).
 
     Returns
     -------
     store : FeatureStore
-        The new store, open for reading.
+        The new store, open for reading. Its ``settings["migration"]`` counts
+        the clips whose source was filled (``"filled"``), those it could not
+        fill (``"not_filled"``, with ``"not_filled_keys"``: up to 20 of them
+        and why) and the old keys merged because they named one file
+        (``"merged"``).
     """
+    from .audio import library_key
+
     old, new = os.fspath(old), os.fspath(new)
+    if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"`root` must be a folder path or None; got {type(root).__name__}.")
+        root = os.path.abspath(os.fspath(root))
+        if not os.path.isdir(root):
+            raise ValueError(f"`root` {root!r} (--root) is not a folder.")
+    version = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        with open(os.path.join(old, "zarr.json"), "rb") as f:
+            version = json.loads(f.read())["attributes"]["msk"]["format_version"]
+    if version in _READABLE_VERSIONS:
+            raise ValueError(
+                f"{old!r} is a feature store of format version {version}, which this msk reads: it needs no "
+                "migration (a format 2 store is upgraded in place by the first process that writes to it, "
+                f"e.g. `msk store check --repair {old}`)."
+            )
     try:
         header, entries, failures = _v1_entries(old)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -1706,16 +1767,76 @@ def migrate(old, new):
     hop = params.get("hop_length", 512)
     if isinstance(pool, int) and isinstance(hop, int) and isinstance(params.get("sr"), int):
         step = pool * hop / params["sr"]
-    with FeatureStore(new, mode="w", model_info=info, settings={"migrated_from": os.path.abspath(old)}) as st:
+
+    def rekey(key, path):
+        """(new key, source file) of an old key: relative to ``root`` when the file is inside it."""
+        src = path if isinstance(path, str) and path else key
+        if root is None:
+            return key, src
+        try:
+            return library_key(src, root), src
+        except ValueError:
+            raise ValueError(f"not inside the root {root!r}") from None
+
+    settings = {"migrated_from": os.path.abspath(old), "last_window": "drop"}
+    if root is not None:
+        settings["root"] = root
+    checked = model is None
+    if model is not None:
+        info = model_fingerprint(model)
+        if info["n_features"] != header.get("model", {}).get("n_features", info["n_features"]):
+            raise ValueError(f"`model` (--model) gives {info['n_features']} features; the store {old!r} holds "
+                             f"{header['model']['n_features']}: not the model of its features.")
+    counts = {"filled": 0, "not_filled": 0, "merged": 0}
+    unfilled, seen = [], set()
+    with FeatureStore(new, mode="w", model_info=info, settings=settings) as st:
         for key, X, meta in entries:
             n = X.shape[0]
             start = end = None
             if step is not None:
                 start, end = np.arange(n) * step, (np.arange(n) + 1) * step
-            st.put(key, X, start=start, end=end,
-                   source={"path": meta.get("path") if isinstance(meta.get("path"), str) else None})
+            path = meta.get("path") if isinstance(meta.get("path"), str) else None
+            source = {"path": path}
+            try:
+                # a key inside the root takes its root-relative form even when its source cannot be
+                # filled: the next run then extracts it again under that key, replacing it
+                new_key, src = rekey(key, path)
+            except ValueError as exc:
+                new_key, src, why = key, None, str(exc)
+            if new_key in seen:  # the same file under two keys (typed from two working directories)
+                counts["merged"] += 1
+                continue
+            seen.add(new_key)
+            if src is not None:
+                try:
+                    source = _source_of(src, n, step)
+                except OSError as exc:
+                    why = exc.strerror or str(exc)
+                except ValueError as exc:
+                    why = str(exc)
+            if source.get("hash") and not checked:
+                ref = model.transform(src, last_window="drop")
+                if ref.shape[0] != n or not np.allclose(ref, X, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(X).max()))):
+                    raise ValueError(
+                        f"the features of {key!r} in {old!r} differ from what `model` (--model) computes from "
+                        f"{src!r}: not the model of the store (or the file changed since). Give the model "
+                        "the store was extracted with, or extract the audio again into a new store."
+                    )
+                checked = True
+            if source.get("hash"):
+                counts["filled"] += 1
+            else:
+                counts["not_filled"] += 1
+                unfilled.append(f"{key}: {why}")
+            st.put(new_key, X, start=start, end=end, source=source)
         for key, reason in failures.items():
-            st.fail(key, reason)
+            try:
+                key = rekey(key, None)[0]
+            except ValueError:
+                pass
+            if key not in seen:
+                st.fail(key, reason)
+        st.update_settings({"migration": dict(counts, not_filled_keys=unfilled[:20])})
     return FeatureStore(new, mode="r")
 
 
