@@ -128,6 +128,7 @@ def test_times_cover_each_window_and_short_clips(store_path, library):
         duration = sf.info(library / key).duration
         n = len(start)
         assert n == st.get(key).shape[0] == st.record(key)["n_windows"]
+        assert st.record(key)["duration"] == pytest.approx(duration, abs=1 / SR)
         if duration < STEP:  # one window over what there is
             seen_short = True
             assert n == 1 and start[0] == 0 and end[0] == pytest.approx(duration)
@@ -633,6 +634,7 @@ def test_migrate_fills_sources_under_the_root_so_a_rerun_skips_unchanged_files(t
     np.testing.assert_array_equal(FeatureStore(new, mode="r").get(key(paths[3])),
                                   msk.extract(paths[3], model=model, last_window="drop"))
     assert FeatureStore(new, mode="r").settings["last_window"] == "drop"
+    assert FeatureStore(new, mode="r").record(key(paths[3]))["duration"] == pytest.approx(sf.info(paths[3]).duration)
     # another model is refused: its features of a found file differ
     other = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=6, n_samples=800, max_iter=3,
                                    random_state=1).fit([y[: 12 * SR], y[12 * SR :]])

@@ -362,12 +362,17 @@ def _extract_one(model, path, last_window, with_source=True):
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
         X, start, end = model.transform(path, last_window=last_window, return_times=True)
-        duration = None
-        with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
-            duration = float(sf.info(os.fsencode(path)).duration)
         if with_source:
             from .store import file_hash
 
+            if last_window == "keep" and len(end):
+                # the kept last window ends where the decoded audio ends: no second opening of the
+                # file (which for an MP3 costs about as much as hashing it)
+                duration = float(end[-1])
+            else:
+                duration = None
+                with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
+                    duration = float(sf.info(os.fsencode(path)).duration)
             source.update(hash=file_hash(path), duration=duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure

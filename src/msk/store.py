@@ -9,45 +9,59 @@ component="windows")``, and with plain ``zarr.open_group(path, mode="r")``::
     features.zarr/
         zarr.json          root group: attributes["msk"] (format, version, msk version,
                            model fingerprint, extraction settings) and the consolidated
-                           metadata of every array (as of the last commit)
+                           metadata of every array (the committed shapes)
         windows/           (window, feature)        float32  every clip's window features
         clip_index/        (window,)                int64    the clip of each window row
         start/, end/       (window,)                float64  seconds covered by each row
         tracks/            (clip, track_feature)    float32  one vector per clip (the summary)
         clip/              (clip,)                  str      the key of each clip
-        path/              (clip,)                  str      the source file
-        size/, mtime/      (clip,)                  int64    its bytes and mtime (ns)
-        hash/              (clip,)                  str      SHA-256 of its content
-        duration/          (clip,)                  float64  seconds
-        n_windows/, offset/ (clip,)                 int64    its rows of ``windows``
         status/            (clip,)                  str      ok, failed, replaced, pruned
-        reason/            (clip,)                  str      why it failed
-        clip/msk-table.jsonl   msk's commit log (the truth; see below)
+        offset/, n_windows/ (clip,)                 int64    its rows of ``windows``
+        duration/          (clip,)                  float64  seconds
+        clip/msk-table.jsonl   the clip table and msk's commit log (the truth; see below)
         clip/msk-writer.lock   the writer's lock
 
-Every array uses the ``crc32c`` codec, so a flipped bit in a chunk is an
-error on reading, not a silent change. ``windows`` is sharded along rows
-(shards of about 16 MB holding chunks of about 1 MB), so a store has a few
-files per batch of clips, not per clip, and reading one clip reads about
-1 MB. ``xarray`` sees the dimensions ``window``, ``feature``, ``clip`` and
-``track_feature``; ``clip`` is indexed by the keys, ``clip_index`` maps
-rows to clips. A clip whose status is not ``"ok"`` (a failure, a file
-re-extracted since, or one pruned) keeps its place in the ``clip``
-dimension: select ``status == "ok"``.
+The clip table holds one JSON line per clip: its key, source path, size,
+mtime (ns), SHA-256, duration, rows, status and failure reason
+(:meth:`FeatureStore.record`); the per-clip arrays repeat what readers
+without msk need to select clips and find their rows. Every array uses the
+``crc32c`` codec, so a flipped bit in a chunk is an error on reading, not a
+silent change. ``windows`` is sharded along rows (shards of about 16 MB
+holding chunks of about 1 MB), so a store has a few files per batch of
+clips, not per clip, and reading one clip reads about 1 MB. ``xarray`` sees
+the dimensions ``window``, ``feature``, ``clip`` and ``track_feature``;
+``clip`` is indexed by the keys, ``clip_index`` maps rows to clips. A clip
+whose status is not ``"ok"`` (a failure, a file re-extracted since, or one
+pruned) keeps its place in the ``clip`` dimension: select ``status == "ok"``.
 
-Commits, crashes and concurrent writers
----------------------------------------
-Clips are buffered and written in batches. A batch is appended to the
-arrays (rows after the last committed row, each chunk written to a
-temporary file and renamed), flushed to disk (``durable=True``), and then
-committed by appending one JSON line per clip to ``clip/msk-table.jsonl``
-in a single ``write`` (then ``fsync``). Each line names the clip's rows
-(``offset``, ``n_windows``) and carries a CRC-32 of its own text. The table
-is the truth: rows that no line references (a batch killed before its
-commit) are ignored and overwritten by the next batch, so a run killed at
-any moment loses only its batch in flight. Finally the root ``zarr.json``
-is rewritten (one atomic rename) with the consolidated metadata of the
-committed arrays, which is what xarray and zarr read.
+Commits, crashes and concurrent readers and writers
+---------------------------------------------------
+Clips are buffered and written in batches, in this order:
+
+1. the batch's rows are written after the last committed row of every
+   array, beyond the shapes that the arrays' metadata publishes (each chunk
+   to a temporary file, then renamed; a chunk that also holds committed rows
+   is rewritten with the same values for them), and flushed to disk
+   (``durable=True``);
+2. the batch is committed by appending one JSON line per clip to
+   ``clip/msk-table.jsonl`` in a single ``write`` (then ``fsync``): the
+   commit point. Each line names the clip's rows (``offset``,
+   ``n_windows``) and carries a CRC-32 of its own text;
+3. the ``status`` of clips the batch replaced is updated, and the new
+   shapes are published: each array's ``zarr.json``, then the root's
+   consolidated metadata (each replaced atomically).
+
+The table is the truth: msk reads the rows that it commits, with the
+arrays' metadata taken from the root, whatever shape is published. Readers
+without msk (xarray, Dask, zarr) see the published shapes, so they never see
+rows of a batch that is not committed: only the state of some commit (an
+array's own ``zarr.json`` and the root are replaced one after the other, so
+an array read alone may be one batch ahead of another; the consolidated
+root read by xarray is one consistent commit). A run killed at any moment
+loses only its batch in flight: rows that no line references are ignored,
+and the next writer removes their chunk files, overwrites the rest and
+publishes the committed shapes if a crash came between the commit and the
+publication.
 
 A line that fails its CRC (or is not a record) is skipped with a warning
 naming it; the store stays readable, the clip it described is extracted
@@ -60,14 +74,22 @@ which records its host and pid; a second writer is refused with a message
 naming them (or waits, with ``wait=``). The lock of a process that died is
 released by the operating system and taken over. Readers need no lock.
 
+Format versions
+---------------
+This msk writes format 3. Format 2 also had ``path``, ``size``, ``mtime``,
+``hash`` and ``reason`` arrays (the same values as the table); it is read
+as it is, and the first writer that opens such a store upgrades it in place
+(removing those arrays). Stores of msk 0.1 (format 1) are converted by
+:func:`migrate`.
+
 Keys
 ----
 A key is a non-empty ``str``. :func:`msk.extract_many` uses the file's
-path relative to the library root, with ``/`` separators. File names that
-are not valid UTF-8 are kept exactly as Python represents them
-(``os.fsdecode``, lone surrogates): the table's JSON escapes them, and the
-``clip`` and ``path`` arrays, which must hold UTF-8, show such bytes as
-``\\xNN``.
+path relative to the library root, with ``/`` separators
+(:func:`msk.audio.library_key`). File names that are not valid UTF-8 are
+kept exactly as Python represents them (``os.fsdecode``, lone surrogates):
+the table's JSON escapes them, and the ``clip`` array, which must hold
+UTF-8, shows such bytes as ``\\xNN``.
 """
 
 import contextlib
