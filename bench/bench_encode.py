@@ -23,6 +23,10 @@ Cases
   one tile and the same as for the 29.1 s clip.
 * ``paired``: the ``clip`` grid again, the four members interleaved round by round; the medians
   of the per-round ratios are the numbers to quote when other jobs load the machine.
+* ``options``: level 0 of the clip (910 frames), K = 500, w in {1, 4}: each encoder option
+  (threshold, split, triangle, window standardisation, combinations, three pooling statistics)
+  interleaved round by round with the linear encoding; the median per-round time ratio to
+  linear is each option's cost.
 
 The PCA dimension is p = d / 2 (d = 200 w): the example clip shipped with msk keeps
 146 / 200, 272 / 400 and 460 / 800 components at 99 % variance for w = 1, 2, 4 (ratios 0.73,
@@ -301,6 +305,7 @@ def test_paired(benchmark, width, K):
 
 
 def _write_summary(w):
+    _write_options(w)
     w("")
     w("bench_encode summary: median ms (min ms); rate = sgemm time / msk time on the same FLOPs")
     w("  numpy sgemm = numpy's BLAS; scipy sgemm = the BLAS msk calls; one BLAS thread; shared machine, noisy")
@@ -349,3 +354,70 @@ def _write_summary(w):
               f" (29.1 s clip: {r['msk']['peak_29s'] / 2**20:.2f} MiB); numpy {r['numpy']['median_ms']:.1f} ms,"
               f" extra peak {r['numpy']['peak'] / 2**20:.1f} MiB")
 
+
+
+OPTION_ROUNDS = 40
+# name -> WindowEncoder options; "linear" (max pooling) is the reference of every ratio
+OPTIONS = {
+    "linear": {},
+    "threshold": {"encoding": "threshold"},
+    "split": {"encoding": "split"},
+    "triangle": {"encoding": "triangle"},
+    "standardize": {"normalization": "standardize"},
+    "standardize+split": {"normalization": "standardize", "encoding": "split"},
+    "standardize+triangle": {"normalization": "standardize", "encoding": "triangle"},
+    "linear max+mean+std": {"pooling": ("max", "mean", "std")},
+    "split max+mean+std": {"encoding": "split", "pooling": ("max", "mean", "std")},
+}
+
+
+@pytest.mark.parametrize("width", [1, 4])
+def test_options(benchmark, width):
+    """Each encoder option's time over the linear encoding's, rounds interleaved (level 0, K = 500)."""
+    benchmark.group = "encoder options (level 0, 910 frames, K=500)"
+    mean, whitening, dictionary = make_model(width * 1000 + 507, width, 500)
+    rng = np.random.default_rng(11)
+    # log-mel-like frames (values about -14 .. 5) so the standardisation sees realistic windows
+    frames = (np.repeat(rng.uniform(-9, 1, 114), 8)[:CLIP_FRAMES, None] + np.linspace(0, -4, N_MELS)
+              + rng.normal(0, 1.5, (CLIP_FRAMES, N_MELS))).astype(np.float32)
+    encoders = {name: WindowEncoder(mean, whitening, dictionary, width=width, pool=128, **opts)
+                for name, opts in OPTIONS.items()}
+    for enc in encoders.values():
+        enc._encode(frames)  # cast the float32 operands once
+    times = {name: [] for name in OPTIONS}
+
+    def rounds():
+        for _ in range(OPTION_ROUNDS):
+            for name, enc in encoders.items():
+                t = time.perf_counter()
+                enc._encode(frames)
+                times[name].append(time.perf_counter() - t)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    t = {name: np.array(v) for name, v in times.items()}
+    info = {name: {"median_ms": float(np.median(v)) * 1e3, "min_ms": float(v.min()) * 1e3,
+                   "ratio": float(np.median(v / t["linear"])),
+                   "factorization": encoders[name].factorization_}
+            for name, v in t.items()}
+    benchmark.extra_info.update({"options": info, **_threads()})
+    RESULTS[("options", width)] = info
+    f64 = frames.astype(np.float64)
+    for name, opts in OPTIONS.items():
+        enc = encoders[name]
+        params = {k: v for k, v in opts.items() if k != "normalization"}
+        if "normalization" in opts:
+            params.update(normalization="standardize", normalization_eps=enc.normalization_eps)
+        want = numpy_pipeline(f64, mean, whitening, dictionary, width=width, pool=128, **params)
+        np.testing.assert_allclose(enc._encode(frames), want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def _write_options(w):
+    keys = sorted(k for k in RESULTS if k[0] == "options")
+    if not keys:
+        return
+    w("")
+    w(f" encoder options, level 0 (910 x 200), K = 500: median of {OPTION_ROUNDS} per-round time ratios to linear")
+    w(f" {'option':<22} " + " ".join(f"{'w=' + str(k[1]) + ' ms':>9} {'ratio':>6} {'fact.':>6}" for k in keys))
+    for name in OPTIONS:
+        w(f" {name:<22} " + " ".join(f"{RESULTS[k][name]['median_ms']:9.3f} {RESULTS[k][name]['ratio']:6.2f}"
+                                      f" {RESULTS[k][name]['factorization']:>6}" for k in keys))

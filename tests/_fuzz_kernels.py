@@ -127,17 +127,28 @@ def ref_mel(y, n_fft, hop, center, start, offset, weights, power, log, log_scale
     return np.log(log_scale * mel + log_offset) if log else mel
 
 
-def ref_encode_pool(frames, width, first, second, bias, rectify, pool, n_positions, stats):
+def ref_encode_pool(frames, width, first, second, bias, encoding, threshold, normalize_eps,
+                    hidden_bias, center_sq, pool, n_positions, stats):
     f = frames.astype(np.float64)
     n_mels = frames.shape[1]
-    codes = np.zeros((n_positions, first.shape[1]))
-    for j in range(width):
-        codes += f[j : j + n_positions] @ first[j * n_mels : (j + 1) * n_mels]
-    if second.shape[0]:
-        codes = codes @ second
-    codes = codes + bias
-    if rectify:
-        codes = np.maximum(codes, 0)
+    x = np.stack([f[t : t + width].ravel() for t in range(n_positions)])
+    if normalize_eps is not None:
+        x = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + normalize_eps)
+    codes = x @ first.astype(np.float64)
+    if encoding == 3:
+        h = codes + hidden_bias
+        norm = np.linalg.norm(h, axis=1, keepdims=True)
+        h = np.divide(h, norm, out=np.zeros_like(h), where=norm > 0)
+        z = np.sqrt(np.maximum(1 + center_sq - 2 * (h @ second), 0))
+        codes = np.maximum(z.mean(1, keepdims=True) - z, 0)
+    else:
+        if second.shape[0]:
+            codes = codes @ second
+        codes = codes + bias
+        if encoding == 1:
+            codes = np.maximum(codes, 0)
+        elif encoding == 2:
+            codes = np.hstack([np.maximum(codes - threshold, 0), np.maximum(-codes - threshold, 0)])
     rows = []
     for p0 in range(0, n_positions, pool):
         block = codes[p0 : p0 + pool]
@@ -157,8 +168,11 @@ def fuzz_whiten_encode_pool(data):
     n_mels = data.draw(st.integers(1, 4))
     width = data.draw(st.integers(1, 3))
     n_first = data.draw(st.integers(1, 4))
-    staged = data.draw(st.booleans())
+    encoding = data.draw(st.sampled_from([0, 0, 1, 2, 3]))
+    staged = encoding == 3 or data.draw(st.booleans())
+    normalize = data.draw(st.booleans())
     K = data.draw(st.integers(1, 4)) if staged else n_first
+    n_out = 2 * K if encoding == 2 else K
     pool = data.draw(st.integers(1, 5))
     n_pos_valid = max(T - width + 1, 0)
     n_positions = near(n_pos_valid) if data.draw(st.booleans()) else max(n_pos_valid - 2, 0)
@@ -166,16 +180,28 @@ def fuzz_whiten_encode_pool(data):
     stats = data.draw(st.sets(st.sampled_from(["max", "mean", "std"]), max_size=3))
     do = [s in stats for s in ("max", "mean", "std")]
     n_pools = -(-max(n_positions, 0) // pool)
+    n_work = (max(tile, 1) + 6) * n_out + (max(tile, 1) * n_first if staged else 0)
+    if normalize:
+        n_work += (max(tile, 1) + width - 1) * (n_mels + 3)
     shapes = dict(
         frames=(near((T)), near((n_mels))),
         first=(near((width * n_mels)), near((n_first))),
         second=(near((n_first)), near((K))) if staged else (0, 0),
         bias=(near((K)),),
-        work=(near(((max(tile, 1) + 6) * K + (max(tile, 1) * n_first if staged else 0))),),
-        out=(near((n_pools)), near((K * sum(do)))),
+        first_sums=(near(width), near(n_first)) if normalize else (0, 0),
+        hidden_bias=(near(n_first),) if encoding == 3 else (0,),
+        center_sq=(near(K),) if encoding == 3 else (0,),
+        work=(near(n_work),),
+        out=(near((n_pools)), near((n_out * sum(do)))),
     )
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     arrays = {k: rng.standard_normal(v).astype(dt) for k, v in shapes.items()}
+    if (normalize and arrays["first"].shape == (width * n_mels, n_first)
+            and arrays["first_sums"].shape == (width, n_first)):
+        # the sums the kernel's correction assumes (any values are safe, these are checked)
+        arrays["first_sums"] = arrays["first"].reshape(width, n_mels, -1).sum(axis=1).astype(dt)
+    if encoding == 3:
+        arrays["center_sq"] = np.abs(arrays["center_sq"])
     odd = data.draw(st.sampled_from([None, None, None, "dtype", "strided", "none"]))
     if odd is not None:
         name = data.draw(st.sampled_from(sorted(arrays)))
@@ -185,11 +211,13 @@ def fuzz_whiten_encode_pool(data):
                         else np.repeat(a, 2, axis=-1)[..., ::2])
         if odd == "strided" and arrays[name].flags.c_contiguous:
             odd = None  # e.g. an empty or one-row view: contiguous, nothing odd about it
-    rectify = data.draw(st.booleans())
+    threshold = data.draw(st.sampled_from([0.0, 0.3, float("nan")] if encoding == 2 else [0.25]))
+    eps = data.draw(st.sampled_from([0.5, 0.0] if normalize else [1.0]))
     a = arrays
     try:
-        n_bad = _encode.whiten_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], rectify, pool,
-                                   n_positions, tile, *do, a["work"], a["out"])
+        n_bad = _encode.whiten_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], encoding,
+                                           threshold, a["first_sums"], eps, a["hidden_bias"], a["center_sq"],
+                                           pool, n_positions, tile, *do, a["work"], a["out"])
     except CLEAN:
         return
     # Accepted: the shapes must have been valid, and the result right.
@@ -199,16 +227,26 @@ def fuzz_whiten_encode_pool(data):
     Tf, nm = s["frames"]
     nf = s["first"][1]
     Kk = s["second"][1] if s["second"][0] else nf
+    no = 2 * Kk if encoding == 2 else Kk
+    norm = s["first_sums"][0] > 0
     assert nm >= 1 and nf >= 1 and Kk >= 1 and tile >= 1 and any(do), (s, tile, do)
     assert n_positions == 0 or 0 < n_positions <= Tf - width + 1, (s, n_positions, width)  # 0 reads nothing
     assert s["first"][0] == width * nm, (s, width)
     assert s["second"] == (0, 0) or s["second"][0] == nf, s
-    assert s["bias"] == (Kk,) and s["out"] == (-(-n_positions // pool), Kk * sum(do)), (s, n_positions, pool)
-    assert s["work"][0] >= (tile + 6) * Kk + (tile * nf if s["second"][0] else 0), (s, tile)
+    assert s["first_sums"] in ((0, 0), (width, nf)) and (not norm or eps > 0), (s, eps)
+    assert encoding != 2 or np.isfinite(threshold), threshold
+    if encoding == 3:
+        assert s["second"][0] and s["hidden_bias"] == (nf,) and s["center_sq"] == (Kk,), s
+    else:
+        assert s["hidden_bias"] == (0,) and s["center_sq"] == (0,), s
+    assert s["bias"] == (Kk,) and s["out"] == (-(-n_positions // pool), no * sum(do)), (s, n_positions, pool)
+    need = (tile + 6) * no + (tile * nf if s["second"][0] else 0) + ((tile + width - 1) * (nm + 3) if norm else 0)
+    assert s["work"][0] >= need, (s, tile)
     assert n_bad == np.count_nonzero(~np.isfinite(a["out"]))
     if n_positions:
-        ref = ref_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], rectify, pool,
-                              n_positions, stats)
+        ref = ref_encode_pool(a["frames"], width, a["first"], a["second"], a["bias"], encoding, threshold,
+                              eps if norm else None, a["hidden_bias"], a["center_sq"], pool, n_positions, stats)
+        # normalised windows are divided by sqrt(var + eps) >= sqrt(0.5): values stay O(1)
         close(a["out"], ref, dt, "whiten_encode_pool")
 
 
@@ -448,9 +486,13 @@ def fuzz_wrappers_encoder(data):
     width = data.draw(st.integers(1, 3))
     scale = data.draw(st.sampled_from([1.0, 1e20, 1e200]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    encoding = data.draw(st.sampled_from(["linear", "threshold", "split", "triangle"]))
     enc = WindowEncoder(rng.standard_normal(n_mels * width), rng.standard_normal((3, n_mels * width)) * scale,
                         rng.standard_normal((4, 3)), width=width, pool=data.draw(st.integers(1, 5)),
-                        pooling=("max", "mean", "std"), factorization=data.draw(st.sampled_from(["fused", "staged"])))
+                        pooling=data.draw(st.sampled_from([("max",), ("max", "mean", "std")])),
+                        encoding=encoding, normalization=data.draw(st.sampled_from(["none", "standardize"])),
+                        factorization="staged" if encoding == "triangle"
+                        else data.draw(st.sampled_from(["fused", "staged"])))
     call = data.draw(st.sampled_from(["public", "unchecked"]))
     try:
         if call == "public":

@@ -69,6 +69,23 @@ def test_fit_pca_only_and_pooling(audio_dir, tmp_path, capsys):
     assert model.n_clusters is None and model.pooling == ("max", "mean")
 
 
+def test_fit_encoder_options(audio_dir, tmp_path, capsys):
+    out_model = tmp_path / "o.npz"
+    code, out, err = run(capsys, ["fit", str(audio_dir), "-o", str(out_model), "--levels", "2",
+                                  "--n-clusters", "8", "--n-samples", "1000", "--encoding", "split",
+                                  "--threshold", "0.1", "--window-normalization", "standardize",
+                                  "--window-normalization-eps", "0.3"])
+    assert code == 0, err
+    assert json.loads(out)["n_features"] == 2 * 2 * 8  # split: 2K per level
+    model = msk.MultiscaleFeatures.load(out_model)
+    assert (model.encoding, model.threshold, model.window_normalization, model.window_normalization_eps) == (
+        "split", 0.1, "standardize", 0.3)
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(audio_dir), "-o", str(out_model), "--threshold", "nan"])
+    assert exc.value.code == 2
+    assert "--threshold: must be a finite number; got nan" in capsys.readouterr().err
+
+
 def test_extract_one_file_with_the_shipped_model(tmp_path, capsys):
     out_npy = tmp_path / "example.npy"
     code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npy)])
@@ -95,6 +112,32 @@ def test_extract_npz_with_times_track_and_last_window(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["extract", msk.example_audio(), "-o", str(out_npz), "--last-window", "all"])
     assert exc.value.code == 2 and "--last-window" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("summary", ["mean", "mean+max", "mean+std"])
+def test_extract_npz_track_of_every_summary(tmp_path, capsys, summary):
+    """`msk extract --summary` accepts every summary msk computes, as msk.extract does."""
+    assert summary in msk.multiscale.SUMMARIES
+    out_npz = tmp_path / "example.npz"
+    code, out, err = run(capsys, ["extract", msk.example_audio(), "-o", str(out_npz), "--summary", summary])
+    assert code == 0, err
+    F, track = msk.extract(msk.example_audio(), summary=summary)
+    assert track.shape == (3000 * msk.multiscale.SUMMARY_WIDTHS[summary],) and track.dtype == np.float32
+    X = F.astype(np.float64)
+    expected = {"mean": [X.mean(axis=0)], "mean+max": [X.mean(axis=0), X.max(axis=0)],
+                "mean+std": [X.mean(axis=0), X.std(axis=0)]}[summary]
+    np.testing.assert_allclose(track, np.concatenate(expected), rtol=1e-6, atol=1e-6)
+    with np.load(out_npz) as z:
+        np.testing.assert_array_equal(z["features"], F)
+        np.testing.assert_array_equal(z["track"], track)
+
+
+def test_cli_summary_choices_are_the_library_s():
+    from msk.cli import build_parser
+
+    extract = build_parser()._subparsers._group_actions[0].choices["extract"]
+    action = next(a for a in extract._actions if "--summary" in a.option_strings)
+    assert tuple(action.choices) == msk.multiscale.SUMMARIES
 
 
 def test_extract_directory_into_a_store_lists_bad_files(audio_dir, tmp_path, capsys):

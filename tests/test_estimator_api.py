@@ -6,6 +6,7 @@ import msk
 
 ESTIMATORS = [
     msk.PCAWhitening(),
+    msk.PCAWhitening(whitening="zca"),
     # n_clusters is lowered because the checks fit on 20-100 samples (sklearn's own test
     # suite lowers KMeans' n_clusters the same way).
     msk.SphericalKMeans(n_clusters=3, max_iter=10, random_state=0),

@@ -442,6 +442,41 @@ def test_cv_folds_test_every_folder_once():
         cv_folds(test_folders=8, valid_folders=8)
 
 
+def test_cv_selection_folds_score_validation_and_never_touch_test():
+    from msk.experiment import cv_folds
+
+    for t, v in ((2, 2), (1, 1), (4, 2), (2, 3)):
+        plain, sel = cv_folds(test_folders=t, valid_folders=v), cv_folds(test_folders=t, valid_folders=v,
+                                                                          selection=True)
+        assert len(sel) == len(plain)
+        for p, s in zip(plain, sel):
+            assert s["held_out"] == p["test"]  # the test folders are not used at all
+            assert s["test"] == p["valid"]  # the validation folders are scored
+            assert set(s["valid"]) <= set(p["train"]) and len(s["valid"]) == v
+            assert set(s["train"]) == set(p["train"]) - set(s["valid"])
+            assert sorted(s["train"] + s["valid"] + s["test"] + s["held_out"]) == sorted("0123456789abcdef")
+        if v == t:  # then each clip is scored once
+            assert sorted("".join(s["test"] for s in sel)) == sorted("0123456789abcdef")
+    with pytest.raises(ValueError, match="2 x `valid_folders` must leave a training folder"):
+        cv_folds(test_folders=8, valid_folders=4, selection=True)
+
+
+def test_cv_selection_run_scores_validation_folders_only(cv_corpus, tmp_path, monkeypatch):
+    from msk.experiment import cv_folds, run_cv
+
+    seen = _spy_cv(monkeypatch)
+    res = run_cv(cv_corpus, architectures=[], baselines=["mfcc"], out=str(tmp_path / "sel"), selection=True,
+                 **dict(CV_FAST, rotations=(0, 3), n_runs=1, n_trials=1, n_resamples=50))
+    assert res["protocol"]["scored"].startswith("validation folders")
+    folds = cv_folds(selection=True)
+    assert [f["held_out"] for f in res["protocol"]["folds"]] == [folds[0]["held_out"], folds[3]["held_out"]]
+    for (X, idx, data), r in zip(seen["evaluate"], (0, 3)):
+        held = {_folder(p, cv_corpus) for p in data.paths}
+        assert not held & set(folds[r]["held_out"])  # no clip of a test folder reaches the heads
+        for s in ("train", "valid", "test"):
+            assert {_folder(p, cv_corpus) for p in data.paths[data.splits == s]} == set(folds[r][s])
+
+
 def _spy_cv(monkeypatch):
     """Record what the heads and the feature learning of run_cv get (serial runs only)."""
     import msk.experiment as ex

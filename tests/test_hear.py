@@ -155,3 +155,28 @@ def test_torch_tensors_in_and_out(model, rng):
     assert np.array_equal(emb.numpy(), hear.get_timestamp_embeddings(audio, model)[0])
     scene = hear.get_scene_embeddings(torch.from_numpy(audio), model)
     assert isinstance(scene, torch.Tensor) and tuple(scene.shape) == (2, 6000)
+
+
+@pytest.mark.parametrize("params", [{"encoding": "split"}, {"window_normalization": "standardize"}])
+def test_models_with_encoder_options_hear_does_not_compute_are_refused(tmp_path, clip, params):
+    fitted = msk.MultiscaleFeatures("gaussian", levels=2, n_clusters=8, n_samples=2000, max_iter=3,
+                                    random_state=0, **params).fit([clip[: 16000 * 5]])
+    fitted.save(tmp_path / "options.npz")
+    with pytest.raises(ValueError, match=r"msk.hear computes the codes of models with encoding 'linear' or "
+                                         r"'threshold' and no window normalisation; this model has"):
+        hear.load_model(str(tmp_path / "options.npz"))
+
+
+@pytest.mark.parametrize("params", [dict(whitening="zca", n_clusters=None), dict(n_clusters=(10, 6, 3))])
+def test_embeddings_follow_the_model_s_options(clip, tmp_path, params):
+    """ZCA (codes in the window space) and one K per level: the embeddings have the model's sizes."""
+    features = msk.MultiscaleFeatures(levels=3, n_samples=2000, max_iter=3, random_state=0, **params)
+    features.fit([clip[: 16000 * 12], clip[16000 * 12:]])
+    features.save(tmp_path / "m.npz")
+    model = hear.load_model(tmp_path / "m.npz", pool_frames=1)
+    assert model.timestamp_embedding_size == features.n_features_out_ == sum(features.n_features_per_level_)
+    y = clip[: 16000 * 12]
+    emb, _ = hear.get_timestamp_embeddings(y[None], model)
+    F = features.transform(y)
+    pooled = np.stack([emb[0, p * 128 : (p + 1) * 128].max(axis=0) for p in range(F.shape[0])])
+    assert_close(pooled, F, atol=1e-4 * np.abs(F).max())

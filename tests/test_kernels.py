@@ -85,16 +85,35 @@ def expect(fn, *args, match):
 
 z = lambda *s: np.zeros(s, f32)
 # encoder: first rows != width * n_mels (the crafted-model case), out and work too small
-expect(_encode.whiten_encode_pool, z(300, 40), 8, z(200, 16), z(0, 0), z(16), False, 16, 240, 64,
+E = (0, 0.25, z(0, 0), 1.0, z(0), z(0))  # linear, no normalisation
+expect(_encode.whiten_encode_pool, z(300, 40), 8, z(200, 16), z(0, 0), z(16), *E, 16, 240, 64,
        True, False, False, z(10000), z(15, 16), match=["(200, 16)", "(300, 40)"])
-expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), False, 16, 300, 64,
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), *E, 16, 300, 64,
        True, False, False, z(10000), z(18, 16), match=["(19, 16)", "(18, 16)"])
-expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), False, 16, 300, 64,
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), *E, 16, 300, 64,
        True, False, False, z(100), z(19, 16), match=["(100,)"])
-expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(8, 4), z(4), False, 16, 300, 64,
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(8, 4), z(4), *E, 16, 300, 64,
        True, False, False, z(10000), z(19, 4), match=["(8, 4)", "(40, 16)"])
-expect(_encode.whiten_encode_pool, z(10, 40), 1, z(40, 16), z(0, 0), z(16), False, 16, 11, 64,
-       True, False, False, z(10000), z(1, 16), match=["n_positions=11", "(10, 40)"])
+expect(_encode.whiten_encode_pool, z(10, 40), 1, z(40, 16), z(0, 0), z(16), *E, 16, 11, 64,
+       True, False, False, z(1), z(1, 16), match=["n_positions=11", "(10, 40)"])
+# options: split doubles the codes, normalisation needs first_sums (width, n_first) and its
+# workspace, triangle needs two stages and its two vectors, encoding codes 0..3
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 2, 0.25, z(0, 0), 1.0, z(0), z(0),
+       16, 300, 64, True, False, False, z(10000), z(19, 16), match=["(19, 32)", "(19, 16)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 2, z(80, 16), z(0, 0), z(16), 0, 0.25, z(1, 16), 1.0, z(0), z(0),
+       16, 288, 64, True, False, False, z(10000), z(18, 16), match=["(2, 16)", "(1, 16)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 0, 0.25, z(1, 16), 1.0, z(0), z(0),
+       16, 288, 64, True, False, False, z((64 + 6) * 16), z(18, 16), match=["(n_mels + 3)", "(1120,)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 0, 0.25, z(1, 16), 0.0, z(0), z(0),
+       16, 288, 64, True, False, False, z(10000), z(18, 16), match=["normalize_eps", "0.0"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 3, 0.25, z(0, 0), 1.0, z(16), z(16),
+       16, 288, 64, True, False, False, z(10000), z(18, 16), match=["two stages", "(0, 0)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(16, 8), z(8), 3, 0.25, z(0, 0), 1.0, z(16), z(7),
+       16, 288, 64, True, False, False, z(10000), z(18, 8), match=["center_sq of shape (7,)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 0, 0.25, z(0, 0), 1.0, z(16), z(0),
+       16, 288, 64, True, False, False, z(10000), z(18, 16), match=["triangle encoding only", "(16,)"])
+expect(_encode.whiten_encode_pool, z(300, 40), 1, z(40, 16), z(0, 0), z(16), 4, 0.25, z(0, 0), 1.0, z(0), z(0),
+       16, 288, 64, True, False, False, z(10000), z(18, 16), match=["encoding must be 0, 1, 2 or 3; got 4"])
 # K-means: D columns, accum shape, workspaces
 lab, val, en = np.zeros(100, np.int32), z(100), np.zeros(1)
 expect(_kmeans.assign_update, z(100, 5), z(3, 4), 64, lab, val, None, en, z(1000), np.zeros(100, np.int32),
@@ -132,7 +151,7 @@ for bad in (np.zeros((101, 1)), z(101, 2)[:, :1]):
 def test_kernel_entries_refuse_wrong_shapes_naming_them():
     proc = run_child(SHAPE_ERRORS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("ok ") == 18, proc.stdout
+    assert proc.stdout.count("ok ") == 26, proc.stdout
 
 
 def test_fuzz_every_kernel_entry_in_a_child_process():

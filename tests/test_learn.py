@@ -133,6 +133,7 @@ def test_fit_transform_equals_fit_then_transform(rng):
         (dict(variance="all"), TypeError, "`variance` must be a real number"),
         (dict(eps=-1e-3), ValueError, "`eps` must be a finite number in"),
         (dict(eps=np.nan), ValueError, "`eps` must be a finite number"),
+        (dict(whitening="pcaa"), ValueError, "`whitening` must be one of 'pca' or 'zca'; got 'pcaa'"),
     ],
 )
 def test_bad_parameters_are_rejected(rng, params, error, match):
@@ -157,6 +158,61 @@ def test_bad_data_are_rejected(rng):
         pca.transform(X[:, :2])
     with pytest.raises(ValueError, match="Input X contains infinity"):
         pca.transform(np.where(np.isnan(bad), np.inf, bad))
-    with pytest.raises(ValueError, match=r"`X` must have n_components_=\d+ columns"):
+    with pytest.raises(ValueError, match=r"`X` must have n_features_out_=\d+ columns"):
         pca.inverse_transform(np.ones((2, pca.n_components_ + 1)))
 
+
+
+# -- ZCA whitening ---------------------------------------------------------------------------
+
+
+def zca_reference(X, variance, eps):
+    """ZCA whitening in plain NumPy: eigh of the covariance, U^T diag(1/sqrt(lambda + eps)) U."""
+    X = X.astype(np.float64)
+    mean = X.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov(X, rowvar=False))
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    k = X.shape[1] if variance is None else int(np.searchsorted(np.cumsum(evals) / evals.sum(), variance,
+                                                                   side="right")) + 1
+    U = evecs[:, :k].T  # (k, d), orthonormal rows
+    eps_abs = eps * evals.sum() / X.shape[1]
+    W = U.T @ np.diag(1.0 / np.sqrt(evals[:k] + eps_abs)) @ U
+    return (X - mean) @ W.T, W, k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variance, eps", [(None, 0.0), (0.95, 1e-3), (0.99, 1e-5)])
+def test_zca_matches_numpy_eigh_reference(rng, dtype, variance, eps):
+    X = correlated(rng, 3000, 10, dtype)
+    zca = msk.PCAWhitening(variance=variance, eps=eps, whitening="zca").fit(X)
+    Z = zca.transform(X)
+    R, W, k = zca_reference(X, variance, eps)
+    assert zca.n_components_ == k and zca.n_features_out_ == 10
+    assert Z.shape == (3000, 10) and Z.dtype == dtype
+    # ZCA is unique (no sign choice): the matrices agree directly; W is symmetric
+    assert_close(zca.whitening_, W, rtol=1e-6, atol=1e-6 * np.abs(W).max())
+    assert_close(zca.whitening_, zca.whitening_.T, atol=1e-12 * np.abs(W).max())
+    # float32: the input itself is rounded at 6e-8 relative to its mean of 5
+    assert_close(Z, R, atol=2e-4 if dtype == np.float32 else 1e-7)
+    if variance is None and eps == 0.0:
+        assert_close(np.cov(Z.astype(np.float64), rowvar=False), np.eye(10), atol=1e-4 if dtype == np.float32 else 1e-9)
+        assert_close(zca.inverse_transform(Z), X, atol=1e-3 if dtype == np.float32 else 1e-9)
+
+
+@pytest.mark.parametrize("variance", [0.9, None])
+def test_zca_is_pca_rotated(rng, variance):
+    """ZCA output = PCA output times U (orthonormal rows): an orthogonal map of the whitened space."""
+    X = correlated(rng, 2000, 12)
+    pca = msk.PCAWhitening(variance=variance, eps=1e-4).fit(X)
+    zca = msk.PCAWhitening(variance=variance, eps=1e-4, whitening="zca").fit(X)
+    P, Z = pca.transform(X), zca.transform(X)
+    U = pca.components_
+    assert_close(U @ U.T, np.eye(pca.n_components_), atol=1e-12)
+    assert_close(Z, P @ U, atol=1e-9)
+    assert_close(Z @ U.T, P, atol=1e-9)
+    # an isometry: distances and dot products between rows are kept
+    assert_close(Z[:50] @ Z[50:100].T, P[:50] @ P[50:100].T, atol=1e-8)
+    assert_close(np.linalg.norm(Z, axis=1), np.linalg.norm(P, axis=1))
+    # the round trip is the projection onto the kept components, as for PCA
+    assert_close(zca.inverse_transform(Z), pca.inverse_transform(P), atol=1e-9)
+    assert list(zca.get_feature_names_out()) == [f"pcawhitening{i}" for i in range(12)]

@@ -165,7 +165,7 @@ def test_save_load_roundtrip(clips, tmp_path):
     np.testing.assert_array_equal(loaded.transform(clips[2]), model.transform(clips[2]))
     with np.load(path, allow_pickle=False) as data:  # loads without pickle
         header = json.loads(bytes(data["header"]).decode())
-    assert header["format_version"] == 2 and header["msk_version"] == msk.__version__
+    assert header["format_version"] == 3 and header["msk_version"] == msk.__version__
     assert header["params"]["representation"] == "gaussian"
     assert [lev["n_clusters"] for lev in header["levels"]] == [12, 12, 12]
 
@@ -497,7 +497,7 @@ def test_track_vector_is_one_implementation():
     X = np.array([[1, 5], [3, -1], [2, 2]], np.float32)
     np.testing.assert_array_equal(track_vector(X), X.astype(np.float64).mean(axis=0).astype(np.float32))
     np.testing.assert_array_equal(track_vector(X, "mean+max")[2:], [3, 5])
-    with pytest.raises(ValueError, match="`summary` must be one of 'mean' or 'mean\\+max'; got 'max'"):
+    with pytest.raises(ValueError, match="`summary` must be one of 'mean', 'mean\\+max' or 'mean\\+std'; got 'max'"):
         track_vector(X, "max")
     with pytest.raises(ValueError, match="n_windows >= 1"):
         track_vector(np.zeros((0, 3)))

@@ -103,6 +103,26 @@ def test_parameters_out_of_bounds(tmp_path, param, value, message):
         assert message in out
 
 
+@pytest.mark.parametrize("param, value, message", [
+    # a ZCA header over PCA arrays: the dictionaries would not fit the whitened space
+    ("whitening", "zca", "level 0: kmeans.cluster_centers_ has shape (500, "),
+    ("n_means", [500] * 5, "`n_clusters` has 5 entries for levels=6"),
+    ("n_means", [500] * 5 + [400], "level 5: 500 clusters stored for n_clusters=400"),
+    ("pooled_normalization", "standardize", "`n_features_out` must be an integer from 1"),
+])
+def test_options_contradicting_the_arrays(tmp_path, param, value, message):
+    path = with_header(tmp_path / f"{param}.npz", lambda h: h["params"].update({param: value}))
+    out = refused(path)
+    assert "corrupt msk model file" in out and message in out
+
+
+def test_the_shipped_models_keep_their_fingerprint():
+    """Stores made with the shipped model stay valid: parameters added since (at the values the
+    file's model used) are left out of the hash. Update only when the shipped model changes."""
+    fingerprint = msk.store.model_fingerprint(msk.MultiscaleFeatures.load(SHIPPED))["fingerprint"]
+    assert fingerprint == "f4e687133403a6c6e9a33a56d340fc07d2a135f4c179621f040c87f8802076f5"
+
+
 def test_a_zip_bomb_member_is_refused_before_decompressing(tmp_path):
     files = members()
     name = "level0.pca.mean_.npy"

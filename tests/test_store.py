@@ -308,21 +308,36 @@ def test_non_utf8_file_name_round_trips(tmp_path, y, model):
     assert "caf\\xe9 \\xff.wav" in xr.open_zarr(out)["clip"].values.tolist()
 
 
-def test_track_vectors(tmp_path, library, model):
-    for summary in ("mean", "mean+max"):
+def test_track_vectors(tmp_path, library, model, model_path, capsys):
+    """Every summary msk computes: through extract_many, and through `msk extract --summary`."""
+    assert msk.multiscale.SUMMARIES == ("mean", "mean+max", "mean+std")
+    for summary in msk.multiscale.SUMMARIES:
         out = tmp_path / f"{summary}.zarr"
         msk.extract_many(library, store=out, model=model, summary=summary, progress=False)
+        cli_out = tmp_path / f"cli-{summary}.zarr"
+        assert main(["extract", str(library), "-o", str(cli_out), "--summary", summary, "--model", model_path,
+                     "-q"]) == 0
+        capsys.readouterr()
         st = FeatureStore(out, mode="r")
         keys, T = st.tracks()
         assert keys == st.keys() and T.dtype == np.float32
+        assert T.shape == (len(keys), model.n_features_out_ * (1 if summary == "mean" else 2))
         for k, row in zip(keys, T):
-            X = st.get(k)
-            expected = X.astype(np.float64).mean(axis=0)
+            X = st.get(k).astype(np.float64)
+            expected = X.mean(axis=0)
             if summary == "mean+max":
                 expected = np.concatenate([expected, X.max(axis=0)])
+            elif summary == "mean+std":
+                expected = np.concatenate([expected, np.sqrt(((X - expected) ** 2).mean(axis=0))])
             np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6)
-        with pytest.raises(ValueError, match="got 'mean'" if summary == "mean+max" else "mean\\+max"):
-            FeatureStore(out, mode="a", summary="mean" if summary == "mean+max" else "mean+max")
+        cli = FeatureStore(cli_out, mode="r")
+        assert cli.summary == summary and cli.keys() == keys
+        np.testing.assert_array_equal(cli.tracks()[1], T)
+        other = "mean" if summary != "mean" else "mean+std"
+        with pytest.raises(ValueError, match=f"got {other!r}".replace("+", "\\+")):
+            FeatureStore(out, mode="a", summary=other)
+    with pytest.raises(ValueError, match="`summary` must be one of 'mean', 'mean\\+max' or 'mean\\+std'; got 'max'"):
+        FeatureStore(tmp_path / "new.zarr", mode="a", summary="max")
 
 
 # -- crashes, writers, damage -------------------------------------------------------------------

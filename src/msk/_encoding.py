@@ -18,9 +18,14 @@ from ._core._encode import whiten_encode_pool as _whiten_encode_pool
 from ._blas_threads import SingleThreadedBlas
 from ._validation import all_finite, as_float_array, check_float, check_int, check_option
 
-__all__ = ["WindowEncoder", "encode_pool", "pooled_positions"]
+__all__ = ["ENCODINGS", "NORMALIZATIONS", "WindowEncoder", "encode_pool", "pooled_positions",
+           "standardize_windows"]
 
 _STATS = ("max", "mean", "std")
+# Encodings, in the order of the kernel's `encoding` codes 0..3.
+ENCODINGS = ("linear", "threshold", "split", "triangle")
+# Per-window normalisations before whitening.
+NORMALIZATIONS = ("none", "standardize")
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Rows of one GEMM tile: at most as many positions as fit their codes (and the
@@ -96,16 +101,33 @@ class WindowEncoder:
         Statistics computed over each pooling window, concatenated always in
         the order max, mean, std. ``"std"`` is the population standard
         deviation (``ddof=0``).
-    encoding : {"linear", "threshold"}, default="linear"
-        ``"threshold"`` gives ``max(0, f - threshold)``.
+    encoding : {"linear", "threshold", "split", "triangle"}, default="linear"
+        ``"threshold"`` gives ``max(0, f - threshold)``; ``"split"`` gives the
+        ``2 K`` codes ``[max(0, f - threshold), max(0, -f - threshold)]`` (the K
+        positive halves, then the K negative ones); ``"triangle"`` gives
+        ``max(0, mean_k(z) - z_k)`` with ``z_k = ||h / ||h|| - c_k||`` the distance
+        from the unit-length whitened window ``h = W (x - mean)`` to atom ``c_k``
+        (row ``k`` of ``dictionary``; ``h / ||h||`` is 0 when ``h`` is 0). Triangle
+        needs a dictionary and the staged factorisation.
     threshold : float, default=0.25
-        Threshold of ``encoding="threshold"`` (ignored for ``"linear"``).
+        Threshold of ``encoding="threshold"`` and ``"split"`` (ignored otherwise).
+    normalization : {"none", "standardize"}, default="none"
+        ``"standardize"`` replaces every window ``x`` by
+        ``(x - mean(x)) / sqrt(var(x) + normalization_eps)`` (mean and variance
+        over its ``d`` values) before the whitening's mean is subtracted: Coates
+        & Ng's brightness and contrast normalisation. ``mean`` and ``whitening``
+        must have been fitted on windows normalised the same way.
+    normalization_eps : float, default=1.0
+        Variance floor of ``normalization="standardize"``, in the squared units
+        of the frames (ignored otherwise). It keeps windows of little contrast
+        (near silence) from being amplified to unit variance.
     factorization : {"auto", "fused", "staged"}, default="auto"
         How ``D W`` is applied. ``"fused"`` precomputes the product ``D W``
         (K x d) and applies it directly: ``2 d K`` FLOPs per position.
         ``"staged"`` goes through the ``p`` whitened dimensions: ``2 (d p + p K)``
         FLOPs per position. ``"auto"`` picks the one with fewer FLOPs (fused on a
-        tie). Both give the same codes up to rounding. Ignored when
+        tie), and "staged" for ``encoding="triangle"`` (which needs the whitened
+        window). Both give the same codes up to rounding. Ignored when
         ``dictionary`` is None (one matrix, ``W``).
 
     Attributes
@@ -113,7 +135,8 @@ class WindowEncoder:
     factorization_ : {"fused", "staged"}
         The factorisation used.
     n_codes_ : int
-        Codes per position (``K``, or ``p`` without a dictionary).
+        Codes per position (``K``, or ``p`` without a dictionary; twice that
+        for ``encoding="split"``).
     n_features_out_ : int
         Columns of the output: ``n_codes_`` times the number of statistics.
     flops_per_position_ : int
@@ -127,8 +150,16 @@ class WindowEncoder:
     is ``width`` GEMMs of the contiguous frame block ``S[t0 + j : t0 + j + n]``
     against ``M_j``, accumulated; no window is copied. The constant
     ``-D W mean`` (minus ``threshold`` when thresholding) is a bias added in the
-    pooling pass. Codes exist for one tile at a time (a few whole pooling
-    windows, at most 768 positions and about 3 MiB), and pooling statistics of a pooling window
+    pooling pass. The window normalisation copies no window either: each tile's
+    frames are centred on their own means (so float32 products do not lose the
+    window's contrast to a large offset), and with ``M`` the first product and
+    ``c_j`` the centre of frame ``t + j``, ``M (x_t - m_t) / s_t =
+    (M x_t^c + sum_j (c_j - m_t) M_j 1) / s_t``, where ``x_t^c`` is the window of
+    centred frames and the window's mean ``m_t`` and scale ``s_t`` come from each
+    frame's centre, sum and sum of squares; the correction is applied to the rows
+    of the first product (the hidden layer when staged). Codes exist for one
+    tile at a time (a few whole pooling windows, at most 768 positions and
+    about 3 MiB), and pooling statistics of a pooling window
     that spans several tiles are merged exactly (Chan et al.'s update for the
     variance), so the extra memory does not depend on the clip's length.
 
@@ -149,12 +180,16 @@ class WindowEncoder:
     """
 
     def __init__(self, mean, whitening, dictionary=None, *, width=1, pool=128, pooling="max",
-                 encoding="linear", threshold=0.25, factorization="auto"):
+                 encoding="linear", threshold=0.25, normalization="none", normalization_eps=1.0,
+                 factorization="auto"):
         self.width = check_int("width", width, low=1)
         self.pool = check_int("pool", pool, low=1)
         self.pooling = check_pooling(pooling)
-        self.encoding = check_option("encoding", encoding, ("linear", "threshold"))
+        self.encoding = check_option("encoding", encoding, ENCODINGS)
         self.threshold = check_float("threshold", threshold)
+        self.normalization = check_option("normalization", normalization, NORMALIZATIONS)
+        self.normalization_eps = check_float("normalization_eps", normalization_eps, low=0.0,
+                                             low_inclusive=False)
         factorization = check_option("factorization", factorization, ("auto", "fused", "staged"))
 
         mean = as_float_array("mean", mean, ndim=1, dtype=np.float64)
@@ -178,6 +213,16 @@ class WindowEncoder:
                     f"`dictionary` must have shape (K, p) with p = whitening.shape[0] = {p}; "
                     f"got dictionary of shape {dictionary.shape} and whitening of shape {whitening.shape}."
                 )
+        triangle = self.encoding == "triangle"
+        if triangle and dictionary is None:
+            raise ValueError(
+                "`encoding`='triangle' needs a dictionary (distances to its atoms); got dictionary=None."
+            )
+        if triangle and factorization == "fused":
+            raise ValueError(
+                "`encoding`='triangle' needs the whitened window's norm, so `factorization` must be "
+                "'auto' or 'staged'; got 'fused'."
+            )
         self.n_mels_ = d // self.width
         self.n_features_in_ = d
 
@@ -191,7 +236,7 @@ class WindowEncoder:
             fused_flops = 2 * d * K
             staged_flops = 2 * (d * p + p * K)
             if factorization == "auto":
-                factorization = "fused" if fused_flops <= staged_flops else "staged"
+                factorization = "fused" if fused_flops <= staged_flops and not triangle else "staged"
             self.factorization_ = factorization
             bias = -(dictionary @ (whitening @ mean))
             if factorization == "fused":
@@ -202,6 +247,16 @@ class WindowEncoder:
                 self.flops_per_position_ = staged_flops
         if self.encoding == "threshold":
             bias = bias - self.threshold
+        empty = np.zeros(0)
+        if triangle:
+            # the hidden layer gets -W mean itself (its norm is needed); the codes no bias
+            hidden_bias, center_sq = -(whitening @ mean), np.einsum("kp,kp->k", dictionary, dictionary)
+            bias = np.zeros_like(bias)
+        else:
+            hidden_bias = center_sq = empty
+        # Sum of the rows of the first product for each frame offset: M_j 1.
+        first_sums = (first.T.reshape(self.width, self.n_mels_, -1).sum(axis=1)
+                      if self.normalization == "standardize" else np.zeros((0, 0)))
         # Kernel operands: transposed so every block of frame offset j is a
         # contiguous (n_mels, n_out) slab; float64 master copies, cast per dtype.
         self._operands = {
@@ -209,11 +264,14 @@ class WindowEncoder:
                 np.ascontiguousarray(first.T),
                 np.zeros((0, 0)) if second is None else np.ascontiguousarray(second.T),
                 np.ascontiguousarray(bias),
+                np.ascontiguousarray(first_sums),
+                np.ascontiguousarray(hidden_bias),
+                np.ascontiguousarray(center_sq),
             )
         }
-        self.n_codes_ = bias.shape[0]
+        self._encoding_code = ENCODINGS.index(self.encoding)
+        self.n_codes_ = bias.shape[0] * (2 if self.encoding == "split" else 1)
         self.n_features_out_ = self.n_codes_ * len(self.pooling)
-        self._rectify = self.encoding == "threshold"
         self._do_max, self._do_mean, self._do_std = (s in self.pooling for s in _STATS)
 
     def _operands_for(self, dtype):
@@ -232,7 +290,7 @@ class WindowEncoder:
         The bound does not depend on ``n_positions``: the tiles of a long clip are
         as large as those of a short one.
         """
-        first, second, _ = self._operands[np.dtype(np.float64)]
+        first, second = self._operands[np.dtype(np.float64)][:2]
         n_hidden = first.shape[1] if second.shape[0] else 0
         row_bytes = 4 * (n_hidden + self.n_codes_)
         cap = min(max(_TILE_BYTES // row_bytes, _MIN_TILE), _MAX_TILE)
@@ -300,15 +358,18 @@ class WindowEncoder:
                 f"`frames` must have shape (n_frames >= width = {self.width}, n_mels = {self.n_mels_}); "
                 f"got frames of shape {frames.shape}."
             )
-        first, second, bias = self._operands_for(frames.dtype)
+        first, second, bias, first_sums, hidden_bias, center_sq = self._operands_for(frames.dtype)
         n_pools, n_positions = pooled_positions(frames.shape[0], self.width, self.pool)
         tile = self.tile_rows(n_positions)
         n_work = (6 + tile) * self.n_codes_ + (tile * first.shape[1] if second.shape[0] else 0)
+        if first_sums.shape[0]:
+            n_work += (tile + self.width - 1) * (self.n_mels_ + 3)
         work = np.empty(n_work, dtype=frames.dtype)
         out = np.empty((n_pools, self.n_features_out_), dtype=frames.dtype)
         with SingleThreadedBlas():
             n_bad = _whiten_encode_pool(
-                frames, self.width, first, second, bias, self._rectify,
+                frames, self.width, first, second, bias, self._encoding_code, self.threshold,
+                first_sums, self.normalization_eps, hidden_bias, center_sq,
                 self.pool, n_positions, tile, self._do_max, self._do_mean, self._do_std, work, out,
             )
         if n_bad:
@@ -360,3 +421,44 @@ def encode_pool(frames, mean, whitening, dictionary=None, **params):
     (2, 8)
     """
     return WindowEncoder(mean, whitening, dictionary, **params)(frames)
+
+
+def standardize_windows(windows, eps, *, chunk=4096):
+    """Normalise every row to zero mean and variance ``var / (var + eps)``, in place.
+
+    Row ``x`` becomes ``(x - mean(x)) / sqrt(var(x) + eps)`` (mean and
+    population variance over the row's values): the per-window normalisation
+    that :class:`WindowEncoder` applies with ``normalization="standardize"``,
+    for windows that are materialised (the training sample of
+    ``MultiscaleFeatures.fit``). Computed in float64 a chunk of rows at a
+    time and stored back in the array's dtype.
+
+    Parameters
+    ----------
+    windows : ndarray of shape (n_windows, d), float32 or float64, writable
+        Windows as rows; modified in place.
+    eps : float
+        Variance floor (> 0), in the squared units of the values.
+    chunk : int, default=4096
+        Rows per float64 chunk (the extra memory).
+
+    Returns
+    -------
+    windows : ndarray
+        The same array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from msk._encoding import standardize_windows
+    >>> x = np.array([[1.0, 3.0], [5.0, 5.0]])
+    >>> standardize_windows(x, 1.0).round(4).tolist()
+    [[-0.7071, 0.7071], [0.0, 0.0]]
+    """
+    eps = check_float("eps", eps, low=0.0, low_inclusive=False)
+    for a in range(0, windows.shape[0], chunk):
+        x = windows[a:a + chunk].astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        x /= np.sqrt(np.einsum("ij,ij->i", x, x)[:, None] / x.shape[1] + eps)
+        windows[a:a + chunk] = x
+    return windows

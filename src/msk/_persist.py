@@ -23,18 +23,29 @@ import numpy as np
 from .kmeans import SphericalKMeans
 from .pca import PCAWhitening, whitening_matrix
 
-__all__ = ["atomic_write", "load_model", "model_fingerprint", "msk_version", "save_model"]
+__all__ = ["atomic_write", "check_feature_arrays", "load_model", "model_fingerprint", "msk_version", "save_model"]
 
 FORMAT = "msk.MultiscaleFeatures"
 # Version 2 names the parameters width, n_clusters, pool_size and threshold; version 1 (still
-# read, e.g. the shipped models) named them frames, n_means, pool and alpha.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# read, e.g. the shipped models) named them frames, n_means, pool and alpha. Version 3 adds the
+# parameters whitening, pooled_normalization, window_normalization and window_normalization_eps
+# (with each level's absolute floor, "window_eps", in the level's description), the encodings
+# "split" and "triangle", n_clusters as one K per level, and the members pooled.mean_ and
+# pooled.std_ ("standardize"); files of versions 1 and 2 load with the defaults, which compute
+# what they did.
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _VERSION1_NAMES = {"frames": "width", "n_means": "n_clusters", "pool": "pool_size", "alpha": "threshold"}
-# Parameters added after version 1, with the values version-1 models used.
-_SPECTROGRAM_DEFAULTS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200}
+# Parameters added after version 1, with the values models written without them used: a file
+# that lacks one loads with that value, and the fingerprint leaves it out at that value.
+_ADDED_PARAMS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200, "whitening": "pca",
+                 "pooled_normalization": "none", "window_normalization": "none",
+                 "window_normalization_eps": 0.1}
+_ENCODINGS = ("linear", "threshold", "split", "triangle")
+_WINDOW_NORMALIZATIONS = ("none", "standardize")
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
 # whitening_ is not stored: load recomputes it from these with whitening_matrix, bit for bit.
+# A model with "standardize" also stores pooled.mean_ and pooled.std_ (one value per column).
 _PCA_ARRAYS = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_")
 _KMEANS_ARRAYS = ("cluster_centers_",)
 
@@ -90,6 +101,8 @@ def save_model(model, path):
         params["random_state"] = None  # a RandomState object is not reproducible from JSON
     if isinstance(params["pooling"], (list, tuple)):
         params["pooling"] = list(params["pooling"])
+    if params["n_clusters"] is not None and not isinstance(params["n_clusters"], numbers.Integral):
+        params["n_clusters"] = [int(k) for k in params["n_clusters"]]  # one K per level
     levels_info, arrays = [], {}
     for lev, pca in enumerate(model.pca_):
         info = {
@@ -99,6 +112,8 @@ def save_model(model, path):
         for name in _PCA_ARRAYS:
             arrays[f"level{lev}.pca.{name}"] = np.asarray(getattr(pca, name))
         arrays[f"level{lev}.pca.components_"] = pca.components_.astype(np.float32)
+        if model.window_eps_ is not None:
+            info["window_eps"] = float(model.window_eps_[lev])
         if model.kmeans_ is not None:
             km = model.kmeans_[lev]
             info["n_clusters"] = int(km.cluster_centers_.shape[0])
@@ -106,9 +121,12 @@ def save_model(model, path):
             for name in _KMEANS_ARRAYS:
                 arrays[f"level{lev}.kmeans.{name}"] = np.asarray(getattr(km, name))
         levels_info.append(info)
+    if getattr(model, "pooled_mean_", None) is not None:
+        arrays["pooled.mean_"], arrays["pooled.std_"] = model.pooled_mean_, model.pooled_std_
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "msk_version": msk_version(),
         "params": params, "n_mels": model.n_mels_, "n_clips": model.n_clips_, "levels": levels_info,
+        "n_features_out": int(model.n_features_out_),
     }
     blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     with atomic_write(path) as f:
@@ -146,8 +164,31 @@ def _check_params(params):
     _check_bound("n_mels", params.get("n_mels", 200), 1, n_fft // 2 + 1)
     for name, default in (("width", 1), ("pool_size", 128)):
         _check_bound(name, params.get(name, default), 1, _MAX_DIM)
-    if params.get("n_clusters", 500) is not None:
-        _check_bound("n_clusters", params.get("n_clusters", 500), 1, _MAX_DIM)
+    k = params.get("n_clusters", 500)
+    if isinstance(k, (list, tuple)):
+        if len(k) != levels:
+            raise _Corrupt(f"`n_clusters` has {len(k)} entries for levels={levels}")
+        for lev, value in enumerate(k):
+            _check_bound(f"n_clusters[{lev}]", value, 1, _MAX_DIM)
+    elif k is not None:
+        _check_bound("n_clusters", k, 1, _MAX_DIM)
+    for name, options in (("encoding", _ENCODINGS), ("window_normalization", _WINDOW_NORMALIZATIONS)):
+        value = params.get(name, options[0])
+        if not isinstance(value, str) or value not in options:
+            raise _Corrupt(f"`{name}` must be one of {', '.join(map(repr, options))}; got {value!r}")
+    if params.get("encoding") == "triangle" and k is None:
+        raise _Corrupt("`encoding`='triangle' needs a dictionary, but n_clusters is None")
+    _check_positive("window_normalization_eps", params.get("window_normalization_eps", 0.1))
+    threshold = params.get("threshold", 0.25)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not abs(threshold) < float("inf"):
+        raise _Corrupt(f"`threshold` must be a finite number; got {threshold!r}")
+
+
+def _check_positive(name, value):
+    """A finite number > 0 (JSON's NaN and Infinity included in what is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise _Corrupt(f"`{name}` must be a finite number > 0; got {value!r}")
+    return float(value)
 
 
 def _expected_arrays(model, header):
@@ -159,6 +200,7 @@ def _expected_arrays(model, header):
         got = len(infos) if isinstance(infos, list) else type(infos).__name__
         raise _Corrupt(f"{got} levels stored for levels={model.levels}")
     shapes = {}
+    level_k = model._level_clusters()
     for lev, info in enumerate(infos):
         if not isinstance(info, dict):
             raise _Corrupt(f"level {lev}: its description is not a mapping")
@@ -173,17 +215,36 @@ def _expected_arrays(model, header):
         eps = info.get("eps")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
             raise _Corrupt(f"level {lev}: eps must be a finite number >= 0; got {eps!r}")
+        if model.window_normalization == "standardize":
+            _check_positive(f"level {lev} window_eps", info.get("window_eps"))
+        elif "window_eps" in info:
+            raise _Corrupt(f"level {lev}: a window_eps is stored for window_normalization='none'")
         shapes[f"level{lev}.pca.mean_"] = (n_features,)
         shapes[f"level{lev}.pca.components_"] = (n_comp, n_features)
         shapes[f"level{lev}.pca.explained_variance_"] = (n_comp,)
         shapes[f"level{lev}.pca.explained_variance_ratio_"] = (n_comp,)
-        if model.n_clusters is not None:
+        if level_k is not None:
             k = info.get("n_clusters", info.get("n_means"))
-            if k != model.n_clusters:
-                raise _Corrupt(f"level {lev}: {k!r} clusters stored for n_clusters={model.n_clusters}")
+            if k != level_k[lev]:
+                raise _Corrupt(f"level {lev}: {k!r} clusters stored for n_clusters={level_k[lev]}")
             _check_bound(f"level {lev} n_iter", info.get("n_iter"), 0, 1 << 30)
-            shapes[f"level{lev}.kmeans.cluster_centers_"] = (model.n_clusters, n_comp)
+            # the dictionary lives in the whitened space: n_comp dimensions, or n_features for ZCA
+            n_whitened = n_features if model.whitening == "zca" else n_comp
+            shapes[f"level{lev}.kmeans.cluster_centers_"] = (level_k[lev], n_whitened)
+    if model.pooled_normalization.endswith("standardize"):
+        # one value per feature column; the caller checks the number against its encoders
+        n_out = _check_bound("n_features_out", header.get("n_features_out"), 1, _MAX_DIM << 6)
+        shapes["pooled.mean_"] = shapes["pooled.std_"] = (n_out,)
     return shapes
+
+
+def check_feature_arrays(model, path):
+    """Refuse a loaded model whose per-feature arrays do not match its encoders' output."""
+    if model.pooled_mean_ is not None and model.pooled_mean_.shape != (model.n_features_out_,):
+        raise ValueError(
+            f"{os.fspath(path)!r} is a corrupt msk model file: pooled.mean_ and pooled.std_ hold "
+            f"{model.pooled_mean_.shape[0]} values for {model.n_features_out_} features."
+        )
 
 
 def _array_name(member):
@@ -319,6 +380,8 @@ def load_model(cls, path):
                         _check_member_size(members[f"{name}.npy"], shape)
                     arrays = {name: _read_member(zf, members[f"{name}.npy"], shape)
                               for name, shape in shapes.items()}
+                    if "pooled.std_" in arrays and not (arrays["pooled.std_"] > 0).all():
+                        raise _Corrupt("pooled.std_ holds values that are not positive")
                 except _Corrupt:
                     raise
                 except (ValueError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
@@ -354,8 +417,10 @@ def _model_from_header(cls, header, path):
     names = set(cls().get_params())
     if not set(params) <= names:
         raise _Corrupt(f"unknown parameters {sorted(set(params) - names)[:5]}")
-    if isinstance(params.get("pooling"), list):  # JSON has no tuples
-        params["pooling"] = tuple(params["pooling"])
+    params = {**_ADDED_PARAMS, **params}  # a file written before a parameter existed: its old behaviour
+    for name in ("pooling", "n_clusters"):
+        if isinstance(params.get(name), list):  # JSON has no tuples
+            params[name] = tuple(params[name])
     _check_params(params)
     try:
         model = cls(**params)
@@ -367,25 +432,30 @@ def _model_from_header(cls, header, path):
 
 def _set_fitted(model, header, arrays):
     pcas, kms = [], []
+    level_k = model._level_clusters()
     for lev, info in enumerate(header["levels"]):
-        pca = PCAWhitening(variance=model.variance, eps=model.eps)
+        pca = PCAWhitening(variance=model.variance, eps=model.eps, whitening=model.whitening)
         for name in _PCA_ARRAYS:
             setattr(pca, name, np.asarray(arrays[f"level{lev}.pca.{name}"], dtype=np.float64))
         pca.n_components_ = int(info["n_components"])
         pca.n_features_in_ = int(info["n_features"])
         pca.n_samples_ = int(info["n_samples"])
         pca.eps_ = float(info["eps"])
-        pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
+        pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_, model.whitening)
         pcas.append(pca)
-        if model.n_clusters is not None:
-            km = SphericalKMeans(n_clusters=model.n_clusters, max_iter=model.max_iter)
+        if level_k is not None:
+            km = SphericalKMeans(n_clusters=level_k[lev], max_iter=model.max_iter)
             for name in _KMEANS_ARRAYS:
                 setattr(km, name, arrays[f"level{lev}.kmeans.{name}"])
-            km.n_features_in_ = pca.n_components_
+            km.n_features_in_ = pca.n_features_out_
             km.n_iter_ = int(info["n_iter"])
             kms.append(km)
     model.pca_ = pcas
-    model.kmeans_ = kms if model.n_clusters is not None else None
+    model.kmeans_ = kms if level_k is not None else None
+    model.window_eps_ = ([float(info["window_eps"]) for info in header["levels"]]
+                         if model.window_normalization == "standardize" else None)
+    model.pooled_mean_ = np.asarray(arrays["pooled.mean_"], np.float64) if "pooled.mean_" in arrays else None
+    model.pooled_std_ = np.asarray(arrays["pooled.std_"], np.float64) if "pooled.std_" in arrays else None
     model.n_mels_ = int(header["n_mels"])
     model.n_clips_ = int(header["n_clips"])
     model.skipped_ = []
@@ -422,13 +492,17 @@ def model_fingerprint(model):
     # at their version-1 values, so that a model keeps its fingerprint across the renaming
     # (and stores made with it stay valid).
     version1 = {_VERSION1_TO_OLD.get(k, k): v for k, v in params.items()
-                if not (k in _SPECTROGRAM_DEFAULTS and v == _SPECTROGRAM_DEFAULTS[k])}
+                if not (k in _ADDED_PARAMS and v == _ADDED_PARAMS[k])}
     h = hashlib.sha256(json.dumps({**info, "params": version1}, sort_keys=True).encode("utf-8"))
     arrays = []
     for pca in model.pca_:
         arrays += [pca.mean_, pca.whitening_]
+    if model.window_eps_ is not None:
+        arrays.append(np.asarray(model.window_eps_, dtype=np.float64))
     for km in model.kmeans_ or ():
         arrays.append(km.cluster_centers_)
+    if getattr(model, "pooled_mean_", None) is not None:
+        arrays += [model.pooled_mean_, model.pooled_std_]
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode("ascii"))

@@ -151,7 +151,7 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, last_win
         extended with silence to fill the last window.
     return_times : bool, default=False
         Also return each row's start and end in seconds.
-    summary : {"mean", "mean+max"} or None, default=None
+    summary : {"mean", "mean+max", "mean+std"} or None, default=None
         Also return the clip's track vector (:func:`msk.multiscale.track_vector`
         of the features, as a feature store's ``tracks`` holds).
 
@@ -167,7 +167,7 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, last_win
         ``i`` from ``i * 4.096`` s with the default analysis; the last row of
         "keep" and "pad" ends at the end of the audio).
     track : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
-        Only with ``summary``.
+        Only with ``summary`` (``2 * n_features`` for "mean+max" and "mean+std").
 
     The results are returned as a tuple in this order (features first) when
     more than the features are asked for, as NumPy's ``return_*`` arguments do.
@@ -543,7 +543,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         (their common parent; a single file's folder).
     prune : bool, default=False
         Drop the keys of the store whose source files no longer exist.
-    summary : {"mean", "mean+max"} or None, default=None
+    summary : {"mean", "mean+max", "mean+std"} or None, default=None
         How the track vector of each clip (the store's ``tracks``) is made;
         None: the store's setting ("mean" for a new store).
     last_window : {"keep", "drop", "pad"} or None, default=None

@@ -151,6 +151,24 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "a non-negative integer")
 
 
+def clusters_per_level(text):
+    """argparse type of ``msk fit --n-clusters``: K for every level, or one K per level (commas)."""
+    parts = text.split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-negative integer or one positive integer per level joined by commas; got {text!r}"
+        ) from None
+    if len(values) == 1:
+        if values[0] < 0:
+            raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {values[0]}")
+        return values[0]
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be positive integers, one per level; got {text!r}")
+    return tuple(values)
+
+
 def n_jobs_int(text):
     """argparse type of ``--n-jobs``: a positive number of workers, or negative (-1: all cores)."""
     try:
@@ -176,7 +194,9 @@ def _float_in(low, high, what, *, low_open=False, high_open=False):
 
 
 positive_float = _float_in(0, float("inf"), "a positive number", low_open=True)
+finite_positive_float = _float_in(0, float("inf"), "a finite positive number", low_open=True, high_open=True)
 non_negative_float = _float_in(0, float("inf"), "a non-negative number")
+finite_float = _float_in(-float("inf"), float("inf"), "a finite number", low_open=True, high_open=True)
 variance_fraction = _float_in(0, 1, "a fraction in (0, 1]", low_open=True)
 open_fraction = _float_in(0, 1, "a fraction strictly between 0 and 1", low_open=True, high_open=True)
 
@@ -238,9 +258,11 @@ def _fit(msk, args, paths, progress=None):
     return msk.MultiscaleFeatures(
         args.representation, levels=args.levels, width=args.width,
         n_clusters=None if args.n_clusters == 0 else args.n_clusters, pool_size=args.pool_size,
-        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding,
+        n_samples=args.n_samples, variance=args.variance, encoding=args.encoding, threshold=args.threshold,
+        window_normalization=args.window_normalization, window_normalization_eps=args.window_normalization_eps,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
-        log_offset=args.log_offset, random_state=args.seed,
+        log_offset=args.log_offset, eps=args.eps, whitening=args.whitening,
+        pooled_normalization=args.pooled_normalization, random_state=args.seed,
     ).fit(paths, progress=progress)
 
 
@@ -405,6 +427,12 @@ def _cv_summary(res, out):
     }
 
 
+def _check_protocol_options(args):
+    """Options of the cross-validated protocol given without ``--protocol cv`` are usage errors."""
+    if args.protocol != "cv" and args.selection:
+        raise _UsageError("--selection runs with --protocol cv only")
+
+
 def _run_cv(args, *, architectures, external):
     from .experiment import run_cv
 
@@ -412,6 +440,7 @@ def _run_cv(args, *, architectures, external):
         args.root, architectures=architectures, baselines=args.baselines, out=args.output, rotations=args.rotations,
         n_runs=args.runs, n_trials=args.trials, random_state=args.seed, n_jobs=args.n_jobs, progress=not args.quiet,
         mlp={"n_hidden": args.hidden}, external=external, n_workers=args.workers, n_resamples=args.resamples,
+        selection=args.selection,
     )
     _print_json(_cv_summary(res, args.output))
     return 0
@@ -462,6 +491,7 @@ def cmd_export(args):
 def cmd_experiment(args):
     from .experiment import expand_architectures, run_experiment, search_configurations
 
+    _check_protocol_options(args)
     if args.protocol == "cv":
         if args.search != "none":
             raise _UsageError("--search runs with --protocol split only")
@@ -501,6 +531,7 @@ def cmd_evaluate(args):
 
     if (args.dataset is None) == (args.labels is None):
         raise _UsageError("give --dataset ROOT (MagnaTagATune layout) or --labels CSV, one of them")
+    _check_protocol_options(args)
     if args.labels is not None:
         if args.protocol == "cv":
             raise _UsageError("--protocol cv needs --dataset (a MagnaTagATune-layout dataset)")
@@ -630,6 +661,9 @@ def _cv_arguments(p):
     p.add_argument("--rotations", nargs="+", type=non_negative_int, default=None,
                    help="with --protocol cv: run only these rotations (0-7; default all)")
     p.add_argument("--resamples", type=positive_int, default=1000, help="with --protocol cv: bootstrap resamples")
+    p.add_argument("--selection", action="store_true",
+                   help="with --protocol cv: score each rotation's validation folders and leave its test folders "
+                        "out, to choose between feature sets without seeing a test folder (default: off)")
 
 
 def cmd_info(args):
@@ -779,8 +813,9 @@ def build_parser():
     p.add_argument("--root", help="library root the store's keys are relative to "
                                   "[the directory given, else the files' common folder]")
     p.add_argument("--prune", action="store_true", help="drop store entries whose files are gone")
-    p.add_argument("--summary", choices=("mean", "mean+max"),
-                   help="track vector of each clip [mean; a store keeps its setting]")
+    p.add_argument("--summary", choices=("mean", "mean+max", "mean+std"),
+                   help="track vector of each clip: the windows' mean, then optionally their maximum or "
+                        "standard deviation [mean; a store keeps its setting]")
     p.add_argument("--times", action="store_true",
                    help="with -o FILE.npz: also write each window's start and end (seconds)")
     p.add_argument("--last-window", choices=("keep", "drop", "pad"),
@@ -829,16 +864,36 @@ def build_parser():
                    choices=("laplacian", "gaussian", "multiresolution"), help="the time-frequency representation")
     p.add_argument("--levels", type=positive_int, default=6, help="pyramid levels (scales)")
     p.add_argument("--width", type=positive_int, default=1, help="frames per window (1, 2, 4)")
-    p.add_argument("--n-clusters", type=non_negative_int, default=500, help="K per level; 0 for PCA only")
+    p.add_argument("--n-clusters", type=clusters_per_level, default=500,
+                   help="K per level, or one K per level joined by commas (e.g. 500,500,250,250,100,100); "
+                        "0 for PCA only")
     p.add_argument("--pool-size", type=positive_int, default=128, help="pooling window at level 0, frames")
     p.add_argument("--n-samples", type=positive_int, default=200_000, help="training windows per level")
     p.add_argument("--variance", type=variance_fraction, default=0.99, help="PCA variance kept")
-    p.add_argument("--encoding", default="linear", choices=("linear", "threshold"),
-                   help="linear (the paper's projections) or threshold (max(0, f - 0.25))")
+    p.add_argument("--encoding", default="linear", choices=("linear", "threshold", "split", "triangle"),
+                   help="linear (the paper's projections f), threshold (max(0, f - t)), split "
+                        "(max(0, f - t) and max(0, -f - t): twice the features) or triangle "
+                        "(Coates et al.'s distances to the atoms)")
+    p.add_argument("--threshold", type=finite_float, default=0.25, help="t of --encoding threshold and split")
+    p.add_argument("--window-normalization", default="none", choices=("none", "standardize"),
+                   help="standardize: each window minus its mean, over sqrt(its variance + eps), "
+                        "before whitening (Coates & Ng's contrast normalisation)")
+    p.add_argument("--window-normalization-eps", type=finite_positive_float, default=0.1,
+                   help="variance floor of --window-normalization standardize, relative to the "
+                        "level's mean window variance")
     p.add_argument("--pooling", default="max", help="max, mean, std joined by + (e.g. max+mean)")
     p.add_argument("--max-iter", type=positive_int, default=20, help="K-means iterations")
     p.add_argument("--log-offset", type=positive_float, default=1e-10,
-                   help="added to the mel energies before the log")
+                   help="added to the mel energies before the log; 1/C gives the features of log1p(C*mel)")
+    p.add_argument("--eps", type=non_negative_float, default=1e-5,
+                   help="whitening regulariser, relative to the mean eigenvalue")
+    p.add_argument("--whitening", default="pca", choices=("pca", "zca"),
+                   help="pca (the whitened components) or zca (rotated back into the window space)")
+    p.add_argument("--pooled-normalization", default="none",
+                   choices=("none", "power", "standardize", "power+standardize"),
+                   help="of each pooled row: none (the paper's), power (signed square root, then unit L2 "
+                        "norm per level), standardize (per-feature mean and std of the training clips), "
+                        "or both")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_fit)

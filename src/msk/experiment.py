@@ -1211,7 +1211,7 @@ _CV_METRIC_TITLES = {"tag_auc": "Mean tag AUC", "nn_accuracy_other_tracks": "Art
 _PREDICTIONS_FORMAT = "msk.cv-predictions"
 
 
-def cv_folds(*, test_folders=2, valid_folders=2):
+def cv_folds(*, test_folders=2, valid_folders=2, selection=False):
     """The rotations of the cross-validated protocol over the 16 MagnaTagATune folders.
 
     Rotation ``r`` tests on folders ``r·t … r·t + t - 1``, validates on the
@@ -1231,18 +1231,34 @@ def cv_folds(*, test_folders=2, valid_folders=2):
     price of one training folder compared with 13:1:2. Eight rotations also
     halve the fits of learned features compared with 16.
 
+    **Selection folds.** With ``selection=True`` the same rotations serve
+    to *choose* between feature sets without ever seeing a test folder: a
+    rotation's test folders are held out (``"held_out"``: not used at all),
+    its validation folders are scored (they become ``"test"``), and the
+    first ``valid_folders`` of its training folders, in rotation order,
+    become the validation folders of the heads (early stopping, the
+    tagger's search); the heads train on the rest. With as many validation
+    as test folders (the default) every clip is scored once over the
+    rotations, always by models that never saw its rotation's test folders, so a choice made on these figures is made on validation
+    data only and can then be reported on the ordinary folds.
+
     Parameters
     ----------
     test_folders : {1, 2, 4, 8}, default=2
         Folders tested per rotation.
     valid_folders : int, default=2
-        Validation folders per rotation (at most ``15 - test_folders``).
+        Validation folders per rotation (at most ``15 - test_folders``;
+        with ``selection=True`` at most ``15 - test_folders -
+        valid_folders``).
+    selection : bool, default=False
+        The selection folds described above instead of the test folds.
 
     Returns
     -------
     folds : list of dict
         One per rotation: ``{"rotation": r, "train": folders, "valid":
-        folders, "test": folders}``, folders as strings of folder names.
+        folders, "test": folders}``, folders as strings of folder names,
+        plus ``"held_out"`` with ``selection=True``.
 
     Examples
     --------
@@ -1254,6 +1270,8 @@ def cv_folds(*, test_folders=2, valid_folders=2):
     ('ef', '01')
     >>> "".join(f["test"] for f in folds)
     '0123456789abcdef'
+    >>> cv_folds(selection=True)[0]
+    {'rotation': 0, 'train': '6789abcdef', 'valid': '45', 'test': '23', 'held_out': '01'}
     """
     t = check_int("test_folders", test_folders, low=1)
     v = check_int("valid_folders", valid_folders, low=1)
@@ -1261,17 +1279,23 @@ def cv_folds(*, test_folders=2, valid_folders=2):
     if n % t:
         raise ValueError(f"`test_folders` must divide {n} (1, 2, 4 or 8), so that every folder is tested once; "
                          f"got {t}.")
-    if t + v > n - 1:
-        raise ValueError(f"`test_folders` + `valid_folders` must leave a training folder (at most {n - 1}); "
-                         f"got {t} + {v}.")
+    if t + v * (2 if selection else 1) > n - 1:
+        what = "`test_folders` + 2 x `valid_folders`" if selection else "`test_folders` + `valid_folders`"
+        raise ValueError(f"{what} must leave a training folder (at most {n - 1}); got {t} and {v}.")
     folds = []
     for r in range(n // t):
         test = [(r * t + i) % n for i in range(t)]
         valid = [(r * t + t + i) % n for i in range(v)]
-        train = [i for i in range(n) if i not in test and i not in valid]
-        folds.append({"rotation": r, "train": "".join(_FOLDER_NAMES[i] for i in train),
-                      "valid": "".join(_FOLDER_NAMES[i] for i in valid),
-                      "test": "".join(_FOLDER_NAMES[i] for i in test)})
+        held_out = []
+        if selection:
+            held_out, test, valid = test, valid, [(r * t + t + v + i) % n for i in range(v)]
+        train = [i for i in range(n) if i not in test and i not in valid and i not in held_out]
+        fold = {"rotation": r, "train": "".join(_FOLDER_NAMES[i] for i in train),
+                "valid": "".join(_FOLDER_NAMES[i] for i in valid),
+                "test": "".join(_FOLDER_NAMES[i] for i in test)}
+        if selection:
+            fold["held_out"] = "".join(_FOLDER_NAMES[i] for i in held_out)
+        folds.append(fold)
     return folds
 
 
@@ -1286,13 +1310,15 @@ def _check_tracks_in_folders(data):
 
 
 def _rotation_data(data, fold):
-    """``data`` (splits = folder names) with the splits of one rotation."""
-    split_of = {c: s for s in ("train", "valid", "test") for c in fold[s]}
+    """``data`` (splits = folder names) with the splits of one rotation; held-out folders' clips removed."""
+    split_of = {c: s for s in ("train", "valid", "test", "held_out") for c in fold.get(s, "")}
     splits = np.array([split_of[f] for f in data.splits.tolist()])
     for s in ("train", "valid", "test"):
         if not np.any(splits == s):
             raise ValueError(f"rotation {fold['rotation']}: the {s} folders {fold[s]!r} hold no clip.")
-    return dataclasses.replace(data, splits=splits)
+    data = dataclasses.replace(data, splits=splits)
+    kept = splits != "held_out"
+    return data if kept.all() else data.subset(np.flatnonzero(kept))
 
 
 def _learned(arch):
@@ -1505,7 +1531,7 @@ def _map_jobs(fn, ctx, jobs, n_workers, done, *, serial_kw=None):
 def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_ARCHITECTURES, out, rotations=None,
            test_folders=2, valid_folders=2, n_runs=5, n_trials=10, random_state=0, features=None, mlp=None, nca=None,
            learning_rate_range=(1e-4, 1e-2), alpha_range=(1e-6, 1e-1), n_tags=50, external=None, n_jobs=1,
-           n_workers=1, n_resamples=1000, confidence_level=0.95, progress=True):
+           n_workers=1, n_resamples=1000, confidence_level=0.95, selection=False, progress=True):
     """The cross-validated, paired protocol: every clip a test clip once, differences with intervals.
 
     The 16 folders of a MagnaTagATune-layout dataset rotate through
@@ -1576,6 +1602,11 @@ def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_
     n_resamples : int, default=1000
         Bootstrap resamples.
     confidence_level : float, default=0.95
+    selection : bool, default=False
+        Score every rotation's validation folders instead of its test
+        folders, which are left out entirely (``cv_folds(selection=True)``):
+        the figures to choose between feature sets by, without seeing a test
+        folder. Use a separate ``out`` for it.
     progress : bool, default=True
         A progress bar on stderr.
 
@@ -1637,7 +1668,7 @@ def run_cv(root=None, *, architectures=SUBSET_ARCHITECTURES, baselines=BASELINE_
         raise ValueError("`architectures`, `baselines` and `external` name no feature set.")
     if out is None or not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"`out` must be a folder path; got {type(out).__name__}.")
-    folds = cv_folds(test_folders=test_folders, valid_folders=valid_folders)
+    folds = cv_folds(test_folders=test_folders, valid_folders=valid_folders, selection=bool(selection))
     if rotations is None:
         rotations = [f["rotation"] for f in folds]
     else:
@@ -1749,6 +1780,8 @@ def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resampl
         "protocol": {
             "folds": folds, "rotations": [f["rotation"] for f in folds], "n_rotations": 16 // test_folders,
             "test_folders": test_folders, "valid_folders": valid_folders, "metrics": list(CV_METRICS),
+            "scored": "validation folders (selection; test folders held out)" if "held_out" in folds[0]
+                      else "test folders",
             "baselines": list(baselines), "n_runs": cfg["n_runs"],
             "resampling": "tracks within the test folders of each rotation (msk.metrics.bootstrap_metric)",
             "n_resamples": n_resamples, "confidence_level": confidence_level, "bootstrap_seed": seed,

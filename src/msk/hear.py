@@ -33,8 +33,9 @@ frame). The levels' codes are concatenated, level 0 first:
 ``timestamp_embedding_size = levels * K`` (3000 for the shipped models).
 With ``pool_frames=1``, max-pooling the timestamp embeddings over the model's
 pooling windows (``pool`` finest frames) gives
-:meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding): they are
-the features before pooling, at the frame rate.
+:meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding; before
+its ``pooled_normalization``, when the model has one): they are the features
+before pooling, at the frame rate.
 
 Scene embeddings
 ----------------
@@ -117,6 +118,14 @@ class HearModel:
     """
 
     def _setup(self, features, pool_frames):
+        encoding = _param(features, "encoding", default="linear")
+        normalization = _param(features, "window_normalization", default="none")
+        if encoding not in ("linear", "threshold") or normalization != "none":
+            raise ValueError(
+                "msk.hear computes the codes of models with encoding 'linear' or 'threshold' and no "
+                f"window normalisation; this model has encoding={encoding!r} and "
+                f"window_normalization={normalization!r}."
+            )
         self.features = features
         self.sample_rate = int(_param(features, "sr"))
         self.pool_frames = pool_frames
@@ -129,7 +138,7 @@ class HearModel:
                 f"{_MAX_HOP_MS:.0f} ms apart. Use a model with a higher sr or a shorter hop."
             )
         codes = [km.cluster_centers_.shape[0] for km in features.kmeans_] if features.kmeans_ is not None \
-            else [pca.n_components_ for pca in features.pca_]
+            else [pca.n_features_out_ for pca in features.pca_]
         self._level_sizes = codes
         self.timestamp_embedding_size = int(sum(codes))
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
@@ -181,8 +190,10 @@ def load_model(model_file_path="", *, pool_frames=5):
     FileNotFoundError
         If ``model_file_path`` does not exist.
     ValueError
-        If the file is not an msk model, or the model's frames are more than
-        50 ms apart.
+        If the file is not an msk model, the model's frames are more than
+        50 ms apart, or the model uses an encoder option whose codes this
+        module does not compute (``encoding`` "split" or "triangle",
+        ``window_normalization`` "standardize").
     """
     from . import MultiscaleFeatures
     from .batch import default_model

@@ -23,12 +23,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _persist
 from ._blas_threads import SingleThreadedBlas
-from ._encoding import WindowEncoder, check_pooling, pooled_positions
+from ._encoding import ENCODINGS, NORMALIZATIONS, WindowEncoder, check_pooling, pooled_positions, standardize_windows
 from ._validation import as_float_array, check_float, check_int, check_option, check_sample_rate
 from ._windows import WindowReservoir
 from .audio import load_audio, stream
 from .kmeans import SphericalKMeans
-from .pca import PCAWhitening, whitening_matrix
+from .pca import WHITENINGS, PCAWhitening, whitening_matrix
 from .pyramid import gaussian_pyramid, laplacian_pyramid
 from .spectral import log_melspectrogram
 
@@ -38,8 +38,17 @@ __all__ = ["MultiscaleFeatures", "track_vector"]
 REPRESENTATIONS = ("multiresolution", "gaussian", "laplacian")
 # What happens to the partial pooling window at the end of a clip (see MultiscaleFeatures.transform).
 LAST_WINDOWS = ("drop", "pad", "keep")
-# How a clip's window features become one track vector (see track_vector).
-SUMMARIES = ("mean", "mean+max")
+# How a clip's window features become one track vector (see track_vector), and how many
+# times n_features wide each track vector is.
+SUMMARIES = ("mean", "mean+max", "mean+std")
+SUMMARY_WIDTHS = {"mean": 1, "mean+max": 2, "mean+std": 2}
+# Normalisations of each level's pooled rows (see MultiscaleFeatures' pooled_normalization).
+POOLED_NORMALIZATIONS = ("none", "power", "standardize", "power+standardize")
+# "standardize": the per-dimension statistics are learned from the pooled rows of at most
+# _STANDARDIZE_CLIPS training clips (a uniform sample); each standard deviation is floored
+# at _STD_FLOOR times the mean standard deviation of its level.
+_STANDARDIZE_CLIPS = 256
+_STD_FLOOR = 1e-2
 # Audio longer than _WHOLE_FRAMES level-0 frames (8192 frames = 4.4 min at the default
 # analysis; every 30 s clip is shorter) is processed in segments of about _SEGMENT_FRAMES
 # frames (2.2 min). The pyramids need context around a segment (see _PYRAMID_CONTEXT), so
@@ -127,6 +136,28 @@ class _Samples:
         return out
 
 
+class _ClipSample:
+    """A uniform random sample of at most ``size`` clips of a stream (Algorithm R), seeded.
+
+    Clips are kept as given (a path, or a reference to an array).
+    """
+
+    def __init__(self, size, seed):
+        self.size = size
+        self.clips = []
+        self._seen = 0
+        self._rng = np.random.RandomState(seed)
+
+    def offer(self, clip):
+        if len(self.clips) < self.size:
+            self.clips.append(clip)
+        else:
+            j = self._rng.randint(0, self._seen + 1)
+            if j < self.size:
+                self.clips[j] = clip
+        self._seen += 1
+
+
 def _no_progress(stage, level, done, total, value):
     """The default ``progress`` of :meth:`MultiscaleFeatures.fit`: report nothing."""
 
@@ -165,9 +196,11 @@ class MultiscaleFeatures(BaseEstimator):
         Number of levels, 1 to 8 (1 is the single-scale baseline: the plain log-mel).
     width : int, default=1
         Frames per window ``w`` (the paper uses 1, 2 and 4).
-    n_clusters : int or None, default=500
-        Dictionary size ``K`` per level. ``None`` gives the PCA-only features
-        (the whitened components themselves, "PMSC" in the paper).
+    n_clusters : int, sequence of int or None, default=500
+        Dictionary size ``K`` per level: one int for every level, or one
+        positive int per level (``levels`` of them, finest level first).
+        ``None`` gives the PCA-only features (the whitened components
+        themselves, "PMSC" in the paper).
     pool_size : int, default=128
         Pooling window at level 0, in frames (128 frames of 32 ms = 4.1 s).
         Pyramid level ``l`` pools ``max(1, pool_size // 2**l)`` positions so that the
@@ -179,21 +212,71 @@ class MultiscaleFeatures(BaseEstimator):
         Fraction of the variance kept by the PCA whitening.
     eps : float, default=1e-5
         Whitening regulariser, relative to the mean eigenvalue (see :class:`PCAWhitening`).
-    encoding : {"linear", "threshold"}, default="linear"
+    whitening : {"pca", "zca"}, default="pca"
+        :class:`PCAWhitening`'s ``whitening``. "zca" rotates the whitened
+        components back into the window space (``width * n_mels``
+        dimensions), where the dictionary is then learned. Spherical K-means
+        sees only dot products, which the rotation keeps: from rotated
+        starting points it learns the rotated dictionary and the same
+        features, so with a dictionary "zca" differs from "pca" only through
+        its random start (drawn in the larger space) and costs more to fit.
+        It changes the PCA-only features (``n_clusters=None``).
+    encoding : {"linear", "threshold", "split", "triangle"}, default="linear"
         "linear" is the paper's ``f = D W (x - mean)``; "threshold" is Coates &
-        Ng's ``max(0, f - threshold)``.
+        Ng's ``max(0, f - threshold)``; "split" their both-sign split
+        ``[max(0, f - threshold), max(0, -f - threshold)]``, ``2 K`` codes per
+        level (the K positive halves, then the K negative ones); "triangle"
+        Coates et al.'s ``max(0, mean_k(z) - z_k)`` with ``z_k`` the distance
+        from the unit-length whitened window to atom ``k`` [3]_ (it needs
+        ``n_clusters``).
     threshold : float, default=0.25
-        Threshold of ``encoding="threshold"``.
+        Threshold of ``encoding="threshold"`` and ``"split"``.
+    window_normalization : {"none", "standardize"}, default="none"
+        "standardize" is Coates & Ng's brightness and contrast normalisation:
+        every window ``x`` (``width * n_mels`` values) becomes
+        ``(x - mean(x)) / sqrt(var(x) + eps_l)`` before whitening, the same in
+        ``fit`` (the training windows, before PCA) and :meth:`transform`. It
+        removes the window's loudness and scales its spectral contrast to one.
+    window_normalization_eps : float, default=0.1
+        Variance floor of "standardize", relative to the level's mean window
+        variance: ``eps_l = window_normalization_eps * mean(var(x))`` over the
+        level's training windows (``window_eps_``). Relative, because the
+        levels' scales differ: on log-mel frames a window's variance is ~15
+        (natural-log units squared) at every Gaussian level but 0.05-1 at the
+        band-pass Laplacian levels, so no single absolute floor suits them all.
+        With 0.1, a window of the level's typical variance ends with variance
+        0.91 (close to Coates & Ng's unit contrast), and no window is scaled up
+        more than ``sqrt(10)`` times as much as a typical one: low-contrast
+        windows (near silence, a steady hum) keep their small contrast instead
+        of having their noise blown up to unit variance.
     pooling : {"max", "mean", "std"} or tuple of them, default="max"
         Statistics over each pooling window, concatenated in the order max,
         mean, std. "max" is the paper's.
+    pooled_normalization : {"none", "power", "standardize", "power+standardize"}, default="none"
+        Normalisation of each row of :meth:`transform`'s result, after
+        pooling. "none" is the paper's. "power": each level's part of the
+        row gets a signed square root, ``sign(f) sqrt(|f|)``, and is then
+        divided by its L2 norm (the improved Fisher vector's normalisation
+        [4]_; a level's part that is all zero stays zero). "standardize":
+        every column has the mean subtracted and is divided by the standard
+        deviation that ``fit`` measured on the pooled rows of the training
+        clips (at most 256 clips, sampled with ``random_state``; each
+        standard deviation is floored at 1 % of the mean standard deviation
+        of its level). "power+standardize": "power", then "standardize"
+        (its statistics measured after "power").
     max_iter : int, default=20
         Spherical K-means iterations.
     sr : int, default=16000
         Sampling rate at which audio is analysed (files are resampled to it;
         waveforms given as arrays must already be at this rate).
     log_offset : float, default=1e-10
-        ``log(mel + log_offset)`` compression of the mel spectrogram.
+        ``log(mel + log_offset)`` compression of the mel spectrogram. It
+        also covers the ``log1p(C * mel)`` compression:
+        ``log1p(C * mel) = log(C) + log(mel + 1 / C)``, and the constant
+        ``log(C)`` changes no feature (the pyramids' smoothing keeps
+        constants, a Laplacian level other than the coarsest removes them,
+        and the PCA mean removes what is left), so ``log_offset=1 / C`` gives
+        the features of ``log1p(C * mel)``. The default is the paper's.
     random_state : int, RandomState instance or None, default=None
         Seeds window sampling and the K-means initialisation of every level.
 
@@ -209,8 +292,14 @@ class MultiscaleFeatures(BaseEstimator):
         Columns of :meth:`transform`'s result.
     n_features_per_level_ : list of int
         Columns of each level in :meth:`transform`'s result (level 0's first).
+    window_eps_ : list of float or None
+        Each level's absolute variance floor of ``window_normalization``
+        (None without it).
     n_clips_ : int
         Clips used for fitting.
+    pooled_mean_, pooled_std_ : ndarray of shape (n_features_out_,) or None
+        The per-column mean and (floored) standard deviation of
+        ``pooled_normalization``'s "standardize" (float64); None without it.
     skipped_ : list of tuple (str, str)
         Clips that could not be read during ``fit`` and their reasons.
 
@@ -257,6 +346,10 @@ class MultiscaleFeatures(BaseEstimator):
        feature learning", ISMIR 2013.
     .. [2] A. Coates and A. Y. Ng, "Learning feature representations with
        K-means", Neural Networks: Tricks of the Trade, Springer, 2012.
+    .. [3] A. Coates, H. Lee and A. Y. Ng, "An analysis of single-layer
+       networks in unsupervised feature learning", AISTATS 2011.
+    .. [4] F. Perronnin, J. Sánchez and T. Mensink, "Improving the Fisher
+       kernel for large-scale image classification", ECCV 2010.
 
     Examples
     --------
@@ -271,8 +364,9 @@ class MultiscaleFeatures(BaseEstimator):
 
     def __init__(self, representation="laplacian", *, levels=6, width=1, n_clusters=500, pool_size=128,
                  n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
+                 window_normalization="none", window_normalization_eps=0.1,
                  pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
-                 log_offset=1e-10, random_state=None):
+                 log_offset=1e-10, whitening="pca", pooled_normalization="none", random_state=None):
         self.representation = representation
         self.levels = levels
         self.width = width
@@ -283,6 +377,8 @@ class MultiscaleFeatures(BaseEstimator):
         self.eps = eps
         self.encoding = encoding
         self.threshold = threshold
+        self.window_normalization = window_normalization
+        self.window_normalization_eps = window_normalization_eps
         self.pooling = pooling
         self.max_iter = max_iter
         self.sr = sr
@@ -290,6 +386,8 @@ class MultiscaleFeatures(BaseEstimator):
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.log_offset = log_offset
+        self.whitening = whitening
+        self.pooled_normalization = pooled_normalization
         self.random_state = random_state
 
     # -- parameters and representations ------------------------------------------------------
@@ -342,8 +440,7 @@ class MultiscaleFeatures(BaseEstimator):
         check_option("representation", self.representation, REPRESENTATIONS)
         check_int("levels", self.levels, low=1, high=8)
         check_int("width", self.width, low=1)
-        if self.n_clusters is not None:
-            check_int("n_clusters", self.n_clusters, low=1)
+        self._level_clusters()
         check_int("pool_size", self.pool_size, low=1)
         check_int("n_samples", self.n_samples, low=1)
         check_int("max_iter", self.max_iter, low=1)
@@ -359,10 +456,34 @@ class MultiscaleFeatures(BaseEstimator):
         check_int("hop_length", self.hop_length, low=1)
         check_int("n_mels", self.n_mels, low=1)
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
+        check_option("whitening", self.whitening, WHITENINGS)
+        check_option("pooled_normalization", self.pooled_normalization, POOLED_NORMALIZATIONS)
         # the encoder validates encoding, threshold and pooling; fail before the slow part
         check_pooling(self.pooling)
-        check_option("encoding", self.encoding, ("linear", "threshold"))
+        check_option("encoding", self.encoding, ENCODINGS)
         check_float("threshold", self.threshold)
+        if self.encoding == "triangle" and self.n_clusters is None:
+            raise ValueError("`encoding`='triangle' needs a dictionary; got n_clusters=None.")
+        check_option("window_normalization", self.window_normalization, NORMALIZATIONS)
+        check_float("window_normalization_eps", self.window_normalization_eps, low=0.0, low_inclusive=False)
+
+    def _level_clusters(self):
+        """``n_clusters`` as one K per level (a list), or None for PCA-only features."""
+        k = self.n_clusters
+        if k is None:
+            return None
+        if isinstance(k, (str, bytes)) or not isinstance(k, (numbers.Integral, Iterable)):
+            raise TypeError(
+                f"`n_clusters` must be an integer, a sequence of one integer per level, or None; got {k!r}."
+            )
+        if isinstance(k, numbers.Integral):
+            return [check_int("n_clusters", k, low=1)] * self.levels
+        ks = list(k)
+        if len(ks) != self.levels:
+            raise ValueError(
+                f"`n_clusters` must have one entry per level (levels={self.levels}); got {len(ks)}: {k!r}."
+            )
+        return [check_int(f"n_clusters[{lev}]", v, low=1) for lev, v in enumerate(ks)]
 
     def _level_pool(self, level):
         if self.representation == "multiresolution":
@@ -571,7 +692,11 @@ class MultiscaleFeatures(BaseEstimator):
             Audio file paths, waveforms at ``sr`` Hz or log-mel spectrograms
             (see :meth:`represent`). Iterated once; a generator is fine. Files
             that cannot be read are skipped and listed in ``skipped_`` (with a
-            warning); fitting fails only if no clip is usable.
+            warning); fitting fails only if no clip is usable. With
+            ``pooled_normalization`` "standardize", a uniform sample of at most
+            256 of the clips is transformed once more after the dictionaries
+            are learned (their files are read again; clips given as arrays are
+            held until then).
         y : None
             Ignored.
         progress : callable or None, default=None
@@ -622,6 +747,8 @@ class MultiscaleFeatures(BaseEstimator):
             for lev in range(self.levels)
         ]
         skipped, n_clips, n_mels = [], 0, None
+        standardize = self.pooled_normalization.endswith("standardize")
+        sample = _ClipSample(_STANDARDIZE_CLIPS, rng.randint(0, 2**31 - 1)) if standardize else None
         for i, clip in enumerate(clips):
             try:
                 levels = self._represent(clip)
@@ -640,6 +767,8 @@ class MultiscaleFeatures(BaseEstimator):
                 )
             for res, frames in zip(reservoirs, levels):
                 res.update(self._padded(frames), name="clip")
+            if sample is not None:
+                sample.offer(clip)
             n_clips += 1
             progress("sample", None, i + 1, total, None)
         if skipped:
@@ -653,43 +782,89 @@ class MultiscaleFeatures(BaseEstimator):
             )
         if n_clips == 0:
             raise ValueError("`clips` holds no usable clip: nothing to fit.")
-        pcas, kms = [], []
+        pcas, kms, window_eps = [], [], []
+        level_k = self._level_clusters()
         for lev, res in enumerate(reservoirs):
             X = res.windows()
-            if self.n_clusters is not None and X.shape[0] < self.n_clusters:
+            if level_k is not None and X.shape[0] < level_k[lev]:
                 raise ValueError(
                     f"level {lev} has only {X.shape[0]} training windows, fewer than "
-                    f"`n_clusters`={self.n_clusters}; give more clips or lower n_clusters."
+                    f"`n_clusters`={level_k[lev]}; give more clips or lower n_clusters."
                 )
             if X.shape[0] < 2:
                 raise ValueError(
                     f"level {lev} has only {X.shape[0]} training window(s); at least 2 are needed "
                     "to estimate a covariance. Give more or longer clips."
                 )
-            pca = PCAWhitening(variance=self.variance, eps=self.eps).fit(X)
+            if self.window_normalization == "standardize":
+                window_eps.append(self._window_eps(X))
+                standardize_windows(X, window_eps[-1])  # the reservoir's own buffer: no copy
+            pca = PCAWhitening(variance=self.variance, eps=self.eps, whitening=self.whitening).fit(X)
             # Features are float32: keep the principal axes at float32 precision too, so that a
             # saved model stores them as float32 (half the size) and loads bit-identical.
             pca.components_ = pca.components_.astype(np.float32).astype(np.float64)
-            pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_)
+            pca.whitening_ = whitening_matrix(pca.components_, pca.explained_variance_, pca.eps_, self.whitening)
             pcas.append(pca)
             progress("pca", lev, lev + 1, self.levels, int(pca.n_components_))
-            if self.n_clusters is None:
+            if level_k is None:
                 kms.append(None)
                 continue
             Z = pca.transform(X)
             del X
             kms.append(
-                SphericalKMeans(n_clusters=self.n_clusters, max_iter=self.max_iter,
+                SphericalKMeans(n_clusters=level_k[lev], max_iter=self.max_iter,
                                 random_state=int(seeds[lev, 1])).fit(
                     Z, callback=lambda it, obj, lev=lev: progress("kmeans", lev, it, self.max_iter, obj))
             )
         self.pca_ = pcas
-        self.kmeans_ = kms if self.n_clusters is not None else None
+        self.kmeans_ = kms if level_k is not None else None
+        self.window_eps_ = window_eps or None
         self.n_mels_ = int(n_mels)
         self.n_clips_ = n_clips
         self.skipped_ = skipped
+        self.pooled_mean_ = self.pooled_std_ = None
         self._build_encoders()
+        if standardize:
+            self._fit_standardization(sample.clips)
         return self
+
+    def _window_eps(self, X):
+        """The absolute variance floor of one level: relative eps times the mean window variance."""
+        var = sum(float(np.var(X[a:a + 4096], axis=1, dtype=np.float64).sum())
+                  for a in range(0, X.shape[0], 4096)) / X.shape[0]
+        # all training windows constant (silence): no scale to be relative to
+        return float(self.window_normalization_eps * var) if var > 0 else float(self.window_normalization_eps)
+
+    def _fit_standardization(self, clips):
+        """``pooled_mean_`` and ``pooled_std_`` from the pooled rows of ``clips`` (after "power")."""
+        rows = np.vstack([self._normalize_pooled(self._features(clip, None, "drop")[0], standardize=False)
+                          for clip in clips]).astype(np.float64)
+        mean, std = rows.mean(axis=0), rows.std(axis=0)
+        start = 0
+        for n in self.n_features_per_level_:
+            level = std[start:start + n]
+            floor = _STD_FLOOR * level.mean()
+            np.maximum(level, floor if floor > 0 else 1.0, out=level)
+            start += n
+        self.pooled_mean_, self.pooled_std_ = mean, std
+
+    def _normalize_pooled(self, F, standardize=True):
+        """``pooled_normalization`` of the float32 rows ``F``, in place (``F`` is returned)."""
+        norm = self.pooled_normalization
+        if norm.startswith("power"):
+            widths = self.n_features_per_level_
+            root = np.abs(F)
+            # each level's L2 norm after the signed square root is sqrt(sum |f|) over the level
+            sums = np.add.reduceat(root, np.cumsum([0] + widths[:-1]), axis=1, dtype=np.float64)
+            np.sqrt(root, out=root)
+            np.copysign(root, F, out=F)
+            norms = np.sqrt(sums).astype(np.float32)
+            norms[norms == 0] = 1  # a level's part that is all zero stays zero
+            F /= np.repeat(norms, widths, axis=1)
+        if standardize and norm.endswith("standardize"):
+            F -= self.pooled_mean_.astype(np.float32)
+            F /= self.pooled_std_.astype(np.float32)
+        return F
 
     def _build_encoders(self):
         self._encoders = [
@@ -698,6 +873,8 @@ class MultiscaleFeatures(BaseEstimator):
                 None if self.kmeans_ is None else self.kmeans_[lev].cluster_centers_,
                 width=self.width, pool=self._level_pool(lev), pooling=self.pooling,
                 encoding=self.encoding, threshold=self.threshold,
+                normalization=self.window_normalization,
+                normalization_eps=self.window_eps_[lev] if self.window_eps_ else 1.0,
             )
             for lev, pca in enumerate(self.pca_)
         ]
@@ -788,6 +965,17 @@ class MultiscaleFeatures(BaseEstimator):
                 "`transform` takes one clip; for several use "
                 "`[model.transform(c) for c in clips]`."
             )
+        F, n_frames, n_samples = self._features(clip, sr, last_window)
+        # after pooling, on whole rows: the same for every path above
+        self._normalize_pooled(F)
+        if not return_times:
+            return F
+        duration = None if n_samples is None else n_samples / self.sr
+        start, end = self.window_times(n_frames, last_window=last_window, duration=duration)
+        return F, start, end
+
+    def _features(self, clip, sr, last_window):
+        """(pooled rows before ``pooled_normalization``, level-0 frames, samples or None) of a clip."""
         if isinstance(clip, (str, os.PathLike)):
             blocks = stream(clip, sr=self.sr, block_frames=_READ_BLOCK)
             F, n_frames, n_samples = self._transform_blocks(blocks, last_window)
@@ -803,11 +991,7 @@ class MultiscaleFeatures(BaseEstimator):
                 levels, n_frames = self._spectrogram_levels(a, last_window)
                 self._check_n_mels(levels[0].shape[1])
                 F, n_samples = self._transform(levels, last_window, n_frames), None
-        if not return_times:
-            return F
-        duration = None if n_samples is None else n_samples / self.sr
-        start, end = self.window_times(n_frames, last_window=last_window, duration=duration)
-        return F, start, end
+        return F, n_frames, n_samples
 
     def _spectrogram_levels(self, a, last_window):
         """The levels of a clip given as an array that is not a waveform, and its level-0 frames."""
@@ -1046,6 +1230,7 @@ class MultiscaleFeatures(BaseEstimator):
         """
         model = _persist.load_model(cls, path)
         model._build_encoders()
+        _persist.check_feature_arrays(model, path)
         return model
 
 
@@ -1056,14 +1241,17 @@ def track_vector(features, summary="mean"):
     ----------
     features : array-like of shape (n_windows, n_features)
         A clip's window features (:meth:`MultiscaleFeatures.transform`).
-    summary : {"mean", "mean+max"}, default="mean"
+    summary : {"mean", "mean+max", "mean+std"}, default="mean"
         The mean of the windows (accumulated in float64), or that mean
-        followed by their maximum. Every window counts once, whatever the
-        seconds it covers (a kept partial last window too).
+        followed by their maximum ("mean+max") or by their standard deviation
+        ("mean+std": the population one, ``ddof=0``, in float64; zero for a
+        clip of one window). Every window counts once, whatever the seconds it
+        covers (a kept partial last window too).
 
     Returns
     -------
-    vector : ndarray of shape (n_features,) or (2 * n_features,), dtype float32
+    vector : ndarray of shape (SUMMARY_WIDTHS[summary] * n_features,), dtype float32
+        ``n_features`` values for "mean", ``2 * n_features`` for the others.
 
     Raises
     ------
@@ -1081,12 +1269,16 @@ def track_vector(features, summary="mean"):
     >>> from msk.multiscale import track_vector
     >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+max").tolist()
     [2.0, 1.0, 3.0, 2.0]
+    >>> track_vector(np.array([[1, 2], [3, 0]], np.float32), "mean+std").tolist()
+    [2.0, 1.0, 1.0, 1.0]
     """
     check_option("summary", summary, SUMMARIES)
     X = np.asarray(features, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"`features` must have shape (n_windows, n_features) with n_windows >= 1; got {X.shape}.")
-    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    mean = X.mean(axis=0, dtype=np.float64)
     if summary == "mean":
-        return mean
-    return np.concatenate([mean, X.max(axis=0)])
+        return mean.astype(np.float32)
+    if summary == "mean+std":
+        return np.concatenate([mean, X.std(axis=0, dtype=np.float64)]).astype(np.float32)
+    return np.concatenate([mean.astype(np.float32), X.max(axis=0)])

@@ -13,7 +13,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._blas_threads import SingleThreadedBlas
-from ._validation import FLOAT_DTYPES, check_2d, check_fitted_features, check_float
+from ._validation import FLOAT_DTYPES, check_2d, check_fitted_features, check_float, check_option
 
 __all__ = ["PCAWhitening"]
 
@@ -38,13 +38,23 @@ def _centred_covariance(X, mean):
     return cov
 
 
-def whitening_matrix(components, explained_variance, eps_abs):
-    """W = components scaled by 1 / sqrt(lambda + eps): the one formula fit and load share."""
-    return components * (1.0 / np.sqrt(explained_variance + eps_abs))[:, None]
+# The whitening kinds of PCAWhitening (see its ``whitening`` parameter).
+WHITENINGS = ("pca", "zca")
+
+
+def whitening_matrix(components, explained_variance, eps_abs, whitening="pca"):
+    """The whitening matrix ``W``: the one formula fit and load share.
+
+    "pca": the components scaled by ``1 / sqrt(lambda + eps)``, shape
+    (n_components, n_features); "zca": that matrix rotated back into the input
+    space, ``U^T diag(1 / sqrt(lambda + eps)) U``, shape (n_features, n_features).
+    """
+    W = components * (1.0 / np.sqrt(explained_variance + eps_abs))[:, None]
+    return components.T @ W if whitening == "zca" else W
 
 
 class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """PCA whitening: project onto the leading principal components, scale to unit variance.
+    """PCA (or ZCA) whitening: project onto the leading principal components, scale to unit variance.
 
     The data are centred, the covariance matrix is eigendecomposed, the
     fewest leading components whose explained variance exceeds the fraction
@@ -53,7 +63,9 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     a small regulariser relative to the mean variance per input dimension.
     This is the first step of Dieleman & Schrauwen's feature learning [1]_
     (99 % of the variance) and what makes spherical K-means learn useful
-    features [2]_.
+    features [2]_. ZCA whitening (``whitening="zca"``) rotates the whitened
+    components back into the input space, so that the output has the
+    input's dimensions and stays as close as possible to the input [2]_.
 
     Parameters
     ----------
@@ -70,6 +82,15 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         scaled by ``1 / sqrt(lambda + eps * trace / n_features)``. It stops
         low-variance components from being blown up into noise. ``eps=0``
         gives exactly scikit-learn's ``PCA(whiten=True)``.
+    whitening : {"pca", "zca"}, default="pca"
+        "pca": the output is the ``n_components_`` scaled components,
+        ``(X - mean_) U^T diag(1 / sqrt(lambda + eps_))`` with ``U`` =
+        ``components_``. "zca": that output rotated back into the input space,
+        ``(X - mean_) U^T diag(1 / sqrt(lambda + eps_)) U``, of ``n_features``
+        columns. The two differ by an orthogonal map (``U``, whose rows are
+        orthonormal), so distances and dot products between whitened rows
+        are the same; the components dropped by ``variance`` are dropped in
+        both.
 
     Attributes
     ----------
@@ -88,9 +109,14 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Number of components kept.
     eps_ : float
         The absolute regulariser added to each eigenvalue.
-    whitening_ : ndarray of shape (n_components_, n_features)
+    whitening_ : ndarray of shape (n_features_out_, n_features)
         The whitening matrix ``W``: ``transform(X) = (X - mean_) @ W.T``.
-        Its rows are ``components_`` scaled by ``1 / sqrt(explained_variance_ + eps_)``.
+        With "pca" its rows are ``components_`` scaled by
+        ``1 / sqrt(explained_variance_ + eps_)``; with "zca" it is the
+        symmetric ``components_.T @`` that matrix.
+    n_features_out_ : int
+        Columns of ``transform``'s result: ``n_components_`` ("pca") or
+        ``n_features_in_`` ("zca").
     n_features_in_ : int
         Number of features seen during ``fit``.
     n_samples_ : int
@@ -128,9 +154,10 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     np.float64(1.0)
     """
 
-    def __init__(self, variance=0.99, eps=1e-5):
+    def __init__(self, variance=0.99, eps=1e-5, whitening="pca"):
         self.variance = variance
         self.eps = eps
+        self.whitening = whitening
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -142,6 +169,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if variance is not None:
             variance = check_float("variance", variance, low=0.0, high=1.0, low_inclusive=False)
         eps = check_float("eps", self.eps, low=0.0)
+        check_option("whitening", self.whitening, WHITENINGS)
         return variance, eps
 
     def _validate_fit(self, X):
@@ -208,13 +236,19 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.explained_variance_ratio_ = ratio[:k].copy()
         self.n_components_ = k
         self.eps_ = float(eps_abs)
-        self.whitening_ = whitening_matrix(components, self.explained_variance_, eps_abs)
+        self.whitening_ = whitening_matrix(components, self.explained_variance_, eps_abs, self.whitening)
         self.n_samples_ = n
         return self
 
     @property
+    def n_features_out_(self):
+        """Columns of ``transform``'s result (the rows of ``whitening_``)."""
+        check_is_fitted(self)
+        return int(self.whitening_.shape[0])
+
+    @property
     def _n_features_out(self):
-        return self.n_components_
+        return self.n_features_out_
 
     def transform(self, X):
         """Whiten ``X``: ``(X - mean_) @ whitening_.T``.
@@ -226,7 +260,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_components_)
+        Z : ndarray of shape (n_samples, n_features_out_)
             Whitened data, in the dtype of ``X`` (float32 or float64).
         """
         X = check_fitted_features(self, X)
@@ -235,7 +269,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _transform(self, X):
         W = self.whitening_.astype(X.dtype, copy=False)
         mu = self.mean_.astype(X.dtype, copy=False)
-        out = np.empty((X.shape[0], self.n_components_), dtype=X.dtype)
+        out = np.empty((X.shape[0], W.shape[0]), dtype=X.dtype)
         for start in range(0, X.shape[0], _ROW_CHUNK):
             stop = start + _ROW_CHUNK
             np.matmul(X[start:stop] - mu, W.T, out=out[start:stop])
@@ -253,7 +287,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_components_)
+        Z : ndarray of shape (n_samples, n_features_out_)
             Whitened training data, in the dtype of ``X``.
         """
         variance, eps = self._check_params()
@@ -269,7 +303,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_components_)
+        X : array-like of shape (n_samples, n_features_out_)
             Whitened data.
 
         Returns
@@ -279,9 +313,11 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=FLOAT_DTYPES, order="C", input_name="X")
-        if Z.shape[1] != self.n_components_:
+        if Z.shape[1] != self.n_features_out_:
             raise ValueError(
-                f"`X` must have n_components_={self.n_components_} columns; got shape {Z.shape}."
+                f"`X` must have n_features_out_={self.n_features_out_} columns; got shape {Z.shape}."
             )
         unwhiten = self.components_ * np.sqrt(self.explained_variance_ + self.eps_)[:, None]
+        if self.whitening == "zca":  # back to the components first (U has orthonormal rows)
+            Z = Z @ self.components_.T.astype(Z.dtype)
         return Z @ unwhiten.astype(Z.dtype) + self.mean_.astype(Z.dtype)

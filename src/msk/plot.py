@@ -583,11 +583,7 @@ def map_figure(store, path, *, labels=None, color_by=None, method="pca", random_
 # --------------------------------------------------------------------------- one file over time
 def _level_widths(model):
     """Feature columns of each level of a fitted model, level 0 first."""
-    per = [km.cluster_centers_.shape[0] for km in model.kmeans_] if model.kmeans_ is not None else [
-        int(p.n_components_) for p in model.pca_]
-    n_stats = 1 if isinstance(model.pooling, str) else len(model.pooling)
-    widths = [n * n_stats for n in per]
-    return widths if sum(widths) == model.n_features_out_ else [model.n_features_out_]
+    return list(model.n_features_per_level_)
 
 
 def timeline_figure(audio, path, *, model=None, sr=None, title=None):

@@ -596,7 +596,8 @@ def _summarise(features, summary):
     from .multiscale import SUMMARIES, track_vector
 
     if summary not in SUMMARIES:
-        raise ValueError(f"the index's track summary {summary!r} is not one msk computes ('mean', 'mean+max').")
+        raise ValueError(f"the index's track summary {summary!r} is not one msk computes "
+                         f"({', '.join(map(repr, SUMMARIES))}).")
     return track_vector(features, summary)
 
 

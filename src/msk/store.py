@@ -111,6 +111,7 @@ from . import _persist
 from ._json import jsonable
 from ._persist import msk_version
 from .multiscale import SUMMARIES as _SUMMARIES
+from .multiscale import SUMMARY_WIDTHS as _SUMMARY_WIDTHS
 from .multiscale import track_vector
 
 __all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
@@ -350,9 +351,10 @@ class FeatureStore:
         The model the features come from (a fitted model, whose
         :func:`model_fingerprint` is taken, or such a dict). A new store
         records it; a store made with another model raises ``ValueError``.
-    summary : {"mean", "mean+max"} or None, default=None
+    summary : {"mean", "mean+max", "mean+std"} or None, default=None
         How a clip's track vector (the ``tracks`` array) is made from its
-        windows: their mean, or their mean followed by their maximum. None:
+        windows (:func:`msk.multiscale.track_vector`): their mean, or their
+        mean followed by their maximum or their standard deviation. None:
         the store's setting ("mean" for a new store).
     settings : mapping or None, default=None
         Extraction settings recorded in the store's attributes (e.g. the
@@ -411,14 +413,14 @@ class FeatureStore:
 
     def __init__(self, path, *, mode="a", model_info=None, summary=None, settings=None, durable=True,
                  batch_size=_DEFAULT_BATCH, wait=0.0):
-        from ._validation import check_int
+        from ._validation import check_int, check_option
 
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"`path` must be a str or os.PathLike; got {type(path).__name__}.")
         if mode not in _MODES:
             raise ValueError(f"`mode` must be one of 'a', 'r' or 'w'; got {mode!r}.")
-        if summary is not None and summary not in _SUMMARIES:
-            raise ValueError(f"`summary` must be one of 'mean' or 'mean+max'; got {summary!r}.")
+        if summary is not None:
+            check_option("summary", summary, _SUMMARIES)
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.path = os.path.abspath(os.fspath(path))
         self.mode = mode
@@ -544,7 +546,7 @@ class FeatureStore:
     @staticmethod
     def _matrix_specs(n_features, summary):
         rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
-        width = n_features * (2 if summary == "mean+max" else 1)
+        width = n_features * _SUMMARY_WIDTHS[summary]
         return {
             "windows": dict(shape=(0, n_features), chunks=(rows, n_features),
                             shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
@@ -616,6 +618,11 @@ class FeatureStore:
                 f"{self.path!r} has feature store format version {attrs.get('format_version')!r}; "
                 f"this msk ({_msk_version()}) reads versions {', '.join(map(str, _READABLE_VERSIONS))}."
             )
+        if check and attrs.get("summary") not in _SUMMARIES:
+            raise ValueError(
+                f"{self.path!r} records the track summary {attrs.get('summary')!r}, which this msk "
+                f"({_msk_version()}) does not compute ({', '.join(map(repr, _SUMMARIES))})."
+            )
         members = doc.get("consolidated_metadata")
         members = members.get("metadata") if isinstance(members, dict) else None
         meta = {}
@@ -686,7 +693,7 @@ class FeatureStore:
 
     @property
     def summary(self):
-        """How the track vectors are made: "mean" or "mean+max"."""
+        """How the track vectors are made: "mean", "mean+max" or "mean+std"."""
         return self._attrs["summary"]
 
     @property
@@ -924,7 +931,7 @@ class FeatureStore:
             problem = f"{arr.ndim} dimensions (expected {ndim})"
         elif name == "windows" and arr.shape[1] != self.n_features:
             problem = f"{arr.shape[1]} columns (the store records {self.n_features})"
-        elif name == "tracks" and arr.shape[1] != self.n_features * (2 if self.summary == "mean+max" else 1):
+        elif name == "tracks" and arr.shape[1] != self.n_features * _SUMMARY_WIDTHS[self.summary]:
             problem = f"{arr.shape[1]} columns"
         if problem is not None:
             raise ValueError(f"feature store {self.path!r}: array {name!r} has {problem}; its metadata "
@@ -1457,7 +1464,7 @@ class FeatureStore:
         """
         keys = self.keys() if keys is None else list(keys)
         recs = [self._record(k) for k in keys]
-        width = self.n_features * (2 if self.summary == "mean+max" else 1) if self.n_features else 0
+        width = self.n_features * _SUMMARY_WIDTHS[self.summary] if self.n_features else 0
         if not recs:
             return keys, np.empty((0, width), np.float32)
         T = self._read("tracks", 0, self._n_clips)

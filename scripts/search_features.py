@@ -1,0 +1,158 @@
+"""Search feature settings beyond the paper: learn on the pool, choose on validation folders only.
+
+    python scripts/search_features.py --out results/search [--candidates NAME ...] [--final]
+
+Every candidate is a set of :class:`msk.MultiscaleFeatures` parameters (CANDIDATES below). It is
+fitted on the unsupervised training pool built by ``scripts/build_pool.py`` (no labelled clip,
+no test clip: the pool and the development corpus share no track), then extracts every clip of
+the development corpus (``scripts/build_dev_corpus.py``) into a feature store, and the store is
+evaluated as pretrained features by :func:`msk.experiment.run_cv`:
+
+* by default with ``selection=True``: every rotation's *validation* folders are scored and its
+  test folders are left out, so the figures that choose between candidates never see a test
+  folder; candidates are compared (paired, with bootstrap intervals over tracks) with the
+  baselines ``mfcc``, ``logmel-stats`` and the paper's settings learned on the same pool;
+* with ``--final``: the ordinary test folders, for the candidates already chosen.
+
+Candidates whose name contains ``+`` are concatenations of the named candidates' features (the
+same windows, side by side): a combination of representations without a model of its own.
+Models and stores are kept under ``--out`` and reused by a rerun.
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import msk
+from msk.experiment import run_cv
+
+PAPER = dict(levels=6, width=1, n_clusters=500, pool_size=128, n_samples=200_000, variance=0.99, eps=1e-5,
+             encoding="linear", pooling="max", max_iter=20, log_offset=1e-10)
+SEED = 20130604
+
+#: name -> MultiscaleFeatures parameters (on top of PAPER). One factor at a time from the paper's
+#: Laplacian model, then combinations of what won.
+CANDIDATES = {
+    "paper-laplacian": dict(representation="laplacian"),
+    "paper-multiresolution": dict(representation="multiresolution"),
+    "paper-gaussian": dict(representation="gaussian", width=2),
+    "single-w1-k500": dict(representation="laplacian", levels=1),  # the paper's single-scale baseline
+    "lap-threshold": dict(representation="laplacian", encoding="threshold", threshold=0.25),
+    "lap-maxmean": dict(representation="laplacian", pooling=("max", "mean")),
+    "lap-meanstd": dict(representation="laplacian", pooling=("mean", "std")),
+    "lap-maxmeanstd": dict(representation="laplacian", pooling=("max", "mean", "std")),
+    "lap-eps1e-2": dict(representation="laplacian", eps=1e-2),
+    "lap-var90": dict(representation="laplacian", variance=0.90),
+    "lap-offset1e-5": dict(representation="laplacian", log_offset=1e-5),
+    "lap-offset1e-3": dict(representation="laplacian", log_offset=1e-3),
+    "lap-k200": dict(representation="laplacian", n_clusters=200),
+    "lap-k1000": dict(representation="laplacian", n_clusters=1000),
+    "lap-w2": dict(representation="laplacian", width=2),
+    "mr-maxmean": dict(representation="multiresolution", pooling=("max", "mean")),
+    "lap-k200-maxmean": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean")),
+    "lap-power": dict(representation="laplacian", pooled_normalization="power"),
+    "lap-split": dict(representation="laplacian", encoding="split", threshold=0.25),
+    "lap-triangle": dict(representation="laplacian", encoding="triangle"),
+    "lap-winnorm": dict(representation="laplacian", window_normalization="standardize"),
+    "lap-maxmean-power": dict(representation="laplacian", pooling=("max", "mean"), pooled_normalization="power"),
+}
+
+
+def pool_clips(pool):
+    """The pool's clips, sorted by file name (its manifest)."""
+    with open(os.path.join(pool, "manifest.csv"), newline="") as f:
+        files = sorted(row["file"] for row in csv.DictReader(f))
+    if not files:
+        raise SystemExit(f"{pool}: the manifest lists no clip; build the pool with scripts/build_pool.py")
+    return [os.path.join(pool, name) for name in files]
+
+
+def model_for(name, params, clips, models):
+    path = os.path.join(models, f"{name}.npz")
+    if os.path.exists(path):
+        return path
+    est = msk.MultiscaleFeatures(**dict(PAPER, random_state=SEED, **params))
+    t0 = time.perf_counter()
+    est.fit(clips)
+    seconds = time.perf_counter() - t0
+    est.save(path)
+    with open(os.path.join(models, f"{name}.json"), "w") as f:
+        json.dump({"params": {k: v for k, v in est.get_params().items()}, "fit_seconds": seconds,
+                   "n_clips": len(clips)}, f, indent=1, default=str)
+    print(f"{name}: fitted on {len(clips)} pool clips in {seconds:.0f} s", file=sys.stderr)
+    return path
+
+
+def store_for(name, model, corpus, stores):
+    path = os.path.join(stores, f"{name}.zarr")
+    msk.extract_many(corpus, store=path, model=model, root=corpus, n_jobs=1, progress=False)
+    return path
+
+
+def concatenated_store(name, parts, stores):
+    """A store whose windows are the named stores' windows side by side (same keys, same rows)."""
+    path = os.path.join(stores, f"{name}.zarr")
+    if os.path.exists(path):
+        return path
+    opened = [msk.store.FeatureStore(p, mode="r") for p in parts]
+    keys = sorted(set.intersection(*(set(s.keys()) for s in opened)))
+    out = msk.store.FeatureStore(path, mode="w", meta={"concatenation_of": [os.path.basename(p) for p in parts]})
+    for key in keys:
+        blocks = [s.get(key) for s in opened]
+        n = min(len(b) for b in blocks)
+        out.put(key, np.hstack([b[:n] for b in blocks]))
+    out.close()
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="results folder (models/, stores/, cv/)")
+    p.add_argument("--corpus", default=os.path.expanduser("~/.cache/msk/devcorpus"))
+    p.add_argument("--pool", default=os.path.expanduser("~/.cache/msk/pool"))
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), help="candidate names [all]")
+    p.add_argument("--baselines", nargs="+", default=["mfcc", "logmel-stats", "paper-laplacian"])
+    p.add_argument("--final", action="store_true", help="score the test folders (default: validation folders)")
+    p.add_argument("--runs", type=int, default=1, help="seeds per head")
+    p.add_argument("--trials", type=int, default=3, help="tagger search trials")
+    p.add_argument("--rotations", type=int, nargs="+", default=None, help="rotations to run [all]")
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+
+    models, stores = os.path.join(args.out, "models"), os.path.join(args.out, "stores")
+    os.makedirs(models, exist_ok=True)
+    os.makedirs(stores, exist_ok=True)
+    clips = pool_clips(args.pool)
+    external = {}
+    wanted = list(dict.fromkeys(args.candidates + [b for b in args.baselines if b in CANDIDATES or "+" in b]))
+    for name in wanted:
+        if "+" in name:
+            continue
+        if name not in CANDIDATES:
+            raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
+        external[name] = store_for(name, model_for(name, CANDIDATES[name], clips, models), args.corpus, stores)
+    for name in wanted:
+        if "+" in name:
+            parts = name.split("+")
+            for part in parts:
+                if part not in external:
+                    external[part] = store_for(part, model_for(part, CANDIDATES[part], clips, models),
+                                               args.corpus, stores)
+            external[name] = concatenated_store(name, [external[q] for q in parts], stores)
+    external = {k: v for k, v in external.items() if k in wanted}
+    cv_out = os.path.join(args.out, "final" if args.final else "selection")
+    res = run_cv(args.corpus, architectures=[a for a in args.baselines if a in ("mfcc", "logmel-stats")],
+                 baselines=args.baselines, out=cv_out, external=external, n_runs=args.runs, n_trials=args.trials,
+                 random_state=0, n_workers=args.workers, selection=not args.final, rotations=args.rotations,
+                 progress=False)
+    print(open(os.path.join(cv_out, "cv_table.md")).read())
+    return res
+
+
+if __name__ == "__main__":
+    main()
