@@ -530,7 +530,8 @@ class FeatureStore:
         specs = {}
         for name, (dtype, fill) in _CLIP_ARRAYS.items():
             # strings: small chunks in shards, so that appending a batch re-encodes few of them
-            geometry = {"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str else {"chunks": (_CLIP_CHUNK,)}
+            geometry = ({"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str
+                        else {"chunks": (_CLIP_CHUNK,)})
             specs[name] = dict(shape=(0,), dtype=dtype, fill_value=fill, dimension_names=["clip"], **geometry)
         for name, (dtype, fill) in _WINDOW_ARRAYS.items():
             specs[name] = dict(shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
@@ -1845,7 +1846,8 @@ def migrate(old, new, *, root=None, model=None):
                     why = str(exc)
             if source.get("hash") and not checked:
                 ref = model.transform(src, last_window="drop")
-                if ref.shape[0] != n or not np.allclose(ref, X, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(X).max()))):
+                scale = max(1.0, float(np.abs(X).max()))
+                if ref.shape[0] != n or not np.allclose(ref, X, rtol=1e-4, atol=1e-5 * scale):
                     raise ValueError(
                         f"the features of {key!r} in {old!r} differ from what `model` (--model) computes from "
                         f"{src!r}: not the model of the store (or the file changed since). Give the model "
