@@ -41,6 +41,7 @@ CANDIDATES = {
     "paper-laplacian": dict(representation="laplacian"),
     "paper-multiresolution": dict(representation="multiresolution"),
     "paper-gaussian": dict(representation="gaussian", width=2),
+    "single-w1-k500": dict(representation="laplacian", levels=1),  # the paper's single-scale baseline
     "lap-threshold": dict(representation="laplacian", encoding="threshold", threshold=0.25),
     "lap-maxmean": dict(representation="laplacian", pooling=("max", "mean")),
     "lap-meanstd": dict(representation="laplacian", pooling=("mean", "std")),

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option, check_sample_rate
+from .audio import library_key
 from .multiscale import LAST_WINDOWS, REPRESENTATIONS, SUMMARIES, MultiscaleFeatures, track_vector
 
 __all__ = ["PRESETS", "BatchSummary", "default_model", "extract", "extract_many", "library_key",
@@ -400,40 +401,6 @@ def _list_paths(paths):
     return out, [], root
 
 
-def library_key(path, root):
-    """The store key of ``path`` in a library rooted at ``root``: its relative path, with ``/``.
-
-    The same file gets the same key from any working directory: both paths
-    are made absolute (without resolving symbolic links) before the relative
-    path is taken, and the separators are ``/`` on every platform.
-
-    Parameters
-    ----------
-    path, root : str or os.PathLike
-
-    Returns
-    -------
-    key : str
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is not inside ``root``.
-
-    Examples
-    --------
-    >>> from msk.batch import library_key
-    >>> library_key("/music/a/b.mp3", "/music/")
-    'a/b.mp3'
-    """
-    path, root = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(root))
-    rel = os.path.relpath(path, root)
-    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        raise ValueError(f"{path!r} is not inside the library root {root!r}; give `root` (--root) "
-                         "a folder that holds every input file.")
-    return rel.replace(os.sep, "/")
-
-
 def _check_n_jobs(n_jobs):
     n_jobs = check_int("n_jobs", n_jobs)
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -462,12 +429,17 @@ def _extract_one(model, path, last_window, with_source=True):
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
         X, start, end = model.transform(path, last_window=last_window, return_times=True)
-        duration = None
-        with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
-            duration = float(sf.info(os.fsencode(path)).duration)
         if with_source:
             from .store import file_hash
 
+            if last_window == "keep" and len(end):
+                # the kept last window ends where the decoded audio ends: no second opening of the
+                # file (which for an MP3 costs about as much as hashing it)
+                duration = float(end[-1])
+            else:
+                duration = None
+                with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
+                    duration = float(sf.info(os.fsencode(path)).duration)
             source.update(hash=file_hash(path), duration=duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure

@@ -75,7 +75,8 @@ column per tag, or one column of class names (single-label; found, or --label-co
     "store": """examples:
   msk store check features.zarr              # read every chunk, verify checksums and the table
   msk store check --repair features.zarr     # drop damaged table lines, re-queue damaged clips
-  msk store migrate old.zarr new.zarr        # convert a store written by msk 0.1""",
+  msk store migrate old.zarr new.zarr        # convert a store written by msk 0.1
+  msk store migrate old.zarr new.zarr --root ~/music   # keys and file records as `msk extract ~/music` gives""",
     "export": """examples:
   msk export features.zarr -o features.parquet   # needs pyarrow (pip install 'msk[export]')
   msk export features.zarr -o features.csv
@@ -462,9 +463,17 @@ def cmd_store(args):
             _log(f"msk store check: {p}")
         unrepaired = report["problems"] and not args.repair
         return 1 if unrepaired else 0
-    st = msk.store.migrate(args.old, args.new)
+    model = None
+    if args.model is not None:
+        shipped = args.model in ("laplacian", "gaussian", "multiresolution")
+        model = msk.batch.default_model(args.model) if shipped else msk.MultiscaleFeatures.load(args.model)
+    st = msk.store.migrate(args.old, args.new, root=args.root, model=model)
+    report = st.settings["migration"]
     _print_json({"old": os.path.abspath(args.old), "new": st.path, "clips": len(st),
-                 "failed": len(st.failures())})
+                 "failed": len(st.failures()), **report})
+    if report["not_filled"]:
+        _log(f"msk store migrate: {report['not_filled']} clip(s) without their file's size, mtime and hash "
+             "(file missing, outside --root, or changed since extraction): `msk extract` extracts them again")
     return 0
 
 
@@ -835,6 +844,13 @@ def build_parser():
     q = ssub.add_parser("migrate", help="convert a store written by msk 0.1")
     q.add_argument("old")
     q.add_argument("new")
+    q.add_argument("--root", default=None,
+                   help="library root: keys relative to it, and each file's size, mtime and hash recorded, "
+                        "so that `msk extract ROOT` skips unchanged files [keys kept as they are]")
+    q.add_argument("--model", default=None,
+                   help="the model of the store's features (a .npz file, or a shipped representation: "
+                        "laplacian, gaussian, multiresolution), checked on one clip; needed to add clips to the "
+                        "new store [none: the store keeps msk 0.1's model record]")
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("export", help="write a store's features to Parquet, npz or CSV",
