@@ -12,6 +12,9 @@ Groups (each times one call; medians are what to compare):
   max-pooling with the same fitted matrices).
 - ``laplacian-after-decoding``: the same from a decoded waveform.
 - ``multiresolution-e2e``: msk and the peer (six librosa spectrograms, n_fft 1024..32768).
+- ``default-e2e``: decoding only and ``msk.extract`` with the shipped default model
+  (``preset="default"``), to check its speed against the paper's model and decoding
+  (skipped if the default model is not installed).
 - ``batch``: ``msk.extract_many`` over 16 MP3 files into a fresh feature store (fsync-ed
   writes) with 1 and 2 worker threads.
 
@@ -154,6 +157,36 @@ def _rates(benchmark, n_clips=1, n_cores=1):
     t = benchmark.stats.stats.median
     benchmark.extra_info["clips_per_second"] = round(n_clips / t, 2)
     benchmark.extra_info["x_realtime_per_core"] = round(n_clips * CLIP_SECONDS / t / n_cores, 1)
+
+
+# ------------------------------------------------------------------------- the default preset
+@pytest.fixture(scope="module")
+def default():
+    if not resources.files("msk").joinpath("models", "default.npz").is_file():
+        pytest.skip("the default model is not installed")
+    return msk.batch.default_model(preset="default")
+
+
+@pytest.mark.benchmark(group="default-e2e")
+def test_decode_only_default_group(record_threads, mp3s):
+    y = record_threads(msk.load_audio, mp3s[0])
+    _rates(record_threads)
+    assert y.shape[0] == round(CLIP_SECONDS * SR)
+
+
+@pytest.mark.benchmark(group="default-e2e")
+def test_msk_default(record_threads, mp3s, default):
+    F = record_threads(msk.extract, mp3s[0])
+    _rates(record_threads)
+    assert F.shape[1] == default.n_features_out_
+    np.testing.assert_array_equal(F, msk.extract(msk.load_audio(mp3s[0]), sr=SR, model=default))
+
+
+@pytest.mark.benchmark(group="default-e2e")
+def test_msk_paper_in_default_group(record_threads, mp3s, laplacian):
+    F = record_threads(msk.extract, mp3s[0], model=laplacian)
+    _rates(record_threads)
+    assert F.shape[1] == 3000
 
 
 # ------------------------------------------------------------------------- Laplacian, K = 500

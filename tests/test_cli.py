@@ -246,6 +246,14 @@ def test_usage_errors_exit_2(capsys):
         main(["fit", "-o", "x.npz"])  # neither inputs nor --dataset
     assert exc.value.code == 2
     assert "--dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", msk.example_audio(), "-o", "x.npy", "--preset", "paper", "--model", "m.npz"])
+    assert exc.value.code == 2
+    assert "give --model or --preset, not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", "corpus", "-o", "out", "--selection"])  # the split protocol has no selection folds
+    assert exc.value.code == 2
+    assert "--selection runs with --protocol cv only" in capsys.readouterr().err
 
 
 def test_help_teaches_with_examples(capsys):

@@ -153,9 +153,9 @@ def test_shipped_models_full_windows_are_unchanged(representation):
     """The default ("keep") adds a row; the full windows of a 29.2 s clip stay "drop"'s, bit for bit."""
     if not resources.files("msk").joinpath("models", f"{representation}.npz").is_file():
         pytest.skip("shipped model not installed")
-    model = extract_module.default_model(representation)
-    drop = msk.extract(msk.example_audio(), representation=representation, last_window="drop")
-    keep = msk.extract(msk.example_audio(), representation=representation)
+    model = extract_module.default_model(representation, preset="paper")
+    drop = msk.extract(msk.example_audio(), preset="paper", representation=representation, last_window="drop")
+    keep = msk.extract(msk.example_audio(), preset="paper", representation=representation)
     assert drop.shape == (7, 3000) and keep.shape == (8, 3000)
     np.testing.assert_array_equal(keep[:7], drop)
     np.testing.assert_array_equal(drop, model.transform(msk.example_audio()))
@@ -228,18 +228,49 @@ def test_model_from_path_is_cached(model, model_path, reference):
 
 
 def test_shipped_model_or_a_clear_error(y):
-    shipped = resources.files("msk").joinpath("models", "laplacian.npz")
+    shipped = resources.files("msk").joinpath("models", "default.npz")
     if shipped.is_file():
+        default = extract_module.default_model()
         F = msk.extract(y, sr=SR)
-        assert F.shape == (8, 3000)  # 7 full windows and the last 0.5 s
-        assert msk.extract(y, sr=SR, last_window="drop").shape == (7, 3000)
-        assert extract_module.default_model() is extract_module.default_model("laplacian")
+        assert F.shape == (8, default.n_features_out_)  # 7 full windows and the last 0.5 s
+        assert msk.extract(y, sr=SR, last_window="drop").shape == (7, default.n_features_out_)
+        assert extract_module.default_model(preset="default") is default
     else:
-        with pytest.raises(FileNotFoundError, match=r"msk/models/laplacian\.npz.*train_models\.py"):
+        with pytest.raises(FileNotFoundError, match=r"msk/models/default\.npz.*train_models\.py"):
             msk.extract(y, sr=SR)
     if not resources.files("msk").joinpath("models", "gaussian.npz").is_file():
         with pytest.raises(FileNotFoundError, match=r"msk/models/gaussian\.npz"):
             msk.extract(y, sr=SR, representation="gaussian")
+
+
+def test_presets_name_the_shipped_models(y):
+    models = resources.files("msk").joinpath("models")
+    if not all(models.joinpath(f"{n}.npz").is_file() for n in ("default", "laplacian", "gaussian")):
+        pytest.skip("shipped models not installed")
+    default = extract_module.default_model()
+    paper = extract_module.default_model(preset="paper")
+    assert paper is extract_module.default_model("laplacian", preset="paper")
+    assert paper.get_params()["n_clusters"] == 500 and paper.pooling == "max" and paper.encoding == "linear"
+    assert default is not paper
+    np.testing.assert_array_equal(msk.extract(y, sr=SR, preset="paper"), msk.extract(y, sr=SR, model=paper))
+    np.testing.assert_array_equal(msk.extract(y, sr=SR), msk.extract(y, sr=SR, model=default))
+    # a representation alone names the paper's model of it, unless it is the default's
+    other = next(r for r in ("gaussian", "multiresolution", "laplacian") if r != default.representation)
+    assert extract_module.default_model(other) is extract_module.default_model(other, preset="paper")
+    assert extract_module.default_model(default.representation) is default
+    with pytest.raises(ValueError, match=f"the default preset's model is a {default.representation} model, "
+                                         f"not {other}; use preset='paper'"):
+        msk.extract(y, sr=SR, preset="default", representation=other)
+    with pytest.raises(ValueError, match="`preset` must be one of"):
+        msk.extract(y, sr=SR, preset="fast")
+    with pytest.raises(ValueError, match="give `model` or `preset`, not both"):
+        msk.extract(y, sr=SR, preset="paper", model=paper)
+    # every shipped model is found again by its fingerprint (taggers and indexes rely on it)
+    from msk.store import model_fingerprint
+
+    for m in (default, paper, extract_module.default_model("gaussian", preset="paper")):
+        assert extract_module.shipped_model_with(model_fingerprint(m)["fingerprint"]) is m
+    assert extract_module.shipped_model_with("0" * 64) is None
 
 
 def test_bad_arguments(model, y):

@@ -61,7 +61,7 @@ def test_pooling_the_embeddings_gives_the_models_features(clip, representation):
     """Unpooled, the embeddings are the per-window codes: max over each pooling window = transform."""
     from msk.batch import default_model
 
-    features = default_model(representation)
+    features = default_model(representation, preset="paper")
     model = hear.load_model(pool_frames=1)
     model.features = features  # same sizes: K = 500, 6 levels
     y = clip[: 16000 * 12]

@@ -128,6 +128,7 @@ def test_times_cover_each_window_and_short_clips(store_path, library):
         duration = sf.info(library / key).duration
         n = len(start)
         assert n == st.get(key).shape[0] == st.record(key)["n_windows"]
+        assert st.record(key)["duration"] == pytest.approx(duration, abs=1 / SR)
         if duration < STEP:  # one window over what there is
             seen_short = True
             assert n == 1 and start[0] == 0 and end[0] == pytest.approx(duration)
@@ -148,6 +149,81 @@ def test_many_clips_few_files(tmp_path, y, model):
     assert summary.new == 150
     n_files = sum(len(files) for _, _, files in os.walk(out))
     assert n_files < 40, n_files
+
+
+def _plain_view(path):
+    """What readers without msk see: dask (each array's own zarr.json) and xarray (the consolidated root)."""
+    xr = pytest.importorskip("xarray")
+    da = pytest.importorskip("dask.array")
+    ds = xr.open_zarr(path)
+    return {"dask": {name: da.from_zarr(str(path), component=name).compute()
+                     for name in ("windows", "clip_index", "start", "tracks", "clip", "status", "offset")},
+            "xarray": ds}
+
+
+def _committed(path):
+    """Rows and clips the table commits (what msk reads), with the rows of each committed clip."""
+    st = FeatureStore(path, mode="r")
+    recs = [st.record(k) for k in st.keys()] + [st.record(k) for k in st.failures()]
+    n_rows = max([r["offset"] + r["n_windows"] for r in recs], default=0)
+    n_clips = max([r["clip"] + 1 for r in recs], default=0)
+    return st, n_rows, n_clips
+
+
+def test_readers_without_msk_never_see_uncommitted_rows(tmp_path, monkeypatch):
+    """Rows are written beyond the published shapes; the shapes move only after the table commits them."""
+    out = tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    first = {f"a{i}": rng.standard_normal((3, 5)).astype(np.float32) for i in range(4)}
+    with FeatureStore(out, mode="w", batch_size=100) as st:
+        for k, X in first.items():
+            st.put(k, X, start=np.arange(3.0), end=np.arange(3.0) + 1)
+    plain = _plain_view(out)
+    assert plain["dask"]["windows"].shape == (12, 5) and plain["xarray"].sizes["clip"] == 4
+
+    # a writer killed after writing a batch's rows, before its commit line
+    def killed(self, records):
+        raise KeyboardInterrupt("killed before the commit")
+
+    monkeypatch.setattr(FeatureStore, "_commit", killed)
+    st = FeatureStore(out, mode="a", batch_size=100)
+    for i in range(3):
+        st.put(f"b{i}", np.full((40, 5), 7.0, np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        st.flush()
+    assert os.path.getsize(out / "windows" / "c" / "0" / "0") > 12 * 5 * 4  # the rows are on disk...
+    plain = _plain_view(out)  # ...and invisible
+    for name, want in (("windows", 12), ("clip_index", 12), ("start", 12), ("tracks", 4), ("clip", 4),
+                       ("status", 4), ("offset", 4)):
+        assert plain["dask"][name].shape[0] == want, name
+    assert dict(plain["xarray"].windows.sizes) == {"window": 12, "feature": 5}
+    assert plain["xarray"].sizes["clip"] == 4 and not (plain["xarray"].windows.values == 7).any()
+    np.testing.assert_array_equal(plain["dask"]["windows"], np.vstack(list(first.values())))
+    st._writer_lock.release()  # the killed process's lock is released by the system
+    monkeypatch.undo()
+
+    # a writer killed after its commit, before publishing the shapes: msk reads what is committed,
+    # readers without msk see the previous commit, `check` says so, the next writer publishes
+    def killed_after(self, force=False):
+        raise KeyboardInterrupt("killed before publishing")
+
+    with FeatureStore(out, mode="a", batch_size=100) as st:  # cuts the uncommitted rows
+        assert st.keys() == sorted(first)
+        monkeypatch.setattr(FeatureStore, "_publish", killed_after)
+        st.put("c0", np.full((2, 5), 3.0, np.float32))
+        with pytest.raises(KeyboardInterrupt):
+            st.flush()
+        st._pending = []
+    monkeypatch.undo()
+    st, n_rows, n_clips = _committed(out)
+    assert (n_rows, n_clips) == (14, 5) and "c0" in st.keys()
+    np.testing.assert_array_equal(st.get("c0"), np.full((2, 5), 3.0, np.float32))
+    assert _plain_view(out)["dask"]["windows"].shape == (12, 5)
+    assert any("zarr.json" in p for p in st.check()["problems"])
+    FeatureStore(out, mode="a").close()
+    plain = _plain_view(out)
+    assert plain["dask"]["windows"].shape == (14, 5) and plain["xarray"].sizes["clip"] == 5
+    assert FeatureStore(out, mode="r").check()["problems"] == []
 
 
 # -- keys and reruns ---------------------------------------------------------------------------
@@ -299,7 +375,15 @@ def _kill_and_resume(tmp_path, y, model, model_path, n_clips, n_kills, batch):
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
-        FeatureStore(out, mode="r")  # opens between runs
+        st, rows_committed, clips_committed = _committed(out)  # opens between runs
+        if clips_committed:  # readers without msk see committed rows only, the same values as msk
+            import zarr
+
+            windows = zarr.open_array(str(out / "windows"), mode="r")
+            clip = zarr.open_array(str(out / "clip"), mode="r")
+            assert windows.shape[0] <= rows_committed and clip.shape[0] <= clips_committed
+            X, _ = st.concatenated()
+            assert windows.shape[0] == 0 or np.isin(windows[-1], X).all()
     assert kills >= 1
     done = len(FeatureStore(out, mode="r"))
     summary = msk.extract_many(lib, store=out, model=model, n_jobs=2, progress=False)
@@ -442,24 +526,35 @@ def test_flipped_bit_in_a_chunk_is_detected(tmp_path, library, model):
 def test_tampered_metadata_and_odd_chunk_files_are_refused(tmp_path, library, model):
     out = tmp_path / "s.zarr"
     msk.extract_many(library, store=out, model=model, progress=False)
-    meta_path = out / "windows" / "zarr.json"
-    original = meta_path.read_text()
+    root_path = out / "zarr.json"
+    original = root_path.read_text()
 
-    def tamper(**changes):
-        meta = json.loads(original)
-        meta.update(changes)
-        meta_path.write_text(json.dumps(meta))
+    def tamper(**changes):  # msk reads the arrays' metadata from the root (consolidated)
+        root = json.loads(original)
+        root["consolidated_metadata"]["metadata"]["windows"].update(changes)
+        root_path.write_text(json.dumps(root))
         return FeatureStore(out, mode="r")
 
     n = model.n_features_out_
     with pytest.raises(ValueError, match="'windows' has data type int32"):
         tamper(data_type="int32").concatenated()
-    rows = json.loads(original)["shape"][0]
+    rows = json.loads(original)["consolidated_metadata"]["metadata"]["windows"]["shape"][0]
     with pytest.raises(ValueError, match=f"'windows' has {2 * n} columns"):
         tamper(shape=[rows // 2, 2 * n]).concatenated()
-    st = tamper(shape=[10**9, n])  # rows beyond the commit are never read
+    st = tamper(shape=[10**9, n])  # msk reads the rows the table commits, whatever the shape says
     assert st.concatenated()[0].shape[0] == rows
-    meta_path.write_text(original)
+    root_path.write_text(original)
+    # the arrays' own zarr.json (what readers without msk use) must agree with the root: check says so
+    meta_path = out / "windows" / "zarr.json"
+    published = meta_path.read_text()
+    meta_path.write_text(json.dumps(dict(json.loads(published), shape=[rows - 1, n])))
+    assert FeatureStore(out, mode="r").concatenated()[0].shape[0] == rows
+    report = FeatureStore(out, mode="r").check()
+    assert any("'windows'" in p and "zarr.json" in p for p in report["problems"])
+    with FeatureStore(out, mode="a") as writable:
+        assert any("published" in r for r in writable.check(repair=True)["repaired"])
+    assert json.loads(meta_path.read_text()) == json.loads(published)
+    assert FeatureStore(out, mode="r").check()["problems"] == []
     # stray directories (in the store, in an array's folder) do not block opening for writing
     (out / "stray").mkdir()
     (out / "clip" / "stray").mkdir()
@@ -511,8 +606,91 @@ def test_store_of_msk_01_is_detected_and_migrated(tmp_path, model, y):
     assert st.record("music/2.mp3")["path"] == "/lib/music/2.mp3"
     with pytest.raises(ValueError, match="exists"):
         msk.store.migrate(old, new)
-    with pytest.raises(ValueError, match="not a readable msk 0.1"):
+    with pytest.raises(ValueError, match="needs no migration"):
         msk.store.migrate(new, tmp_path / "third.zarr")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ValueError, match="not a readable msk 0.1"):
+        msk.store.migrate(tmp_path / "other", tmp_path / "third.zarr")
+
+
+def test_migrate_fills_sources_under_the_root_so_a_rerun_skips_unchanged_files(tmp_path, y, model, model_path,
+                                                                                 monkeypatch, capsys):
+    import _store_v01
+
+    lib = tmp_path / "lib"
+    paths = _write_clips(lib, y, 5, seed=8)
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "old.zarr"
+    store = _store_v01.FeatureStore(old, mode="w", model_info=model)
+    for p in paths:  # msk 0.1 keyed clips by the path as typed, recorded the absolute path, dropped partial windows
+        X = msk.extract(p, model=model, last_window="drop")
+        store.put(os.path.relpath(p), X, meta={"path": os.path.abspath(p), "n_pools": len(X)})
+    # the same file typed another way, a file deleted since, a file whose audio changed since
+    store.put(os.path.abspath(paths[0]), msk.extract(paths[0], model=model, last_window="drop"),
+              meta={"path": paths[0]})
+    gone = lib / "gone.wav"
+    sf.write(gone, y[: 6 * SR], SR, subtype="PCM_16")
+    store.put("lib/gone.wav", msk.extract(gone, model=model, last_window="drop"), meta={"path": str(gone)})
+    os.remove(gone)
+    sf.write(paths[3], y[: 25 * SR], SR, subtype="PCM_16")  # much longer than what was extracted
+    new = tmp_path / "new.zarr"
+    assert main(["store", "migrate", str(old), str(new), "--root", str(lib), "--model", model_path]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["filled"], printed["not_filled"], printed["merged"]) == (4, 2, 1)
+    assert any(k.startswith("lib/gone.wav") for k in printed["not_filled_keys"])
+    st = FeatureStore(new, mode="r")
+    key = lambda p: os.path.relpath(p, lib).replace(os.sep, "/")  # noqa: E731
+    assert st.keys() == sorted([key(p) for p in paths] + ["gone.wav"])  # keys relative to the root
+    meta = st.meta(key(paths[1]))
+    assert meta["size"] == os.path.getsize(paths[1]) and meta["hash"] == msk.store.file_hash(paths[1])
+    assert "hash" not in st.meta(key(paths[3]))  # changed since extraction: not filled
+    rerun = msk.extract_many(lib, store=new, model=model, prune=True, progress=False)
+    assert (rerun.unchanged, rerun.changed, rerun.new, rerun.pruned) == (4, 1, 0, 1)
+    np.testing.assert_array_equal(FeatureStore(new, mode="r").get(key(paths[3])),
+                                  msk.extract(paths[3], model=model, last_window="drop"))
+    assert FeatureStore(new, mode="r").settings["last_window"] == "drop"
+    assert FeatureStore(new, mode="r").record(key(paths[3]))["duration"] == pytest.approx(sf.info(paths[3]).duration)
+    # another model is refused: its features of a found file differ
+    other = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=6, n_samples=800, max_iter=3,
+                                   random_state=1).fit([y[: 12 * SR], y[12 * SR :]])
+    with pytest.raises(ValueError, match="differ from what `model`"):
+        msk.store.migrate(old, tmp_path / "other.zarr", root=lib, model=other)
+    with pytest.raises(ValueError, match="needs no migration"):
+        msk.store.migrate(new, tmp_path / "again.zarr")
+
+
+def test_store_of_format_2_reads_and_is_upgraded_by_a_writer(tmp_path, library, model):
+    """A store of format 2 (five more per-clip arrays) opens as it is; the first writer upgrades it in place."""
+    import zarr
+
+    out = tmp_path / "s.zarr"
+    msk.extract_many(library, store=out, model=model, progress=False)
+    want, failures = _contents(out)
+    # format 2: the same table and arrays, plus path, size, mtime, hash and reason per clip
+    st = FeatureStore(out, mode="r")
+    n = len(st.keys()) + len(st.failures())
+    group = zarr.open_group(str(out), mode="r+", use_consolidated=False)
+    for name, dtype in (("path", str), ("size", np.int64), ("mtime", np.int64), ("hash", str), ("reason", str)):
+        group.create_array(name, shape=(n,), chunks=(16384,), dtype=dtype, dimension_names=["clip"])
+    root = json.loads((out / "zarr.json").read_text())
+    root["attributes"]["msk"]["format_version"] = 2
+    for name in ("path", "size", "mtime", "hash", "reason"):
+        root["consolidated_metadata"]["metadata"][name] = json.loads((out / name / "zarr.json").read_text())
+    (out / "zarr.json").write_text(json.dumps(root))
+    got, got_failures = _contents(out)  # read as it is
+    assert got.keys() == want.keys() and got_failures == failures
+    assert FeatureStore(out, mode="r").settings == st.settings
+    with FeatureStore(out, mode="a") as writable:  # upgraded in place
+        assert writable.check()["problems"] == []
+    assert json.loads((out / "zarr.json").read_text())["attributes"]["msk"]["format_version"] == 3
+    assert not (out / "path").exists() and not (out / "hash").exists()
+    got, _ = _contents(out)
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a, b)
+    xr = pytest.importorskip("xarray")
+    assert "path" not in xr.open_zarr(out).data_vars
+    assert msk.extract_many(library, store=out, model=model, progress=False).unchanged == len(want)
 
 
 # -- export -------------------------------------------------------------------------------------

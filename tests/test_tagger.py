@@ -150,7 +150,7 @@ def test_tag_checks_the_feature_model(library):
     with pytest.raises(ValueError, match="not of the given model"):
         tagger.tag(library / "audio" / "clip03.wav", model=library / "other.npz")
     plain = train_tagger(library / "lib.zarr", library / "labels.csv", **FAST)
-    with pytest.raises(ValueError, match="is not msk's shipped laplacian model.*--model"):
+    with pytest.raises(ValueError, match="is not any of msk's shipped models.*--model"):
         plain.feature_model()
     with pytest.raises(ValueError, match="is not the model of feature store"):
         train_tagger(library / "lib.zarr", library / "labels.csv", model_path=library / "other.npz", **FAST)

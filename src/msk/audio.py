@@ -17,7 +17,8 @@ import numpy as np
 
 from ._validation import as_float_array, check_int, check_sample_rate
 
-__all__ = ["MAX_DURATION", "audio_extensions", "audio_files", "example_audio", "load_audio", "stream"]
+__all__ = ["MAX_DURATION", "audio_extensions", "audio_files", "example_audio", "library_key", "load_audio",
+           "stream"]
 
 #: The longest audio msk decodes, in seconds (24 hours). A longer signal, or a file whose
 #: header claims one (e.g. a small file with an absurdly low sample rate), is refused
@@ -131,6 +132,40 @@ def audio_files(root):
             path = os.path.join(dirpath, name)
             (audio if name.lower().endswith(extensions) else other).append(path)
     return sorted(audio), sorted(other)
+
+
+def library_key(path, root):
+    """The store key of ``path`` in a library rooted at ``root``: its relative path, with ``/``.
+
+    The same file gets the same key from any working directory: both paths
+    are made absolute (without resolving symbolic links) before the relative
+    path is taken, and the separators are ``/`` on every platform.
+
+    Parameters
+    ----------
+    path, root : str or os.PathLike
+
+    Returns
+    -------
+    key : str
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not inside ``root``.
+
+    Examples
+    --------
+    >>> from msk.audio import library_key
+    >>> library_key("/music/a/b.mp3", "/music/")
+    'a/b.mp3'
+    """
+    path, root = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(root))
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise ValueError(f"{path!r} is not inside the library root {root!r}; give `root` (--root) "
+                         "a folder that holds every input file.")
+    return rel.replace(os.sep, "/")
 
 
 def example_audio():

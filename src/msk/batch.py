@@ -28,9 +28,11 @@ import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option, check_sample_rate
+from .audio import library_key
 from .multiscale import LAST_WINDOWS, REPRESENTATIONS, SUMMARIES, MultiscaleFeatures, track_vector
 
-__all__ = ["BatchSummary", "default_model", "extract", "extract_many", "library_key"]
+__all__ = ["PRESETS", "BatchSummary", "default_model", "extract", "extract_many", "library_key",
+           "shipped_model_with"]
 
 
 # =====================================================================================
@@ -44,12 +46,18 @@ def _check_representation(representation):
     return representation
 
 
+#: The shipped presets: "default", msk's own settings chosen by cross-validation (one model,
+#: ``models/default.npz``), and "paper", the paper's settings (one model per representation,
+#: ``models/<representation>.npz``).
+PRESETS = ("default", "paper")
+
+
 @functools.lru_cache(maxsize=None)
-def _shipped_model(representation):
-    resource = resources.files("msk").joinpath("models", f"{representation}.npz")
+def _shipped_model(name):
+    resource = resources.files("msk").joinpath("models", f"{name}.npz")
     if not resource.is_file():
         raise FileNotFoundError(
-            f"msk's default {representation} model (msk/models/{representation}.npz, expected at "
+            f"msk's shipped {name} model (msk/models/{name}.npz, expected at "
             f"{str(resource)!r}) is not installed in this copy of msk. Train the shipped models "
             "with `python scripts/train_models.py` in msk's source tree (it writes "
             "src/msk/models/*.npz) and reinstall, or pass `model=` a fitted MultiscaleFeatures "
@@ -59,14 +67,24 @@ def _shipped_model(representation):
         return MultiscaleFeatures.load(path)
 
 
-def default_model(representation="laplacian"):
-    """The fitted model shipped with msk for ``representation`` (loaded once per process).
+def default_model(representation=None, *, preset=None):
+    """A fitted model shipped with msk (loaded once per process).
 
     Parameters
     ----------
-    representation : {"laplacian", "gaussian", "multiresolution"}, default="laplacian"
-        Which model: K = 500 means, 6 levels; windows of 1 frame (Laplacian,
-        multiresolution) or 2 frames (Gaussian).
+    representation : {"laplacian", "gaussian", "multiresolution"} or None, default=None
+        With ``preset="paper"``, which of its three models (None:
+        "laplacian"). With ``preset="default"`` it must be None or the
+        default model's representation.
+    preset : {"default", "paper"} or None, default=None
+        "default": msk's default features, the settings chosen by
+        cross-validation on the development corpus and learned on the
+        unsupervised training pool (see ``msk/models/README.md``).
+        "paper": the paper's settings (K = 500 means, 6 levels, windows of 1
+        frame, or 2 for the Gaussian pyramid, max-pooling, linear encoding).
+        None: "default" without a representation (or with the default
+        model's), "paper" with another representation, so that
+        ``representation="gaussian"`` alone names the paper's Gaussian model.
 
     Returns
     -------
@@ -76,10 +94,52 @@ def default_model(representation="laplacian"):
     Raises
     ------
     FileNotFoundError
-        If this installation of msk has no model file for ``representation``.
+        If this installation of msk has no such model file.
+    ValueError
+        If ``preset="default"`` is asked for another representation than
+        its model's.
+
+    Examples
+    --------
+    >>> from msk.batch import default_model
+    >>> default_model(preset="paper").get_params()["n_clusters"]
+    500
+    >>> default_model(preset="paper", representation="gaussian").width
+    2
     """
-    check_option("representation", representation, REPRESENTATIONS)
-    return _shipped_model(representation)
+    representation = _check_representation(representation)
+    if preset is not None:
+        check_option("preset", preset, PRESETS)
+    if preset is None:
+        preset = "default"
+        if representation is not None and representation != _shipped_model("default").representation:
+            preset = "paper"
+    if preset == "paper":
+        return _shipped_model(representation or "laplacian")
+    model = _shipped_model("default")
+    if representation is not None and representation != model.representation:
+        raise ValueError(
+            f"the default preset's model is a {model.representation} model, not {representation}; "
+            f"use preset='paper' for the paper's {representation} model, or fit one of your own."
+        )
+    return model
+
+
+def shipped_model_with(fingerprint):
+    """The shipped model whose :func:`msk.store.model_fingerprint` is ``fingerprint``, or None.
+
+    How a tagger or an index made with a shipped model finds it again.
+    """
+    from ._persist import model_fingerprint
+
+    for name in ("default", *REPRESENTATIONS):
+        try:
+            model = _shipped_model(name)
+        except FileNotFoundError:
+            continue
+        if model_fingerprint(model)["fingerprint"] == fingerprint:
+            return model
+    return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,10 +156,13 @@ def _load_model_file(path):
     return _model_from_file(path, st.st_mtime_ns, st.st_size)
 
 
-def _resolve_model(model, representation):
-    """The fitted model to use, from ``model`` (estimator, path or None) and ``representation``."""
+def _resolve_model(model, representation, preset=None):
+    """The fitted model to use, from ``model`` (estimator, path or None), ``representation`` and ``preset``."""
     if model is None:
-        return default_model(representation or "laplacian")
+        return default_model(representation, preset=preset)
+    if preset is not None:
+        check_option("preset", preset, PRESETS)
+        raise ValueError("`preset` names a shipped model: give `model` or `preset`, not both.")
     if isinstance(model, (str, os.PathLike)):
         model = _load_model_file(model)
     elif not isinstance(model, MultiscaleFeatures):
@@ -117,7 +180,7 @@ def _resolve_model(model, representation):
     return model
 
 
-def extract(path_or_array, *, representation=None, model=None, sr=None, last_window="keep",
+def extract(path_or_array, *, representation=None, model=None, preset=None, sr=None, last_window="keep",
             return_times=False, summary=None):
     """Multiscale features of one clip: one row per pooling window of about 4 s.
 
@@ -128,14 +191,19 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, last_win
         any rate is resampled to the model's), or a mono waveform with its
         rate given as ``sr``.
     representation : {"laplacian", "gaussian", "multiresolution"} or None, default=None
-        The multiscale representation. With ``model=None`` it picks the
-        shipped model (None means "laplacian"); with a model it must match
-        the model's representation or be None.
+        The multiscale representation. With ``model=None`` it picks a
+        shipped model with ``preset`` (:func:`default_model`: alone, it names
+        the paper's model of that representation unless it is the default
+        model's); with a model it must match the model's representation or
+        be None.
     model : MultiscaleFeatures, str, os.PathLike or None, default=None
         A fitted model, the path of one saved with
         :meth:`MultiscaleFeatures.save` (loaded once per process and file
-        version), or None for the default model shipped with msk (K = 500, 6
-        levels), loaded once per process.
+        version), or None for a model shipped with msk (``preset``), loaded
+        once per process.
+    preset : {"default", "paper"} or None, default=None
+        Which shipped model (with ``model=None``): msk's default features, or
+        the paper's settings (see :func:`default_model`).
     sr : int or None, default=None
         Sampling rate of a waveform (required for arrays; resampled with soxr
         when it differs from the model's). Ignored for a file, whose header
@@ -217,7 +285,7 @@ def extract(path_or_array, *, representation=None, model=None, sr=None, last_win
     check_option("last_window", last_window, LAST_WINDOWS)
     if summary is not None:
         check_option("summary", summary, SUMMARIES)
-    model = _resolve_model(model, rep)
+    model = _resolve_model(model, rep, preset)
     if isinstance(path_or_array, (str, os.PathLike)):
         clip, sr = os.fspath(path_or_array), None
     else:
@@ -333,40 +401,6 @@ def _list_paths(paths):
     return out, [], root
 
 
-def library_key(path, root):
-    """The store key of ``path`` in a library rooted at ``root``: its relative path, with ``/``.
-
-    The same file gets the same key from any working directory: both paths
-    are made absolute (without resolving symbolic links) before the relative
-    path is taken, and the separators are ``/`` on every platform.
-
-    Parameters
-    ----------
-    path, root : str or os.PathLike
-
-    Returns
-    -------
-    key : str
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is not inside ``root``.
-
-    Examples
-    --------
-    >>> from msk.batch import library_key
-    >>> library_key("/music/a/b.mp3", "/music/")
-    'a/b.mp3'
-    """
-    path, root = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(root))
-    rel = os.path.relpath(path, root)
-    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        raise ValueError(f"{path!r} is not inside the library root {root!r}; give `root` (--root) "
-                         "a folder that holds every input file.")
-    return rel.replace(os.sep, "/")
-
-
 def _check_n_jobs(n_jobs):
     n_jobs = check_int("n_jobs", n_jobs)
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -395,12 +429,17 @@ def _extract_one(model, path, last_window, with_source=True):
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
         X, start, end = model.transform(path, last_window=last_window, return_times=True)
-        duration = None
-        with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
-            duration = float(sf.info(os.fsencode(path)).duration)
         if with_source:
             from .store import file_hash
 
+            if last_window == "keep" and len(end):
+                # the kept last window ends where the decoded audio ends: no second opening of the
+                # file (which for an MP3 costs about as much as hashing it)
+                duration = float(end[-1])
+            else:
+                duration = None
+                with contextlib.suppress(Exception):  # the features are what matters; duration is a courtesy
+                    duration = float(sf.info(os.fsencode(path)).duration)
             source.update(hash=file_hash(path), duration=duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure
@@ -524,7 +563,7 @@ def _run_dask(model, fingerprint, todo, scheduler, last_window):
             client.close()
 
 
-def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, scheduler=None,
+def extract_many(paths, *, store, model=None, representation=None, preset=None, n_jobs=-1, scheduler=None,
                  keys=None, root=None, prune=False, summary=None, last_window=None, progress=True, wait=0.0):
     """Extract the features of many files into a feature store, in parallel, resumably.
 
@@ -550,7 +589,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
         made with another model is refused.
     model : MultiscaleFeatures, str, os.PathLike or None, default=None
         As in :func:`extract` (None: the shipped model of ``representation``).
-    representation : str or None, default=None
+    representation, preset : str or None, default=None
         As in :func:`extract`.
     n_jobs : int, default=-1
         Threads (the compiled kernels release the GIL): -1 uses every core,
@@ -644,7 +683,7 @@ def extract_many(paths, *, store, model=None, representation=None, n_jobs=-1, sc
     from .store import FeatureStore, model_fingerprint
 
     rep = _check_representation(representation)
-    model = _resolve_model(model, rep)
+    model = _resolve_model(model, rep, preset)
     info = model_fingerprint(model)
     paths, not_audio, default_root = _list_paths(paths)
     root = default_root if root is None else os.fspath(root)

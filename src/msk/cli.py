@@ -27,7 +27,8 @@ Run `msk COMMAND --help` for a command's options and examples. Results go to the
 with -o; logs and progress go to stderr; stdout carries one JSON summary. Exit codes: 0 done,
 1 a runtime failure (listed on stderr), 2 a usage error, 130 interrupted.""",
     "extract": """examples:
-  msk extract song.mp3 -o song.npy                       # shipped Laplacian model
+  msk extract song.mp3 -o song.npy                       # the shipped default model
+  msk extract song.mp3 -o song.npy --preset paper        # the paper's Laplacian model
   msk extract song.mp3 -o song.npz --times                # features, start, end (seconds)
   msk extract song.mp3 -o song.npy --representation multiresolution
   msk extract ~/music -o features.zarr --n-jobs 2        # a directory -> a feature store
@@ -74,7 +75,8 @@ column per tag, or one column of class names (single-label; found, or --label-co
     "store": """examples:
   msk store check features.zarr              # read every chunk, verify checksums and the table
   msk store check --repair features.zarr     # drop damaged table lines, re-queue damaged clips
-  msk store migrate old.zarr new.zarr        # convert a store written by msk 0.1""",
+  msk store migrate old.zarr new.zarr        # convert a store written by msk 0.1
+  msk store migrate old.zarr new.zarr --root ~/music   # keys and file records as `msk extract ~/music` gives""",
     "export": """examples:
   msk export features.zarr -o features.parquet   # needs pyarrow (pip install 'msk[export]')
   msk export features.zarr -o features.csv
@@ -359,6 +361,8 @@ def cmd_extract(args):
 
     import msk
 
+    if args.preset and args.model:
+        raise _UsageError("--preset names a shipped model: give --model or --preset, not both")
     kind = _output_kind(args.output)
     if kind != "store":
         if len(args.inputs) != 1 or not os.path.isfile(args.inputs[0]):
@@ -366,7 +370,7 @@ def cmd_extract(args):
         if args.times and kind == ".npy":
             raise _UsageError("--times needs an .npz output (features, start, end)")
         F, start, end, *track = msk.extract(
-            args.inputs[0], model=args.model, representation=args.representation,
+            args.inputs[0], model=args.model, representation=args.representation, preset=args.preset,
             last_window=args.last_window or "keep", return_times=True, summary=args.summary)
         out = {"input": os.path.abspath(args.inputs[0]), "output": os.path.abspath(args.output),
                "shape": list(F.shape), "dtype": str(F.dtype), "last_window": args.last_window or "keep"}
@@ -391,7 +395,7 @@ def cmd_extract(args):
         raise RuntimeError("no audio files found in the inputs")
     with _decoder_messages_captured() as decoder_messages:
         summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
-                                   representation=args.representation, n_jobs=args.n_jobs,
+                                   representation=args.representation, preset=args.preset, n_jobs=args.n_jobs,
                                    scheduler=args.scheduler, prune=args.prune, summary=args.summary,
                                    last_window=args.last_window, wait=args.wait, progress=not args.quiet)
     # The decoders' own messages matter only to explain a failure; they are dropped otherwise.
@@ -459,9 +463,17 @@ def cmd_store(args):
             _log(f"msk store check: {p}")
         unrepaired = report["problems"] and not args.repair
         return 1 if unrepaired else 0
-    st = msk.store.migrate(args.old, args.new)
+    model = None
+    if args.model is not None:
+        shipped = args.model in ("laplacian", "gaussian", "multiresolution")
+        model = msk.batch.default_model(args.model) if shipped else msk.MultiscaleFeatures.load(args.model)
+    st = msk.store.migrate(args.old, args.new, root=args.root, model=model)
+    report = st.settings["migration"]
     _print_json({"old": os.path.abspath(args.old), "new": st.path, "clips": len(st),
-                 "failed": len(st.failures())})
+                 "failed": len(st.failures()), **report})
+    if report["not_filled"]:
+        _log(f"msk store migrate: {report['not_filled']} clip(s) without their file's size, mtime and hash "
+             "(file missing, outside --root, or changed since extraction): `msk extract` extracts them again")
     return 0
 
 
@@ -796,9 +808,13 @@ def build_parser():
     p.add_argument("inputs", nargs="+", help="audio files, directories or glob patterns")
     p.add_argument("-o", "--output", required=True,
                    help="a .npy or .npz file (one input) or a feature store directory (.zarr)")
+    p.add_argument("--preset", choices=("default", "paper"),
+                   help="which shipped model: msk's default features, or the paper's settings "
+                        "[default; paper if --representation names another representation]")
     p.add_argument("--representation", choices=("laplacian", "gaussian", "multiresolution"),
-                   help="which shipped model to use [laplacian]; with --model, a check")
-    p.add_argument("--model", help="a model file from `msk fit` instead of the shipped one")
+                   help="the shipped model's representation [the preset's; paper: laplacian]; "
+                        "with --model, a check")
+    p.add_argument("--model", help="a model file from `msk fit` instead of a shipped one")
     p.add_argument("--n-jobs", type=n_jobs_int, default=-1, help="parallel workers (-1: all cores, -2: all but one)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port)")
     p.add_argument("--root", help="library root the store's keys are relative to "
@@ -828,6 +844,13 @@ def build_parser():
     q = ssub.add_parser("migrate", help="convert a store written by msk 0.1")
     q.add_argument("old")
     q.add_argument("new")
+    q.add_argument("--root", default=None,
+                   help="library root: keys relative to it, and each file's size, mtime and hash recorded, "
+                        "so that `msk extract ROOT` skips unchanged files [keys kept as they are]")
+    q.add_argument("--model", default=None,
+                   help="the model of the store's features (a .npz file, or a shipped representation: "
+                        "laplacian, gaussian, multiresolution), checked on one clip; needed to add clips to the "
+                        "new store [none: the store keeps msk 0.1's model record]")
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("export", help="write a store's features to Parquet, npz or CSV",
@@ -1063,7 +1086,7 @@ def _add_picture_options(p):
                    help="map: the column to colour by [the class column of a single-label file]")
     p.add_argument("--method", choices=("pca", "tsne"), default="pca", help="map: the 2-D projection [pca]")
     p.add_argument("--seed", type=non_negative_int, default=0, help="map: random seed of the projection [0]")
-    p.add_argument("--model", help="timeline: a model file [the shipped Laplacian model]")
+    p.add_argument("--model", help="timeline: a model file [the shipped default model]")
 
 
 def _check_fraction(name, value):

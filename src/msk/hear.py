@@ -173,7 +173,10 @@ def load_model(model_file_path="", *, pool_frames=5):
     ----------
     model_file_path : str or os.PathLike, default=""
         A model saved with :meth:`msk.MultiscaleFeatures.save`, or "" for
-        the Laplacian model shipped with msk (K = 500, 6 levels).
+        the paper's Laplacian model shipped with msk (K = 500, 6 levels;
+        ``msk.batch.default_model(preset="paper")``). The default preset's
+        model differs from it by its normalisation of pooled rows, which
+        frame-rate embeddings do not have.
     pool_frames : int, default=5
         Frames of the centred max-pooling of the timestamp embeddings (odd;
         1 turns it off).
@@ -206,7 +209,7 @@ def load_model(model_file_path="", *, pool_frames=5):
             f"`model_file_path` must be a path or \"\"; got {type(model_file_path).__name__}."
         )
     if os.fspath(model_file_path) == "":
-        features = default_model("laplacian")
+        features = default_model("laplacian", preset="paper")
     else:
         features = MultiscaleFeatures.load(model_file_path)
     model = _torch_model_class()()

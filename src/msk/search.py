@@ -359,14 +359,15 @@ class TrackIndex:
                           groups=groups, group=group)
 
     def _model(self, model):
-        from .batch import default_model
+        from .batch import default_model, shipped_model_with
         from . import MultiscaleFeatures
         from .store import model_fingerprint
 
         expected = self.source.get("model") or {}
         if model is None:
-            representation = (expected.get("params") or {}).get("representation", "laplacian")
-            model = default_model(representation)
+            model = shipped_model_with(expected["fingerprint"]) if expected.get("fingerprint") else None
+            if model is None:
+                model = default_model()
         elif isinstance(model, (str, os.PathLike)):
             model = MultiscaleFeatures.load(model)
         elif not isinstance(model, MultiscaleFeatures):

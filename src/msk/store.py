@@ -9,45 +9,59 @@ component="windows")``, and with plain ``zarr.open_group(path, mode="r")``::
     features.zarr/
         zarr.json          root group: attributes["msk"] (format, version, msk version,
                            model fingerprint, extraction settings) and the consolidated
-                           metadata of every array (as of the last commit)
+                           metadata of every array (the committed shapes)
         windows/           (window, feature)        float32  every clip's window features
         clip_index/        (window,)                int64    the clip of each window row
         start/, end/       (window,)                float64  seconds covered by each row
         tracks/            (clip, track_feature)    float32  one vector per clip (the summary)
         clip/              (clip,)                  str      the key of each clip
-        path/              (clip,)                  str      the source file
-        size/, mtime/      (clip,)                  int64    its bytes and mtime (ns)
-        hash/              (clip,)                  str      SHA-256 of its content
-        duration/          (clip,)                  float64  seconds
-        n_windows/, offset/ (clip,)                 int64    its rows of ``windows``
         status/            (clip,)                  str      ok, failed, replaced, pruned
-        reason/            (clip,)                  str      why it failed
-        clip/msk-table.jsonl   msk's commit log (the truth; see below)
+        offset/, n_windows/ (clip,)                 int64    its rows of ``windows``
+        duration/          (clip,)                  float64  seconds
+        clip/msk-table.jsonl   the clip table and msk's commit log (the truth; see below)
         clip/msk-writer.lock   the writer's lock
 
-Every array uses the ``crc32c`` codec, so a flipped bit in a chunk is an
-error on reading, not a silent change. ``windows`` is sharded along rows
-(shards of about 16 MB holding chunks of about 1 MB), so a store has a few
-files per batch of clips, not per clip, and reading one clip reads about
-1 MB. ``xarray`` sees the dimensions ``window``, ``feature``, ``clip`` and
-``track_feature``; ``clip`` is indexed by the keys, ``clip_index`` maps
-rows to clips. A clip whose status is not ``"ok"`` (a failure, a file
-re-extracted since, or one pruned) keeps its place in the ``clip``
-dimension: select ``status == "ok"``.
+The clip table holds one JSON line per clip: its key, source path, size,
+mtime (ns), SHA-256, duration, rows, status and failure reason
+(:meth:`FeatureStore.record`); the per-clip arrays repeat what readers
+without msk need to select clips and find their rows. Every array uses the
+``crc32c`` codec, so a flipped bit in a chunk is an error on reading, not a
+silent change. ``windows`` is sharded along rows (shards of about 16 MB
+holding chunks of about 1 MB), so a store has a few files per batch of
+clips, not per clip, and reading one clip reads about 1 MB. ``xarray`` sees
+the dimensions ``window``, ``feature``, ``clip`` and ``track_feature``;
+``clip`` is indexed by the keys, ``clip_index`` maps rows to clips. A clip
+whose status is not ``"ok"`` (a failure, a file re-extracted since, or one
+pruned) keeps its place in the ``clip`` dimension: select ``status == "ok"``.
 
-Commits, crashes and concurrent writers
----------------------------------------
-Clips are buffered and written in batches. A batch is appended to the
-arrays (rows after the last committed row, each chunk written to a
-temporary file and renamed), flushed to disk (``durable=True``), and then
-committed by appending one JSON line per clip to ``clip/msk-table.jsonl``
-in a single ``write`` (then ``fsync``). Each line names the clip's rows
-(``offset``, ``n_windows``) and carries a CRC-32 of its own text. The table
-is the truth: rows that no line references (a batch killed before its
-commit) are ignored and overwritten by the next batch, so a run killed at
-any moment loses only its batch in flight. Finally the root ``zarr.json``
-is rewritten (one atomic rename) with the consolidated metadata of the
-committed arrays, which is what xarray and zarr read.
+Commits, crashes and concurrent readers and writers
+---------------------------------------------------
+Clips are buffered and written in batches, in this order:
+
+1. the batch's rows are written after the last committed row of every
+   array, beyond the shapes that the arrays' metadata publishes (each chunk
+   to a temporary file, then renamed; a chunk that also holds committed rows
+   is rewritten with the same values for them), and flushed to disk
+   (``durable=True``);
+2. the batch is committed by appending one JSON line per clip to
+   ``clip/msk-table.jsonl`` in a single ``write`` (then ``fsync``): the
+   commit point. Each line names the clip's rows (``offset``,
+   ``n_windows``) and carries a CRC-32 of its own text;
+3. the ``status`` of clips the batch replaced is updated, and the new
+   shapes are published: each array's ``zarr.json``, then the root's
+   consolidated metadata (each replaced atomically).
+
+The table is the truth: msk reads the rows that it commits, with the
+arrays' metadata taken from the root, whatever shape is published. Readers
+without msk (xarray, Dask, zarr) see the published shapes, so they never see
+rows of a batch that is not committed: only the state of some commit (an
+array's own ``zarr.json`` and the root are replaced one after the other, so
+an array read alone may be one batch ahead of another; the consolidated
+root read by xarray is one consistent commit). A run killed at any moment
+loses only its batch in flight: rows that no line references are ignored,
+and the next writer removes their chunk files, overwrites the rest and
+publishes the committed shapes if a crash came between the commit and the
+publication.
 
 A line that fails its CRC (or is not a record) is skipped with a warning
 naming it; the store stays readable, the clip it described is extracted
@@ -60,14 +74,22 @@ which records its host and pid; a second writer is refused with a message
 naming them (or waits, with ``wait=``). The lock of a process that died is
 released by the operating system and taken over. Readers need no lock.
 
+Format versions
+---------------
+This msk writes format 3. Format 2 also had ``path``, ``size``, ``mtime``,
+``hash`` and ``reason`` arrays (the same values as the table); it is read
+as it is, and the first writer that opens such a store upgrades it in place
+(removing those arrays). Stores of msk 0.1 (format 1) are converted by
+:func:`migrate`.
+
 Keys
 ----
 A key is a non-empty ``str``. :func:`msk.extract_many` uses the file's
-path relative to the library root, with ``/`` separators. File names that
-are not valid UTF-8 are kept exactly as Python represents them
-(``os.fsdecode``, lone surrogates): the table's JSON escapes them, and the
-``clip`` and ``path`` arrays, which must hold UTF-8, show such bytes as
-``\\xNN``.
+path relative to the library root, with ``/`` separators
+(:func:`msk.audio.library_key`). File names that are not valid UTF-8 are
+kept exactly as Python represents them (``os.fsdecode``, lone surrogates):
+the table's JSON escapes them, and the ``clip`` array, which must hold
+UTF-8, shows such bytes as ``\\xNN``.
 """
 
 import contextlib
@@ -95,24 +117,30 @@ from .multiscale import track_vector
 __all__ = ["FeatureStore", "export", "file_hash", "migrate", "model_fingerprint", "track_vector"]
 
 _FORMAT = "msk.FeatureStore"
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
+_READABLE_VERSIONS = (2, 3)  # 2: the same table and arrays, plus five per-clip arrays that 3 keeps in the table only
 _TABLE = os.path.join("clip", "msk-table.jsonl")
 _LOCK = os.path.join("clip", "msk-writer.lock")
 _MODES = ("r", "a", "w")
 _STATUS = ("ok", "failed", "replaced", "pruned")
-# Per-clip arrays: name -> (numpy dtype, fill value).
+# Per-clip arrays: name -> (numpy dtype, fill value). The rest of a clip's record (source path,
+# size, mtime, hash, failure reason) is in the table only.
 _CLIP_ARRAYS = {
-    "clip": (str, ""), "path": (str, ""), "size": (np.int64, -1), "mtime": (np.int64, -1),
-    "hash": (str, ""), "duration": (np.float64, np.nan), "n_windows": (np.int64, 0),
-    "offset": (np.int64, 0), "status": (str, ""), "reason": (str, ""),
+    "clip": (str, ""), "status": (str, ""), "offset": (np.int64, 0), "n_windows": (np.int64, 0),
+    "duration": (np.float64, np.nan),
 }
+_V2_ONLY_ARRAYS = ("path", "size", "mtime", "hash", "reason")
 _WINDOW_ARRAYS = {"clip_index": (np.int64, -1), "start": (np.float64, np.nan), "end": (np.float64, np.nan)}
 _CLIP_CHUNK = 16384
+_STR_CHUNK = 1024  # string chunks inside shards of _CLIP_CHUNK: a batch re-encodes only the chunks it touches
 _ROW_CHUNK = 65536
 _CHUNK_BYTES = 1 << 20
 _CHUNKS_PER_SHARD = 16
 _DEFAULT_BATCH = 256
 _BATCH_BYTES = 64 << 20
+# msk reads and writes through arrays of this many rows; the extent readers see is the one the
+# table commits (the published metadata says it to readers without msk)
+_UNBOUNDED = 1 << 40
 
 
 def _msk_version():
@@ -418,13 +446,16 @@ class FeatureStore:
                     "give a new or empty directory."
                 )
             self._create_atomically(info, summary or "mean", settings)
-        self._attrs = self._read_attrs()
+        self._zstore = None
+        self._load_root()
         if mode != "r":
             from ._validation import check_float
 
             wait = check_float("wait", wait, low=0.0)
             self._writer_lock = _Lock(os.path.join(self.path, _LOCK), self.path, wait)
         try:
+            if mode != "r":
+                self._load_root()  # as the previous writer left it
             self._load_table()
             if summary is not None and summary != self._attrs["summary"]:
                 raise ValueError(
@@ -432,12 +463,13 @@ class FeatureStore:
                     f"{self._attrs['summary']!r}; got {summary!r} (`summary`, --summary). A store's "
                     "summary is chosen when it is created: use another store."
                 )
+            if mode != "r":
+                self._truncate_uncommitted()
             if info is not None:
                 self._check_model(info)
             if mode != "r":
                 if settings:
                     self._set_attrs(settings=dict(self._attrs.get("settings", {}), **jsonable(dict(settings))))
-                self._truncate_uncommitted()
         except BaseException:
             self.close()
             raise
@@ -487,53 +519,91 @@ class FeatureStore:
             _fsync_path(parent or ".", directory=True)
 
     def _create(self, info, summary, settings):
-        import zarr
-        from zarr.codecs import Crc32cCodec
-
-        root = zarr.open_group(self.path, mode="w", zarr_format=3)
-        root.attrs["msk"] = {
+        self._root = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+        self._attrs = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": _msk_version(),
             "created": _now(), "model": info, "summary": summary,
             "settings": jsonable(dict(settings or {})),
             "description": "window features of audio clips; see the msk documentation (msk.store)",
         }
+        self._meta = {}
+        specs = {}
         for name, (dtype, fill) in _CLIP_ARRAYS.items():
-            root.create_array(name, shape=(0,), chunks=(_CLIP_CHUNK,), dtype=dtype, fill_value=fill,
-                              compressors=[Crc32cCodec()], dimension_names=["clip"])
+            # strings: small chunks in shards, so that appending a batch re-encodes few of them
+            geometry = ({"chunks": (_STR_CHUNK,), "shards": (_CLIP_CHUNK,)} if dtype is str
+                        else {"chunks": (_CLIP_CHUNK,)})
+            specs[name] = dict(shape=(0,), dtype=dtype, fill_value=fill, dimension_names=["clip"], **geometry)
         for name, (dtype, fill) in _WINDOW_ARRAYS.items():
-            root.create_array(name, shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
-                              compressors=[Crc32cCodec()], dimension_names=["window"])
+            specs[name] = dict(shape=(0,), chunks=(_ROW_CHUNK,), dtype=dtype, fill_value=fill,
+                               dimension_names=["window"])
+        if info is not None and "n_features" in info:
+            specs.update(self._matrix_specs(int(info["n_features"]), summary))
+            self._attrs["n_features"] = int(info["n_features"])
+        self._create_arrays(specs, with_root=True)
         with open(os.path.join(self.path, _TABLE), "ab"):
             pass
-        if info is not None and "n_features" in info:
-            self._create_matrices(int(info["n_features"]), summary)
-        self._consolidate()
+        self._write_root()
 
-    def _create_matrices(self, n_features, summary):
-        """Create ``windows`` and ``tracks`` once the width is known."""
+    @staticmethod
+    def _matrix_specs(n_features, summary):
+        rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
+        width = n_features * _SUMMARY_WIDTHS[summary]
+        return {
+            "windows": dict(shape=(0, n_features), chunks=(rows, n_features),
+                            shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
+                            dimension_names=["window", "feature"]),
+            "tracks": dict(shape=(0, width), chunks=(max(16, rows // 2), width),
+                           shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width), dtype="float32",
+                           fill_value=float("nan"), dimension_names=["clip", "track_feature"]),
+        }
+
+    def _create_arrays(self, specs, with_root=False):
+        """Create arrays (``{name: create_array keywords}``) with zarr, all in one call.
+
+        zarr builds their metadata in memory and writes it with
+        ``zarr.create_hierarchy``: creating arrays one by one in the store
+        checks the directory and writes each node separately, several
+        milliseconds an array.
+        """
         import zarr
         from zarr.codecs import Crc32cCodec
+        from zarr.storage import LocalStore, MemoryStore
 
-        root = zarr.open_group(self.path, mode="r+", use_consolidated=False)
-        rows = 1 << max(4, min(14, int(np.log2(max(1, _CHUNK_BYTES // (4 * n_features))))))
-        root.create_array("windows", shape=(0, n_features), chunks=(rows, n_features),
-                          shards=(rows * _CHUNKS_PER_SHARD, n_features), dtype="float32", fill_value=0.0,
-                          compressors=[Crc32cCodec()], dimension_names=["window", "feature"])
-        width = n_features * _SUMMARY_WIDTHS[summary]
-        root.create_array("tracks", shape=(0, width), chunks=(max(16, rows // 2), width),
-                          shards=(max(16, rows // 2) * _CHUNKS_PER_SHARD, width),
-                          dtype="float32", fill_value=float("nan"),
-                          compressors=[Crc32cCodec()], dimension_names=["clip", "track_feature"])
-        attrs = dict(self._read_attrs(check=False), n_features=n_features)
-        root.attrs["msk"] = attrs
-        self._attrs = attrs
-        self._arrays.clear()
+        template = zarr.open_group(MemoryStore(), mode="w", zarr_format=3)
+        nodes = {"": template.metadata} if with_root else {}
+        for name, spec in specs.items():
+            nodes[name] = template.create_array(name, compressors=[Crc32cCodec()], **spec).metadata
+        list(zarr.create_hierarchy(store=LocalStore(self.path), nodes=nodes))
+        for name in specs:
+            self._meta[name] = self._member_json(name)
+            self._arrays.pop(name, None)
 
-    def _read_attrs(self, check=True):
+    def _create_matrices(self, n_features, summary):
+        """Create ``windows`` and ``tracks`` once the width is known; the root records them."""
+        self._create_arrays(self._matrix_specs(n_features, summary))
+        self._attrs = dict(self._attrs, n_features=n_features)
+        self._write_root()
+
+    def _member_json(self, name):
+        """An array's own ``zarr.json`` as written by zarr (read when it is created or has no root copy)."""
+        with open(os.path.join(self.path, name, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+        if not isinstance(meta, dict) or meta.get("node_type") != "array" or not isinstance(meta.get("shape"), list):
+            raise ValueError("not the metadata of an array")
+        return meta
+
+    def _load_root(self, check=True):
+        """Read the root ``zarr.json``: msk's attributes and, consolidated, every array's metadata.
+
+        msk takes the arrays' metadata from here (one file, replaced atomically
+        by each commit), never from the arrays' own ``zarr.json``, which are
+        copies published for readers without msk.
+        """
         root = os.path.join(self.path, "zarr.json")
         try:
             with open(root, "rb") as f:
-                attrs = json.loads(f.read().decode("utf-8"))["attributes"]["msk"]
+                doc = json.loads(f.read().decode("utf-8"))
+            attrs = doc["attributes"]["msk"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path!r} is not an msk feature store ({exc}).") from None
         if not isinstance(attrs, dict) or attrs.get("format") != _FORMAT:
@@ -544,47 +614,79 @@ class FeatureStore:
                 f"msk ({_msk_version()}) does not read. Convert it with `msk store migrate "
                 f"{self.path} NEW.zarr` (msk.store.migrate), or extract the audio again into a new store."
             )
-        if check and attrs.get("format_version") != _FORMAT_VERSION:
+        if check and attrs.get("format_version") not in _READABLE_VERSIONS:
             raise ValueError(
                 f"{self.path!r} has feature store format version {attrs.get('format_version')!r}; "
-                f"this msk ({_msk_version()}) reads version {_FORMAT_VERSION}."
+                f"this msk ({_msk_version()}) reads versions {', '.join(map(str, _READABLE_VERSIONS))}."
             )
         if check and attrs.get("summary") not in _SUMMARIES:
             raise ValueError(
                 f"{self.path!r} records the track summary {attrs.get('summary')!r}, which this msk "
                 f"({_msk_version()}) does not compute ({', '.join(map(repr, _SUMMARIES))})."
             )
+        members = doc.get("consolidated_metadata")
+        members = members.get("metadata") if isinstance(members, dict) else None
+        meta = {}
+        for name, m in (members if isinstance(members, dict) else {}).items():
+            if isinstance(m, dict) and m.get("node_type") == "array" and isinstance(m.get("shape"), list):
+                meta[name] = m
+        self._root, self._attrs, self._meta = doc, attrs, meta
+        self._arrays = {}
         return attrs
 
     def _set_attrs(self, **changes):
-        import zarr
+        self._attrs = dict(self._attrs, **changes)
+        self._write_root()
 
-        attrs = dict(self._read_attrs(check=False), **changes)
-        zarr.open_group(self.path, mode="r+", use_consolidated=False).attrs["msk"] = attrs
-        self._attrs = attrs
-        self._consolidate()
+    def _extent(self, name):
+        """Committed rows of an array: windows for the per-window arrays, clips for the others."""
+        return self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
 
-    def _consolidate(self):
-        """Write the members' metadata into the root's ``zarr.json`` (Zarr's consolidated metadata).
+    def _write_root(self):
+        """Write the root ``zarr.json``: msk's attributes and the consolidated metadata of the arrays.
 
-        The store's arrays all sit directly under the root, so the consolidated
-        metadata is each member's own ``zarr.json``, inline, as
-        ``zarr.consolidate_metadata`` writes it; it is written here without that
-        call, which warns on every use (a warning filter changed around it would
-        not be thread-safe: the batch writer runs beside the extracting threads).
+        The consolidated metadata is each array's ``zarr.json``, inline, as
+        ``zarr.consolidate_metadata`` writes it, with the committed shapes.
+        It is written from memory, without that call, which re-reads every
+        member and warns on every use (a warning filter changed around it
+        would not be thread-safe: the batch writer runs beside the extracting
+        threads).
         """
-        root_json = os.path.join(self.path, "zarr.json")
-        with open(root_json, encoding="utf-8") as f:
-            root = json.load(f)
-        members = {}
-        for name in sorted(os.listdir(self.path)):
-            member_json = os.path.join(self.path, name, "zarr.json")
-            if os.path.isfile(member_json):
-                with open(member_json, encoding="utf-8") as f:
-                    members[name] = json.load(f)
-        root["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": members}
-        with _persist.atomic_write(root_json, "w", durable=self.durable, encoding="utf-8") as f:
-            json.dump(root, f, indent=2)
+        doc = dict(self._root)
+        doc["attributes"] = dict(doc.get("attributes") or {}, msk=self._attrs)
+        doc["consolidated_metadata"] = {
+            "kind": "inline", "must_understand": False,
+            "metadata": {name: self._meta[name] for name in sorted(self._meta)},
+        }
+        data = json.dumps(doc)
+        with _persist.atomic_write(os.path.join(self.path, "zarr.json"), "w", durable=self.durable,
+                                   encoding="utf-8") as f:
+            f.write(data)
+        self._root = doc
+
+    def _publish(self, force=False):
+        """Give every array the committed extent as its shape, in its ``zarr.json`` and in the root.
+
+        This is what makes committed rows visible to readers without msk: an
+        array's rows are written beyond its published shape, flushed, committed
+        in the table, and only then published, so such a reader never sees a
+        row that the table does not commit. The arrays' own files are written
+        without ``fsync``: the root is the durable copy, and a writer opening
+        the store publishes again (``force``).
+        """
+        for name in sorted(self._meta):
+            meta = self._meta[name]
+            n = self._extent(name)
+            if meta["shape"][0] == n and not force:
+                continue
+            meta = dict(meta, shape=[n, *meta["shape"][1:]])
+            data = json.dumps(meta)
+            if os.path.isdir(os.path.join(self.path, name)):
+                with _persist.atomic_write(os.path.join(self.path, name, "zarr.json"), "w",
+                                           encoding="utf-8") as f:
+                    f.write(data)
+            self._meta[name] = meta
+        self._write_root()
 
     @property
     def model_info(self):
@@ -592,7 +694,7 @@ class FeatureStore:
 
     @property
     def summary(self):
-        """How the track vectors are made: "mean" or "mean+max"."""
+        """How the track vectors are made: "mean", "mean+max" or "mean+std"."""
         return self._attrs["summary"]
 
     @property
@@ -656,7 +758,6 @@ class FeatureStore:
             self._set_attrs(model=info)
             if "n_features" in info and self.n_features is None:
                 self._create_matrices(int(info["n_features"]), self.summary)
-                self._consolidate()
         elif not _same_model(recorded, info):
             raise ValueError(
                 f"feature store {self.path!r} holds features of {_describe(recorded)}; refusing to "
@@ -731,42 +832,95 @@ class FeatureStore:
         self : FeatureStore
         """
         self.damage = []
-        self._attrs = self._read_attrs()
-        self._arrays.clear()
+        self._load_root()
         self._load_table()
         return self
 
     def _truncate_uncommitted(self):
-        """A writer's start: cut rows beyond the commit, cut a torn last line, reconcile the view."""
+        """A writer's start: forget what a killed writer left beyond the commit, publish the commit.
+
+        Cuts a torn last line off the table, removes temporary files and the
+        chunk files that lie wholly beyond the committed rows (a batch killed
+        before its commit), upgrades a format 2 store in place (its five extra
+        per-clip arrays are dropped: the table holds their values), makes the
+        ``status`` array agree with the table and publishes the committed
+        shapes (a writer killed between its commit and its publication left
+        them behind).
+        """
         path = os.path.join(self.path, _TABLE)
         with open(path, "rb") as f:
             data = f.read()
         if data and not data.endswith(b"\n"):  # a line torn by a crash: cut it off
             os.truncate(path, data.rfind(b"\n") + 1)
-        # temporary chunk files of a writer killed mid-write (zarr writes a chunk to
-        # NAME.<uuid>.partial, then renames it)
+        # temporary files of a writer killed mid-write (zarr writes a chunk to NAME.<uuid>.partial,
+        # msk its metadata to NAME.<pid>.<hex>.tmp, then each is renamed)
         for dirpath, _, files in os.walk(self.path):
             for name in files:
-                if name.endswith(".partial"):
+                if name.endswith((".partial", ".tmp")):
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(dirpath, name))
-        self._sync_view(range(self._n_clips))
+        upgraded = self._attrs.get("format_version") == 2
+        if upgraded:
+            for name in _V2_ONLY_ARRAYS:
+                self._meta.pop(name, None)
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+            self._attrs = dict(self._attrs, format_version=_FORMAT_VERSION, upgraded_from_format=2)
+        for name in list(self._meta):
+            try:
+                meta = self._meta[name]
+                # one file per chunk of the grid (a shard, when the array is sharded)
+                step = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+            except (AttributeError, KeyError, IndexError, TypeError):
+                continue  # damaged metadata: _array reports it when the array is used
+            first_beyond = -(-self._extent(name) // step)
+            base = os.path.join(self.path, name, "c")
+            for entry in os.listdir(base) if os.path.isdir(base) else []:
+                if entry.isdigit() and int(entry) >= first_beyond:
+                    target = os.path.join(base, entry)
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.remove(target)
+        try:
+            self._sync_view(range(self._n_clips))
+        except ValueError as exc:  # a damaged chunk of the view: `check(repair=True)` rebuilds it
+            self.damage.append(str(exc))
+        # the arrays' files are published before the root: a root with the committed shapes
+        # means they have them too
+        if any(meta["shape"][0] != self._extent(name) for name, meta in self._meta.items()) or upgraded:
+            self._publish(force=True)
 
     def _array(self, name):
+        """The array ``name``, opened from the root's metadata with room for any number of rows.
+
+        Reads stay within the committed rows (the table says where a clip's
+        rows are) and a batch writes its rows beyond them, so the shape that
+        zarr checks selections against is not the committed extent but a bound
+        no store reaches; the committed extent is published by :meth:`_publish`.
+        """
         arr = self._arrays.get(name)
         if arr is None:
             import zarr
+            from zarr.storage import LocalStore, StorePath
 
             try:
-                arr = zarr.open_array(os.path.join(self.path, name), mode="r" if self.mode == "r" else "r+")
-            except Exception as exc:  # zarr raises many kinds of errors for a broken array
+                meta = self._meta.get(name) or self._member_json(name)
+                meta = dict(meta, shape=[_UNBOUNDED, *meta["shape"][1:]])
+                if self._zstore is None:
+                    self._zstore = LocalStore(self.path, read_only=self.mode == "r")
+                # every chunk a batch writes is written, even one equal to the fill value: no
+                # comparison of each chunk with it
+                arr = zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(self._zstore, name),
+                                                 config={"write_empty_chunks": True}))
+            except Exception as exc:  # zarr raises many kinds of errors for broken metadata
                 raise ValueError(f"feature store {self.path!r}: array {name!r} cannot be opened ({exc}).") from None
             self._validate_array(name, arr)
             self._arrays[name] = arr
         return arr
 
     def _validate_array(self, name, arr):
-        """Refuse arrays whose metadata was altered (wrong dtype, width or implausible shape)."""
+        """Refuse arrays whose metadata was altered (wrong data type, dimensions or width)."""
         expected = {**{k: v[0] for k, v in _CLIP_ARRAYS.items()}, **{k: v[0] for k, v in _WINDOW_ARRAYS.items()},
                     "windows": np.float32, "tracks": np.float32}[name]
         ok_dtype = (arr.dtype.kind in "OTU") if expected is str else arr.dtype == np.dtype(expected)
@@ -780,15 +934,11 @@ class FeatureStore:
             problem = f"{arr.shape[1]} columns (the store records {self.n_features})"
         elif name == "tracks" and arr.shape[1] != self.n_features * _SUMMARY_WIDTHS[self.summary]:
             problem = f"{arr.shape[1]} columns"
-        else:
-            committed = self._n_windows if name in _WINDOW_ARRAYS or name == "windows" else self._n_clips
-            if arr.shape[0] < committed:
-                problem = f"{arr.shape[0]} rows, fewer than the {committed} the table commits"
         if problem is not None:
             raise ValueError(f"feature store {self.path!r}: array {name!r} has {problem}; its metadata "
                              "was altered or is damaged.")
 
-    def _check_chunk_files(self, name, rows=None):
+    def _check_chunk_files(self, name, rows):
         """Chunk files must be regular files no larger than a chunk can be (no /dev/zero, no FIFO)."""
         arr = self._array(name)
         shard = arr.shards or arr.chunks
@@ -796,7 +946,7 @@ class FeatureStore:
         itemsize = 4 if name in ("windows", "tracks") else 8
         limit = shard[0] * per_row * itemsize + 16 * (shard[0] + 16) + 4096
         base = os.path.join(self.path, name, "c")
-        lo, hi = (0, arr.shape[0]) if rows is None else rows
+        lo, hi = rows
         if hi <= lo:
             return
         for s in range(lo // shard[0], (hi - 1) // shard[0] + 1):
@@ -931,7 +1081,6 @@ class FeatureStore:
                 dirty.append(rec["clip"])
             self._commit([{"key": k, "status": "pruned", "time": _now()} for k in keys])
             self._sync_view(dirty)
-            self._consolidate()
         return len(keys)
 
     def flush(self):
@@ -966,32 +1115,32 @@ class FeatureStore:
                 (self._live if rec["status"] == "ok" else self._failed)[rec["key"]] = rec
                 self._by_clip[rec["clip"]] = rec
             try:
+                # 1. rows beyond the published shapes (no reader without msk sees them yet)
                 self._write_rows(w0, w, rows, c0, len(records))
                 self._write_clips(records, c0)
-                self._n_clips, self._n_windows = c0 + len(records), w
-                self._sync_view(dirty)
                 if self.durable:
                     self._fsync_chunks(w0, w, c0, c0 + len(records))
+                # 2. the commit point: one append to the table
                 self._commit(records)
             except BaseException:
                 # what is on disk beyond the commit is ignored; reopen to resume
                 self._load_table()
                 raise
-            self._consolidate()
+            self._n_clips, self._n_windows = c0 + len(records), w
+            # 3. the view of what the commit superseded, then the new shapes
+            self._sync_view(dirty)
+            self._publish()
 
     def _write_rows(self, w0, w1, rows, c0, n_clips):
         if w1 > w0:
-            X = np.concatenate([r[0] for r in rows])
+            X = rows[0][0] if len(rows) == 1 else np.concatenate([r[0] for r in rows])
             start = np.concatenate([r[1][0] for r in rows])
             end = np.concatenate([r[1][1] for r in rows])
-            clip = np.concatenate([np.full(r[0].shape[0], r[2], np.int64) for r in rows])
+            clip = np.repeat(np.array([r[2] for r in rows], np.int64), [r[0].shape[0] for r in rows])
             for name, values in (("windows", X), ("clip_index", clip), ("start", start), ("end", end)):
-                arr = self._array(name)
-                arr.resize((w1, *arr.shape[1:]))
-                arr[w0:w1] = values
+                self._array(name)[w0:w1] = values
         if n_clips:
             arr = self._array("tracks")
-            arr.resize((c0 + n_clips, arr.shape[1]))
             T = np.full((n_clips, arr.shape[1]), np.nan, np.float32)
             for X, _, c in rows:
                 T[c - c0] = track_vector(X, self.summary)
@@ -1001,48 +1150,36 @@ class FeatureStore:
         n = len(records)
         cols = {
             "clip": [_text(r["key"]) for r in records],
-            "path": [_text(r["path"] or "") for r in records],
-            "size": [-1 if r["size"] is None else r["size"] for r in records],
-            "mtime": [-1 if r["mtime"] is None else r["mtime"] for r in records],
-            "hash": [r["hash"] or "" for r in records],
-            "duration": [np.nan if r["duration"] is None else r["duration"] for r in records],
-            "n_windows": [r["n_windows"] for r in records],
-            "offset": [r["offset"] for r in records],
             "status": [r["status"] for r in records],
-            "reason": [r["reason"] or "" for r in records],
+            "offset": [r["offset"] for r in records],
+            "n_windows": [r["n_windows"] for r in records],
+            "duration": [np.nan if r["duration"] is None else r["duration"] for r in records],
         }
         for name, values in cols.items():
-            arr = self._array(name)
-            arr.resize((c0 + n,))
-            arr[c0 : c0 + n] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+            self._array(name)[c0 : c0 + n] = np.array(values, dtype=_CLIP_ARRAYS[name][0])
+
+    def _status_of(self, c, superseded):
+        """The status a clip's row shows: its record's, or why the record is no longer live."""
+        rec = self._by_clip.get(c)
+        if rec is None:
+            return superseded.get(c, "")
+        live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
+        return rec["status"] if live else superseded.get(c, "replaced")
 
     def _sync_view(self, clips):
-        """Make the ``status`` array of ``clips`` agree with the table (and the shapes with the commit)."""
-        truth = {}
-        for table in (self._live, self._failed):
-            for rec in table.values():
-                truth[rec["clip"]] = rec["status"]
-        for c, st in self._superseded:
-            truth.setdefault(c, st)
-        if self.n_features is not None:
-            for name in ("windows", "clip_index", "start", "end"):
-                arr = self._array(name)
-                if arr.shape[0] != self._n_windows:
-                    arr.resize((self._n_windows, *arr.shape[1:]))
-            arr = self._array("tracks")
-            if arr.shape[0] != self._n_clips:
-                arr.resize((self._n_clips, arr.shape[1]))
-        for name in _CLIP_ARRAYS:
-            arr = self._array(name)
-            if arr.shape[0] != self._n_clips:
-                arr.resize((self._n_clips,))
+        """Make the ``status`` array agree with the table for ``clips`` (the rows between the first and last)."""
         clips = sorted(set(clips))
         if not clips or not self._n_clips:
             return
+        superseded = dict(self._superseded)
         status = self._array("status")
-        lo, hi = clips[0], clips[-1] + 1
-        wanted = [truth.get(c, "") for c in range(lo, hi)]
-        if [str(v) for v in status[lo:hi].tolist()] != wanted:
+        lo, hi = clips[0], min(clips[-1] + 1, self._n_clips)
+        wanted = [self._status_of(c, superseded) for c in range(lo, hi)]
+        try:
+            same = [str(v) for v in self._read("status", lo, hi).tolist()] == wanted
+        except ValueError:  # a damaged chunk: written again below
+            same = False
+        if not same:
             status[lo:hi] = np.array(wanted, dtype=str)
 
     def _rewrite_clip_view(self, name, lo, hi):
@@ -1053,16 +1190,12 @@ class FeatureStore:
         values = []
         for c in range(lo, hi):
             rec = self._by_clip.get(c)
-            if rec is None:
-                values.append(_CLIP_ARRAYS[name][1])
-                continue
             if name == "status":
-                live = self._live.get(rec["key"]) is rec or self._failed.get(rec["key"]) is rec
-                values.append(rec["status"] if live else superseded.get(c, "replaced"))
+                values.append(self._status_of(c, superseded))
+            elif rec is None:
+                values.append(_CLIP_ARRAYS[name][1])
             elif name == "clip":
                 values.append(_text(rec["key"]))
-            elif name == "path":
-                values.append(_text(rec.get("path") or ""))
             else:
                 v = rec.get(name)
                 values.append(_CLIP_ARRAYS[name][1] if v is None else v)
@@ -1081,7 +1214,6 @@ class FeatureStore:
         step = (arr.shards or arr.chunks)[0]
         for s in range(lo // step, (hi - 1) // step + 1):
             _fsync_path(os.path.join(self.path, name, "c", str(s), *(["0"] * (arr.ndim - 1))))
-        _fsync_path(os.path.join(self.path, name, "zarr.json"))
 
     def _commit(self, records):
         data = b"".join(_line(r) for r in records)
@@ -1456,6 +1588,18 @@ class FeatureStore:
                 except ValueError as exc:
                     problems.append(str(exc))
                     damaged_clips.append((name, lo, hi))
+        # the arrays' own metadata, which readers without msk use, must say what the root says
+        stale = []
+        for name in sorted(self._meta):
+            try:
+                shape = self._member_json(name)["shape"]
+            except (OSError, ValueError, KeyError, TypeError):
+                shape = None
+            if shape != self._meta[name]["shape"] or shape[0] != self._extent(name):
+                stale.append(name)
+                problems.append(f"array {name!r}: its zarr.json gives the shape {shape}, not the committed "
+                                f"{[self._extent(name), *self._meta[name]['shape'][1:]]} (readers without msk "
+                                "see other rows than msk); `msk store check --repair` publishes it again")
         # a damaged chunk is repaired by deleting its file (shard) and what it held: the clips
         # with rows in it are extracted again; the per-clip view is rewritten from the table
         files = {}
@@ -1503,7 +1647,9 @@ class FeatureStore:
                 repaired.append(f"recorded {len(keys_hit)} clip(s) with damaged chunks as failed "
                                 "(the next run extracts them again)")
             self._sync_view(range(self._n_clips))
-            self._consolidate()
+            self._publish(force=True)
+            if stale:
+                repaired.append(f"published the committed shapes of {', '.join(stale)}")
             self._load_table()
         return {"store": self.path, "clips": len(self._live), "failed": len(self._failed),
                 "problems": problems, "damaged_keys": sorted(keys_hit), "repaired": repaired}
@@ -1551,15 +1697,43 @@ def _v1_entries(path):
     return header, entries, failures
 
 
-def migrate(old, new):
+def _source_of(path, n_windows, step):
+    """The source record (path, size, mtime, hash, duration) of a migrated clip's file, or why not.
+
+    A file whose length does not give the clip's number of windows (give or
+    take one) has changed since it was extracted: its record is not filled,
+    so that the next run extracts it again.
+    """
+    import soundfile as sf
+
+    st = os.stat(path)
+    if not os.path.isfile(path):
+        raise ValueError("not a regular file")
+    try:
+        duration = float(sf.info(os.fsencode(path)).duration)
+    except Exception as exc:  # any decoder error: the file is not what was extracted
+        raise ValueError(f"cannot be decoded ({exc})") from None
+    if step is not None and abs(duration / step - n_windows) > 1.5:
+        raise ValueError(f"lasts {duration:.1f} s, not the {n_windows} windows stored")
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime": st.st_mtime_ns,
+            "hash": file_hash(path), "duration": duration}
+
+
+def migrate(old, new, *, root=None, model=None):
     """Convert a feature store written by msk 0.1 into the current format.
 
     Keys, features, failures and the model are copied. Window times are
     computed from the model's pooling geometry when the store records the
-    model (a short clip's single window is given the nominal span). The
-    source files' size, mtime and hash were not recorded by msk 0.1, so a
-    later ``msk extract`` of the library extracts every file again under its
-    root-relative key; the migrated keys are the paths as they were typed.
+    model (a short clip's single window is given the nominal span). msk 0.1
+    recorded neither the source files' size, mtime and hash nor a library
+    root: with ``root``, each clip whose source file (its recorded path, or
+    else its key read as a path) is inside ``root`` gets its key relative to
+    ``root`` (as :func:`msk.extract_many` gives it) and its file's size,
+    mtime, hash and duration, so that a later ``msk extract ROOT`` into the
+    new store skips it while the file is unchanged. The file is taken to be
+    the one that was extracted if its length matches the clip's number of
+    windows. Clips whose file is missing, outside ``root`` or changed keep
+    their key and an empty source, and are extracted again by such a run.
 
     Parameters
     ----------
@@ -1567,13 +1741,46 @@ def migrate(old, new):
         An msk 0.1 store (left untouched).
     new : str or os.PathLike
         The new store (must not exist, or be an empty directory).
+    root : str, os.PathLike or None, default=None
+        The library root of the extraction to come (``msk extract ROOT``,
+        ``--root``). None keeps the keys as they are and fills the sources
+        of clips whose recorded path exists.
+    model : MultiscaleFeatures or None, default=None
+        The model that computed the features, as this msk loads it (msk 0.1
+        identified models differently, so without it the new store accepts
+        no features of a current model). It is checked by extracting the
+        first clip whose file is found again and comparing its windows with
+        the stored ones (msk 0.1 dropped a partial last window: the new
+        store records ``last_window="drop"``).
 
     Returns
     -------
     store : FeatureStore
-        The new store, open for reading.
+        The new store, open for reading. Its ``settings["migration"]`` counts
+        the clips whose source was filled (``"filled"``), those it could not
+        fill (``"not_filled"``, with ``"not_filled_keys"``: up to 20 of them
+        and why) and the old keys merged because they named one file
+        (``"merged"``).
     """
+    from .audio import library_key
+
     old, new = os.fspath(old), os.fspath(new)
+    if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"`root` must be a folder path or None; got {type(root).__name__}.")
+        root = os.path.abspath(os.fspath(root))
+        if not os.path.isdir(root):
+            raise ValueError(f"`root` {root!r} (--root) is not a folder.")
+    version = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        with open(os.path.join(old, "zarr.json"), "rb") as f:
+            version = json.loads(f.read())["attributes"]["msk"]["format_version"]
+    if version in _READABLE_VERSIONS:
+            raise ValueError(
+                f"{old!r} is a feature store of format version {version}, which this msk reads: it needs no "
+                "migration (a format 2 store is upgraded in place by the first process that writes to it, "
+                f"e.g. `msk store check --repair {old}`)."
+            )
     try:
         header, entries, failures = _v1_entries(old)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -1590,16 +1797,77 @@ def migrate(old, new):
     hop = params.get("hop_length", 512)
     if isinstance(pool, int) and isinstance(hop, int) and isinstance(params.get("sr"), int):
         step = pool * hop / params["sr"]
-    with FeatureStore(new, mode="w", model_info=info, settings={"migrated_from": os.path.abspath(old)}) as st:
+
+    def rekey(key, path):
+        """(new key, source file) of an old key: relative to ``root`` when the file is inside it."""
+        src = path if isinstance(path, str) and path else key
+        if root is None:
+            return key, src
+        try:
+            return library_key(src, root), src
+        except ValueError:
+            raise ValueError(f"not inside the root {root!r}") from None
+
+    settings = {"migrated_from": os.path.abspath(old), "last_window": "drop"}
+    if root is not None:
+        settings["root"] = root
+    checked = model is None
+    if model is not None:
+        info = model_fingerprint(model)
+        if info["n_features"] != header.get("model", {}).get("n_features", info["n_features"]):
+            raise ValueError(f"`model` (--model) gives {info['n_features']} features; the store {old!r} holds "
+                             f"{header['model']['n_features']}: not the model of its features.")
+    counts = {"filled": 0, "not_filled": 0, "merged": 0}
+    unfilled, seen = [], set()
+    with FeatureStore(new, mode="w", model_info=info, settings=settings) as st:
         for key, X, meta in entries:
             n = X.shape[0]
             start = end = None
             if step is not None:
                 start, end = np.arange(n) * step, (np.arange(n) + 1) * step
-            st.put(key, X, start=start, end=end,
-                   source={"path": meta.get("path") if isinstance(meta.get("path"), str) else None})
+            path = meta.get("path") if isinstance(meta.get("path"), str) else None
+            source = {"path": path}
+            try:
+                # a key inside the root takes its root-relative form even when its source cannot be
+                # filled: the next run then extracts it again under that key, replacing it
+                new_key, src = rekey(key, path)
+            except ValueError as exc:
+                new_key, src, why = key, None, str(exc)
+            if new_key in seen:  # the same file under two keys (typed from two working directories)
+                counts["merged"] += 1
+                continue
+            seen.add(new_key)
+            if src is not None:
+                try:
+                    source = _source_of(src, n, step)
+                except OSError as exc:
+                    why = exc.strerror or str(exc)
+                except ValueError as exc:
+                    why = str(exc)
+            if source.get("hash") and not checked:
+                ref = model.transform(src, last_window="drop")
+                scale = max(1.0, float(np.abs(X).max()))
+                if ref.shape[0] != n or not np.allclose(ref, X, rtol=1e-4, atol=1e-5 * scale):
+                    raise ValueError(
+                        f"the features of {key!r} in {old!r} differ from what `model` (--model) computes from "
+                        f"{src!r}: not the model of the store (or the file changed since). Give the model "
+                        "the store was extracted with, or extract the audio again into a new store."
+                    )
+                checked = True
+            if source.get("hash"):
+                counts["filled"] += 1
+            else:
+                counts["not_filled"] += 1
+                unfilled.append(f"{key}: {why}")
+            st.put(new_key, X, start=start, end=end, source=source)
         for key, reason in failures.items():
-            st.fail(key, reason)
+            try:
+                key = rekey(key, None)[0]
+            except ValueError:
+                pass
+            if key not in seen:
+                st.fail(key, reason)
+        st.update_settings({"migration": dict(counts, not_filled_keys=unfilled[:20])})
     return FeatureStore(new, mode="r")
 
 

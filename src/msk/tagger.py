@@ -186,7 +186,7 @@ class Tagger:
             If ``model`` is not the tagger's model, or None is given and
             neither the recorded file nor a shipped model is it.
         """
-        from .batch import default_model
+        from .batch import shipped_model_with
         from .multiscale import MultiscaleFeatures
         from .store import model_fingerprint
 
@@ -216,15 +216,10 @@ class Tagger:
             if model_fingerprint(m)["fingerprint"] == want:
                 return m
             tried.append(f"{self.model_path!r} (changed since)")
-        rep = self.model_info.get("params", {}).get("representation")
-        if rep in ("laplacian", "gaussian", "multiresolution"):
-            try:
-                m = default_model(rep)
-            except FileNotFoundError:
-                m = None
-            if m is not None and model_fingerprint(m)["fingerprint"] == want:
-                return m
-            tried.append(f"msk's shipped {rep} model")
+        m = shipped_model_with(want)
+        if m is not None:
+            return m
+        tried.append("any of msk's shipped models")
         raise ValueError(
             f"the tagger's feature model (fingerprint {want[:12]}) is not "
             f"{' nor '.join(tried) or 'known'}; give the model file it was trained with "
