@@ -124,6 +124,8 @@ def main(argv=None):
     p.add_argument("--trials", type=int, default=3, help="tagger search trials")
     p.add_argument("--rotations", type=int, nargs="+", default=None, help="rotations to run [all]")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--external", nargs="+", default=[], metavar="NAME=STORE",
+                   help="feature stores computed elsewhere (e.g. musicnn's), evaluated as they are")
     args = p.parse_args(argv)
 
     models, stores = os.path.join(args.out, "models"), os.path.join(args.out, "stores")
@@ -147,6 +149,9 @@ def main(argv=None):
                                                args.corpus, stores)
             external[name] = concatenated_store(name, [external[q] for q in parts], stores)
     external = {k: v for k, v in external.items() if k in wanted}
+    for item in args.external:
+        name, path = item.split("=", 1)
+        external[name] = path
     cv_out = os.path.join(args.out, "final" if args.final else "selection")
     res = run_cv(args.corpus, architectures=[a for a in args.baselines if a in ("mfcc", "logmel-stats")],
                  baselines=args.baselines, out=cv_out, external=external, n_runs=args.runs, n_trials=args.trials,
