@@ -588,7 +588,7 @@ def extract_many(paths, *, store, model=None, representation=None, preset=None, 
         exists, closed at the end). The store records the model; a store
         made with another model is refused.
     model : MultiscaleFeatures, str, os.PathLike or None, default=None
-        As in :func:`extract` (None: the shipped model of ``representation``).
+        As in :func:`extract` (None: a shipped model, chosen by ``preset`` and ``representation``).
     representation, preset : str or None, default=None
         As in :func:`extract`.
     n_jobs : int, default=-1
