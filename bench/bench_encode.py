@@ -120,7 +120,7 @@ class Case:
             self.msk_flops += enc.flops_per_position_ * n_pos
             self.numpy_flops += 2 * (S.shape[0] - width + 1) * (d * p + p * K)
             self.windows.append(np.ascontiguousarray(window_copy(S, width)[:n_pos]))
-            first, second, _ = enc._operands_for(np.dtype(np.float32))
+            first, second = enc._operands_for(np.dtype(np.float32))[:2]
             second = second if second.shape[0] else None
             self.operands.append((first, second))
             # sgemm writes into preallocated outputs: the pure BLAS rate, no allocation.
