@@ -14,26 +14,22 @@ evaluated as pretrained features by :func:`msk.experiment.run_cv`:
   baselines ``mfcc``, ``logmel-stats`` and the paper's settings learned on the same pool;
 * with ``--final``: the ordinary test folders, for the candidates already chosen.
 
-Candidates whose name contains ``+`` are concatenations of the named candidates' features (the
-same windows, side by side): a combination of representations without a model of its own.
 Models and stores are kept under ``--out`` and reused by a rerun.
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
 
-import numpy as np
-
 import msk
 from msk.experiment import run_cv
 
-PAPER = dict(levels=6, width=1, n_clusters=500, pool_size=128, n_samples=200_000, variance=0.99, eps=1e-5,
-             encoding="linear", pooling="max", max_iter=20, log_offset=1e-10)
-SEED = 20130604
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from train_models import COMMON as PAPER, SEED, pool_clips  # noqa: E402  (the shipped models' recipe)
 
 #: name -> MultiscaleFeatures parameters (on top of PAPER). One factor at a time from the paper's
 #: Laplacian model, then combinations of what won.
@@ -65,15 +61,6 @@ CANDIDATES = {
 }
 
 
-def pool_clips(pool):
-    """The pool's clips, sorted by file name (its manifest)."""
-    with open(os.path.join(pool, "manifest.csv"), newline="") as f:
-        files = sorted(row["file"] for row in csv.DictReader(f))
-    if not files:
-        raise SystemExit(f"{pool}: the manifest lists no clip; build the pool with scripts/build_pool.py")
-    return [os.path.join(pool, name) for name in files]
-
-
 def model_for(name, params, clips, models):
     path = os.path.join(models, f"{name}.npz")
     if os.path.exists(path):
@@ -96,22 +83,6 @@ def store_for(name, model, corpus, stores):
     return path
 
 
-def concatenated_store(name, parts, stores):
-    """A store whose windows are the named stores' windows side by side (same keys, same rows)."""
-    path = os.path.join(stores, f"{name}.zarr")
-    if os.path.exists(path):
-        return path
-    opened = [msk.store.FeatureStore(p, mode="r") for p in parts]
-    keys = sorted(set.intersection(*(set(s.keys()) for s in opened)))
-    out = msk.store.FeatureStore(path, mode="w", meta={"concatenation_of": [os.path.basename(p) for p in parts]})
-    for key in keys:
-        blocks = [s.get(key) for s in opened]
-        n = min(len(b) for b in blocks)
-        out.put(key, np.hstack([b[:n] for b in blocks]))
-    out.close()
-    return path
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="results folder (models/, stores/, cv/)")
@@ -131,24 +102,13 @@ def main(argv=None):
     models, stores = os.path.join(args.out, "models"), os.path.join(args.out, "stores")
     os.makedirs(models, exist_ok=True)
     os.makedirs(stores, exist_ok=True)
-    clips = pool_clips(args.pool)
+    clips, _ = pool_clips(args.pool)
     external = {}
-    wanted = list(dict.fromkeys(args.candidates + [b for b in args.baselines if b in CANDIDATES or "+" in b]))
+    wanted = list(dict.fromkeys(args.candidates + [b for b in args.baselines if b in CANDIDATES]))
     for name in wanted:
-        if "+" in name:
-            continue
         if name not in CANDIDATES:
             raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
         external[name] = store_for(name, model_for(name, CANDIDATES[name], clips, models), args.corpus, stores)
-    for name in wanted:
-        if "+" in name:
-            parts = name.split("+")
-            for part in parts:
-                if part not in external:
-                    external[part] = store_for(part, model_for(part, CANDIDATES[part], clips, models),
-                                               args.corpus, stores)
-            external[name] = concatenated_store(name, [external[q] for q in parts], stores)
-    external = {k: v for k, v in external.items() if k in wanted}
     for item in args.external:
         name, path = item.split("=", 1)
         external[name] = path
