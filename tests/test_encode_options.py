@@ -2,6 +2,8 @@
 against the plain NumPy pipeline of tests/_reference_encode.py."""
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -335,13 +337,25 @@ def test_version_2_files_load_with_the_old_behaviour(tmp_path, rng):
     (lambda h: h["params"].update(window_normalization="none"), "level 0: a window_eps is stored for"),
 ])
 def test_crafted_option_values_are_refused(tmp_path, rng, edit, message):
-    import msk
-
+    """Loaded (and used) in a child process: a crash there fails the test instead of pytest."""
     _, path = _saved(tmp_path, rng, window_normalization="standardize")
     bad = _edit_header(path, tmp_path / "bad.npz", edit)
-    with pytest.raises(ValueError, match="corrupt msk model file") as info:
-        msk.MultiscaleFeatures.load(bad)
-    assert message in str(info.value) and str(bad) in str(info.value)
+    run = subprocess.run([sys.executable, "-c", _LOAD_AND_EXTRACT, str(bad)], capture_output=True, text=True)
+    assert run.returncode == 3, (run.returncode, run.stdout, run.stderr[-2000:])
+    assert "corrupt msk model file" in run.stdout
+    assert message in run.stdout and str(bad) in run.stdout
+
+
+_LOAD_AND_EXTRACT = """
+import sys, msk
+try:
+    model = msk.MultiscaleFeatures.load(sys.argv[1])
+    msk.extract(msk.example_audio(), model=model)
+except ValueError as exc:
+    print(exc)
+    sys.exit(3)
+print("loaded")
+"""
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
