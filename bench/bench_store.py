@@ -14,6 +14,10 @@ Groups (each times one call; medians are what to compare):
   SHA-256 of the file, duration, features, times, batched durable writes) beside the
   same extractions kept in memory (``msk.extract`` per file). ``extra_info`` holds ms
   per clip; the store's cost is the difference.
+- ``store-overhead``: the same ``extract_many`` call with the model's transform replaced
+  by a lookup of its precomputed results, so that only what the store path adds (stat,
+  SHA-256, track vectors, batched crc32c-checked writes, fsync, commit) is timed;
+  divide by ``test_extract_without_store`` (same run) for the fraction of extraction.
 """
 
 import os
@@ -137,3 +141,38 @@ def test_extract_without_store(record_threads, mp3s, laplacian):
         out = record_threads.pedantic(run, rounds=5, warmup_rounds=1)
     record_threads.extra_info["ms_per_clip"] = round(1e3 * record_threads.stats.stats.median / N_WRITE, 2)
     assert len(out) == N_WRITE and out[0].shape[1] == laplacian.n_features_out_
+
+
+@pytest.fixture(scope="module")
+def cached_model(mp3s, laplacian):
+    """The shipped model with its transform replaced by a lookup of precomputed results.
+
+    Extracting into a store with it times exactly what the store path adds to extraction
+    (stat, hashing, batching, durable writes): the analysis itself costs nothing, so the
+    difference between two noisy end-to-end figures is not needed.
+    """
+    import copy
+
+    results = {}
+    with SingleThreadedBlas():
+        for p in mp3s:
+            results[os.path.abspath(p)] = laplacian.transform(p, last_window="keep", return_times=True)
+    model = copy.copy(laplacian)
+    model.transform = lambda path, **kw: results[os.path.abspath(path)]
+    return model
+
+
+@pytest.mark.benchmark(group="store-overhead")
+def test_store_path_alone(record_threads, mp3s, cached_model, laplacian, tmp_path):
+    """Everything a store adds, per clip: compare with ``test_extract_without_store``."""
+    def new_store():
+        return (str(tmp_path / f"{uuid.uuid4().hex}.zarr"),), {}
+
+    def run(out):
+        return msk.extract_many(mp3s, model=cached_model, store=out, n_jobs=1, progress=False)
+
+    summary = record_threads.pedantic(run, setup=new_store, rounds=7, warmup_rounds=1)
+    record_threads.extra_info["ms_per_clip"] = round(1e3 * record_threads.stats.stats.median / N_WRITE, 2)
+    assert summary.new == N_WRITE and not summary.failed
+    st = msk.store.FeatureStore(summary.store, mode="r")
+    np.testing.assert_array_equal(st.get("clip03.mp3"), msk.extract(mp3s[3], model=laplacian))

@@ -53,6 +53,7 @@ CANDIDATES = {
     "lap-w2": dict(representation="laplacian", width=2),
     "mr-maxmean": dict(representation="multiresolution", pooling=("max", "mean")),
     "lap-k200-maxmean": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean")),
+    "lap-k200-maxmeanstd": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean", "std")),
     "lap-power": dict(representation="laplacian", pooled_normalization="power"),
     "lap-split": dict(representation="laplacian", encoding="split", threshold=0.25),
     "lap-triangle": dict(representation="laplacian", encoding="triangle"),
