@@ -253,9 +253,14 @@ def test_decoder_chatter_stays_out_of_the_progress_bar(tmp_path):
     report = next(i for i, line in enumerate(lines) if "file(s) failed" in line)
     decoder = [i for i, line in enumerate(lines) if "MPEG" in line or "mpg123" in line or "Xing" in line]
     assert decoder, res.stderr  # the failure is explained by what the decoder said ...
-    assert all(i > report and lines[i].startswith("  | ") for i in decoder)  # ... inside msk's report only
-    assert "broken.mp3" in lines[report + 1]
-    assert json.loads(res.stdout)["failed"]
+    # ... under the failed file's line in msk's report, and nowhere else
+    assert lines[report + 1].startswith("  broken.mp3: ")
+    explained = [i for i, line in enumerate(lines) if line.startswith("    | decoder: ")]
+    assert explained == list(range(report + 2, len(lines))) and set(decoder) <= set(explained)
+    failed = json.loads(res.stdout)["failed"]
+    assert list(failed) == ["broken.mp3"] and "\ndecoder: " in failed["broken.mp3"]
+    # the store's record of the file holds the same explanation
+    assert msk.store.FeatureStore(tmp_path / "s.zarr", mode="r").record("broken.mp3")["reason"] == failed["broken.mp3"]
 
     (lib / "broken.mp3").unlink()
     res = subprocess.run([*cmd, str(tmp_path / "t.zarr")], capture_output=True, text=True)

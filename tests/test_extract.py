@@ -560,3 +560,63 @@ def test_dask_same_store_as_threads(tmp_path, clip_dir, model, dask_cluster):
     again = msk.extract_many(clip_dir, model=model, store=on_dask, scheduler=cluster.scheduler_address,
                              progress=False)
     assert again.done == 0 and again.unchanged == 8
+
+
+def test_a_failed_file_carries_what_the_decoders_printed_on_it(tmp_path):
+    """Decoder diagnostics (C, file descriptor 2) are attributed to the file that failed, threads or not."""
+    from test_cli_help import _mp3_with_garbage
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    _mp3_with_garbage(lib / "broken.mp3", 3000, 1)  # fails after printing
+    for i in range(4):
+        _mp3_with_garbage(lib / f"noisy{i}.mp3", 200, 2 + i)  # decode after printing
+    alone = msk.audio.decoder_messages(lib / "broken.mp3")
+    assert any("Illegal Audio-MPEG-Header" in line for line in alone)
+    assert len(alone) == len(set(alone)) <= 20
+    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, n_samples=500,
+                                   random_state=0).fit([msk.example_audio()])
+    for n_jobs in (1, 2):
+        summary = msk.extract_many(lib, store=tmp_path / f"s{n_jobs}.zarr", model=model, n_jobs=n_jobs,
+                                   progress=False)
+        assert summary.new == 4 and list(summary.failed) == ["broken.mp3"]
+        first, *printed = summary.failed["broken.mp3"].splitlines()
+        assert first.startswith("ValueError: ") and "broken.mp3" in first
+        assert printed == [f"decoder: {line}" for line in alone]  # its own lines, none of the others'
+        assert FeatureStore(summary.store, mode="r").record("broken.mp3")["reason"] == summary.failed["broken.mp3"]
+
+
+def test_decoding_gate_lets_one_thread_decode_alone():
+    import threading
+
+    gate = extract_module._DecodingGate()
+    events = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def decoder(name):
+        with gate.shared():
+            events.append(f"{name} in")
+            inside.set()
+            release.wait(5)
+            events.append(f"{name} out")
+
+    def alone():
+        with gate.alone():
+            events.append("alone")
+
+    a = threading.Thread(target=decoder, args=("a",))
+    a.start()
+    inside.wait(5)
+    b = threading.Thread(target=alone)
+    b.start()
+    time.sleep(0.05)
+    assert events == ["a in"]  # waits for the decoder in flight
+    release.set()
+    a.join(5)
+    b.join(5)
+    assert events == ["a in", "a out", "alone"]
+    with gate.shared(), gate.shared():  # any number at once
+        pass

@@ -8,9 +8,12 @@ concatenation. Resampling is soxr's streaming resampler, whose output equals
 one-shot ``soxr.resample`` sample for sample.
 """
 
+import contextlib
 import errno
 import os
 import re
+import sys
+import tempfile
 from importlib import resources
 
 import numpy as np
@@ -572,3 +575,82 @@ def load_audio(path, *, sr=16000):
         sr = check_sample_rate("sr", sr)
     blocks = list(stream(_check_path(path), sr=sr))
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+# -- what the C decoders print ------------------------------------------------------------------
+
+#: Bytes of decoder output kept from one capture.
+_MAX_DECODER_OUTPUT = 64 * 1024
+#: Distinct lines of decoder output kept to explain one file's failure, and characters per line.
+_MAX_DECODER_LINES = 20
+_MAX_DECODER_LINE = 200
+
+
+@contextlib.contextmanager
+def decoder_output_captured():
+    """Send file descriptor 2 to a temporary file while the block runs; yield a list that gets the text.
+
+    C decoders (libsndfile, mpg123) print warnings such as "Illegal Audio-MPEG-Header" straight to
+    file descriptor 2, not through Python. While the block runs, fd 2 (process-wide, every thread)
+    goes to a temporary file, and Python's ``sys.stderr``, when it writes to fd 2, writes to a
+    duplicate of the original descriptor instead (so progress bars and messages still show);
+    afterwards fd 2 is restored and the captured text (at most 64 KiB) is appended to the yielded
+    list. Captures nest: an inner one takes what is printed while it runs.
+    """
+    try:
+        sys.stderr.flush()
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        python_on_fd2 = False  # sys.stderr is not the descriptor (e.g. captured by a test runner)
+    captured = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a closed stderr): nothing to capture
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        original = sys.stderr
+        if python_on_fd2:
+            sys.stderr = open(saved, "w", buffering=1, encoding=original.encoding, errors="backslashreplace",
+                              closefd=False)
+        try:
+            yield captured
+        finally:
+            if sys.stderr is not original:
+                sys.stderr.close()  # flushes; the duplicate descriptor stays open (closefd=False)
+                sys.stderr = original
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read(_MAX_DECODER_OUTPUT).decode("utf-8", errors="replace"))
+
+
+def decoder_messages(path, *, sr=16000):
+    """Decode ``path`` once and return what the C decoders printed meanwhile, as distinct lines.
+
+    Used to explain why a file failed: decoders print their diagnostics
+    ("Illegal Audio-MPEG-Header", "Xing stream size off", ...) on file
+    descriptor 2 rather than in the error they raise. The capture is
+    process-wide, so a caller that decodes on several threads calls this
+    while no other thread decodes (:func:`msk.extract_many` does).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The audio file.
+    sr : int, default=16000
+        The rate it is decoded at, as in :func:`load_audio`.
+
+    Returns
+    -------
+    lines : list of str
+        At most 20 distinct non-empty lines, in the order printed, each cut to
+        200 characters; empty if the decoders printed nothing. Decoding errors
+        are not raised here: the caller has them already.
+    """
+    with decoder_output_captured() as text:
+        with contextlib.suppress(Exception):
+            load_audio(path, sr=sr)
+    lines = [line.strip()[:_MAX_DECODER_LINE] for line in "".join(text).splitlines() if line.strip()]
+    return list(dict.fromkeys(lines))[:_MAX_DECODER_LINES]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._blas_threads import SingleThreadedBlas
 from ._validation import as_float_array, check_int, check_option, check_sample_rate
-from .audio import library_key
+from .audio import decoder_messages, library_key
 from .multiscale import LAST_WINDOWS, REPRESENTATIONS, SUMMARIES, MultiscaleFeatures, track_vector
 
 __all__ = ["PRESETS", "BatchSummary", "default_model", "extract", "extract_many", "library_key",
@@ -413,13 +413,68 @@ def _failure_reason(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
+class _DecodingGate:
+    """Lets any number of threads decode at once, or one thread alone.
+
+    A file that failed is decoded once more alone, with file descriptor 2
+    captured, so that what the C decoders print on it is attributed to that
+    file rather than to whichever files other threads were decoding.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._active = 0
+        self._alone = False
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            while self._alone:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self):
+        with self._cond:
+            while self._alone:
+                self._cond.wait()
+            self._alone = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
+_DECODING = _DecodingGate()
+
+
+def _explained_failure(exc, path, sr):
+    """The reason a file failed, followed by what the decoders print on it (one line each)."""
+    printed = []
+    with contextlib.suppress(Exception), _DECODING.alone():  # an explanation, never a second failure
+        printed = decoder_messages(path, sr=sr)
+    return "\n".join([_failure_reason(exc), *(f"decoder: {line}" for line in printed)])
+
+
 def _extract_one(model, path, last_window, with_source=True):
     """(result, None) or (None, reason) for one file: never raises for a bad file.
 
     ``result`` is a dict: ``features``, ``start``, ``end`` and ``source``
     (path, size, mtime in ns, SHA-256, duration), the file's state taken
     before it is read, so that a file changed meanwhile is seen as changed
-    by the next run.
+    by the next run. ``reason`` is the error, then, one per line, what the
+    audio decoders print on the file (``decoder: ...``), if anything.
     """
     import soundfile as sf
 
@@ -428,7 +483,8 @@ def _extract_one(model, path, last_window, with_source=True):
         if with_source:
             st = os.stat(path)
             source.update(size=st.st_size, mtime=st.st_mtime_ns)
-        X, start, end = model.transform(path, last_window=last_window, return_times=True)
+        with _DECODING.shared():
+            X, start, end = model.transform(path, last_window=last_window, return_times=True)
         if with_source:
             from .store import file_hash
 
@@ -443,7 +499,7 @@ def _extract_one(model, path, last_window, with_source=True):
             source.update(hash=file_hash(path), duration=duration)
         return {"features": X, "start": start, "end": end, "source": source}, None
     except Exception as exc:  # any decoder or analysis error is this file's failure
-        return None, _failure_reason(exc)
+        return None, _explained_failure(exc, path, model.sr)
 
 
 def _run_threads(model, todo, n_jobs, last_window):

@@ -300,50 +300,6 @@ def cmd_fit(args):
     return 0
 
 
-@contextlib.contextmanager
-def _decoder_messages_captured():
-    """Send file descriptor 2 to a temporary file while a batch decodes; yield a list that gets the text.
-
-    C decoders (libsndfile, mpg123) print warnings such as "Illegal Audio-MPEG-Header" straight to
-    file descriptor 2, where they would land inside the progress bar. While the block runs, fd 2
-    (process-wide, every thread) goes to a temporary file and Python's ``sys.stderr`` (the bar,
-    msk's own messages) writes to a duplicate of the original descriptor; afterwards fd 2 is
-    restored and the captured text is appended to the yielded list for the caller to show or drop.
-    """
-    import tempfile
-
-    try:
-        sys.stderr.flush()
-        python_on_fd2 = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        python_on_fd2 = False  # sys.stderr is not the descriptor (e.g. captured by a test runner)
-    captured = []
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (a closed stderr): nothing to keep out of the bar
-        yield captured
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        original = sys.stderr
-        if python_on_fd2:
-            sys.stderr = open(saved, "w", buffering=1, encoding=original.encoding, errors="backslashreplace",
-                              closefd=False)
-        try:
-            yield captured
-        finally:
-            if sys.stderr is not original:
-                sys.stderr.close()  # flushes; the duplicate descriptor stays open (closefd=False)
-                sys.stderr = original
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.append(tmp.read(_MAX_DECODER_MESSAGES).decode("utf-8", errors="replace"))
-
-
-_MAX_DECODER_MESSAGES = 64 * 1024  # bytes of decoder output kept for the failure report
-
-
 def _output_kind(output):
     ext = os.path.splitext(output.rstrip("/" + os.sep))[1].lower()
     if ext in (".npy", ".npz"):
@@ -393,13 +349,15 @@ def cmd_extract(args):
             _log(f"msk extract: {len(not_audio)} file(s) skipped (not audio)")
     if not paths:
         raise RuntimeError("no audio files found in the inputs")
-    with _decoder_messages_captured() as decoder_messages:
+    from .audio import decoder_output_captured
+
+    # The decoders' own messages (printed by C on file descriptor 2) are kept out of the progress
+    # bar; those that explain a failure are in the failed file's reason, the rest are dropped.
+    with decoder_output_captured():
         summary = msk.extract_many(paths, store=args.output, model=args.model, root=args.root,
                                    representation=args.representation, preset=args.preset, n_jobs=args.n_jobs,
                                    scheduler=args.scheduler, prune=args.prune, summary=args.summary,
                                    last_window=args.last_window, wait=args.wait, progress=not args.quiet)
-    # The decoders' own messages matter only to explain a failure; they are dropped otherwise.
-    decoder_lines = [line for line in "".join(decoder_messages).splitlines() if line.strip()]
     _print_json(summary.as_dict())
     _log(f"msk extract: {summary}")
     if summary.not_audio:
@@ -411,11 +369,10 @@ def cmd_extract(args):
     if summary.failed:
         _log(f"msk extract: {len(summary.failed)} file(s) failed (recorded in the store):")
         for key, reason in sorted(summary.failed.items()):
-            _log(f"  {key}: {reason}")
-        if decoder_lines:
-            _log(f"msk extract: the audio decoders printed while reading ({len(decoder_lines)} line(s)):")
-            for line in list(dict.fromkeys(decoder_lines))[:40]:
-                _log(f"  | {line}")
+            first, *more = reason.splitlines()
+            _log(f"  {key}: {first}")
+            for line in more:
+                _log(f"    | {line}")
         return 1
     return 0
 
