@@ -501,3 +501,12 @@ def test_track_vector_is_one_implementation():
         track_vector(X, "max")
     with pytest.raises(ValueError, match="n_windows >= 1"):
         track_vector(np.zeros((0, 3)))
+
+
+def test_n_samples_beyond_the_clips_fits_on_all_their_windows():
+    """A huge ``n_samples`` is a request for every window, not an allocation of its size."""
+    clip = msk.load_audio(msk.example_audio())[: 16000 * 10]
+    kw = dict(levels=2, n_clusters=8, random_state=0)
+    huge = msk.MultiscaleFeatures("laplacian", n_samples=10**12, **kw).fit([clip])
+    exact = msk.MultiscaleFeatures("laplacian", n_samples=10**5, **kw).fit([clip])  # more than the clip holds
+    np.testing.assert_array_equal(huge.transform(clip), exact.transform(clip))

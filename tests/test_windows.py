@@ -150,6 +150,22 @@ def test_memory_holds_the_sample_and_one_clip(rng):
     assert peak < sample_bytes + 2 * clip_bytes  # never two clips at once
 
 
+def test_memory_follows_the_windows_seen_not_n_samples():
+    """A request far beyond what the clips hold allocates for the windows there are, and returns them all."""
+    clips = tagged_clips([3000, 7000, 500, 9000], n_mels=8)
+    n_windows = sum(len(c) - 1 for c in clips)
+    tracemalloc.start()
+    try:
+        big = sample_windows(iter(clips), 2, 10**12, random_state=0)  # 10**12 * 16 * 8 bytes = 128 TB
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    exact = sample_windows(iter(clips), 2, n_windows, random_state=0)
+    np.testing.assert_array_equal(big, exact)  # the same draw as a request of exactly what there is
+    assert big.shape == (n_windows, 16)
+    assert peak < 8 * big.nbytes  # a few copies of the sample at most
+
+
 def test_reservoir_bad_input(rng):
     with pytest.raises(ValueError, match=r"`n_samples` must be a positive integer; got 0"):
         WindowReservoir(1, 0)

@@ -17,6 +17,7 @@ __all__ = ["WindowReservoir", "all_windows", "sample_windows"]
 
 # Replacement windows are gathered into the reservoir in chunks of this many
 # rows, so a clip that replaces many windows needs no clip-sized temporary.
+_FIRST_ROWS = 4096  # the sample buffer's first allocation, in windows
 _GATHER_ROWS = 256
 
 
@@ -88,10 +89,11 @@ class WindowReservoir:
 
     Notes
     -----
-    The sample buffer of ``n_samples`` windows is allocated when the first
-    clip arrives, in that clip's dtype (float32 or float64; later clips are
-    cast to it). It is allocated uninitialised, so an operating system that
-    commits pages on first touch charges only for the windows actually stored.
+    The sample buffer is allocated when the first clip arrives, in that
+    clip's dtype (float32 or float64; later clips are cast to it), and grows
+    by doubling up to ``n_samples`` windows as windows arrive: its memory
+    follows the windows seen, so a huge ``n_samples`` (more windows than the
+    clips hold) costs only what the clips hold.
     Clips shorter than ``width`` frames have no window and are skipped.
 
     References
@@ -141,12 +143,18 @@ class WindowReservoir:
         n_pos = frames.shape[0] - self.width + 1
         if n_pos <= 0:
             return self
-        if self._buffer is None:
-            self._buffer = np.empty((self.n_samples, self.width * self.n_mels_), dtype=frames.dtype)
         windows = all_windows(frames, self.width)
         seen, k = self.n_seen_, self.n_samples
         # Fill the free slots in stream order.
         fill = max(0, min(n_pos, k - seen))
+        if self._buffer is None:
+            self._buffer = np.empty((min(k, max(fill, _FIRST_ROWS)), windows.shape[1]), dtype=frames.dtype)
+        if fill and seen + fill > self._buffer.shape[0]:
+            # grow by doubling, never past n_samples: memory follows the windows seen, not the request
+            grown = np.empty((min(k, max(seen + fill, 2 * self._buffer.shape[0])), self._buffer.shape[1]),
+                             dtype=self._buffer.dtype)
+            grown[:seen] = self._buffer[:seen]
+            self._buffer = grown
         if fill:
             self._buffer[seen:seen + fill] = windows[:fill]
         # Window i (global number g = seen + i) replaces slot j ~ U{0..g} when j < k.
