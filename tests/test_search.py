@@ -348,7 +348,7 @@ def library(tmp_path_factory):
     store = FeatureStore(store_path)
     rng = np.random.default_rng(5)
     for i in range(20):
-        store.put(f"synthetic{i:02d}", np.abs(rng.standard_normal((2, 3000))).astype(np.float32))
+        store.put(f"synthetic{i:02d}", np.abs(rng.standard_normal((2, store.n_features))).astype(np.float32))
     store.close()
     shutil.copy(paths[1], root / "copy-of-piece1.wav")
     groups = root / "artists.csv"
