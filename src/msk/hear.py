@@ -30,7 +30,7 @@ where no window starts, take the last window's code), and each code is then
 max-pooled over a centred window of ``pool_frames`` frames
 (5 frames, 160 ms at 16 kHz, by default; the edges repeat the first and last
 frame). The levels' codes are concatenated, level 0 first:
-``timestamp_embedding_size = levels * K`` (3000 for the shipped models).
+``timestamp_embedding_size = levels * K`` (3000 for the paper's models, 1200 for the default).
 With ``pool_frames=1``, max-pooling the timestamp embeddings over the model's
 pooling windows (``pool`` finest frames) gives
 :meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding; before
@@ -174,9 +174,9 @@ def load_model(model_file_path="", *, pool_frames=5):
     model_file_path : str or os.PathLike, default=""
         A model saved with :meth:`msk.MultiscaleFeatures.save`, or "" for
         the paper's Laplacian model shipped with msk (K = 500, 6 levels;
-        ``msk.batch.default_model(preset="paper")``). The default preset's
-        model differs from it by its normalisation of pooled rows, which
-        frame-rate embeddings do not have.
+        ``msk.batch.default_model(preset="paper")``), whose embeddings have
+        the paper's sizes. The default preset's model (K = 200, learned on
+        the unsupervised pool) can be passed by its path like any other.
     pool_frames : int, default=5
         Frames of the centred max-pooling of the timestamp embeddings (odd;
         1 turns it off).
