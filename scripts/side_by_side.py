@@ -1,0 +1,72 @@
+"""Put two feature sets side by side, row by row: how the search evaluated combinations.
+
+    python scripts/side_by_side.py A.zarr B.zarr OUT.zarr
+    python scripts/side_by_side.py A.zarr logmel-stats OUT.zarr --corpus ~/.cache/msk/devcorpus
+
+Every clip of store A gets, in OUT, its rows of A followed by the same clip's rows of B: store B
+must hold the same keys with the same windows (the same start and end of every row), as two
+models with the same pooling geometry give. With ``logmel-stats`` instead of B, the second part
+of a row is the mean and standard deviation of every log-mel band (``msk.log_melspectrogram`` of
+the clip's audio under ``--corpus``) over the frames the row covers, the statistics of
+``msk.baselines.logmel_stats`` over the same seconds. OUT is then evaluated like any store
+(``search_features.py --external NAME=OUT.zarr``). Neither combination beat the learned features
+alone in the search, so none is a ``MultiscaleFeatures`` option.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+import msk
+from msk.store import FeatureStore
+
+
+def logmel_rows(path, start, end, *, sr=16000, hop_length=512):
+    """Mean and std of every log-mel band over the frames of each row's [start, end) seconds."""
+    S = msk.log_melspectrogram(msk.load_audio(path, sr=sr), sr=sr, hop_length=hop_length)
+    hop = hop_length / sr
+    rows = []
+    for a, b in zip(start, end):
+        f0 = int(round(a / hop))
+        f1 = max(f0 + 1, min(S.shape[0], int(round(b / hop))))
+        rows.append(np.concatenate([S[f0:f1].mean(axis=0), S[f0:f1].std(axis=0)]))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def side_by_side(a, b, out, corpus=None):
+    """Write ``out``: every clip of store ``a`` with its rows of ``b`` (a store path or "logmel-stats")."""
+    A = FeatureStore(a, mode="r")
+    B = None if b == "logmel-stats" else FeatureStore(b, mode="r")
+    if B is None and corpus is None:
+        raise SystemExit("logmel-stats needs --corpus (the folder the keys are relative to)")
+    width = A.n_features + (2 * 200 if B is None else B.n_features)  # 200 mel bands, mean and std
+    with FeatureStore(out, mode="w", model_info={"name": f"{a} | {b}", "n_features": width}, durable=False) as dst:
+        for key in A.keys():
+            X = A.get(key)
+            start, end = A.times(key)
+            if B is None:
+                Y = logmel_rows(os.path.join(corpus, key), start, end)
+            else:
+                Y = B.get(key)
+                s2, e2 = B.times(key)
+                if Y.shape[0] != X.shape[0] or not (np.allclose(start, s2) and np.allclose(end, e2)):
+                    raise SystemExit(f"{key}: the two stores' rows cover different seconds")
+            if Y.shape[1] != width - A.n_features:
+                raise SystemExit(f"{key}: {Y.shape[1]} features in the second part, not {width - A.n_features}")
+            dst.put(key, np.concatenate([X, Y], axis=1), start=start, end=end)
+        return len(dst.keys())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("a")
+    p.add_argument("b", help="a second store, or logmel-stats")
+    p.add_argument("out")
+    p.add_argument("--corpus", help="the audio files' root (for logmel-stats)")
+    args = p.parse_args(argv)
+    print(side_by_side(args.a, args.b, args.out, args.corpus))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""scripts/side_by_side.py: the combinations of the feature search (two feature sets, row by row)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import msk
+from msk.baselines import logmel_stats
+from msk.store import FeatureStore
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import side_by_side  # noqa: E402
+
+
+def _store(path, rows, width, seed, starts=None):
+    rng = np.random.default_rng(seed)
+    st = FeatureStore(path, mode="w", model_info={"name": str(seed), "n_features": width}, durable=False)
+    with st:
+        for key, n in rows.items():
+            start = np.arange(n) * 4.096 if starts is None else starts[key]
+            st.put(key, rng.standard_normal((n, width)).astype(np.float32), start=start, end=start + 4.096)
+    return FeatureStore(path, mode="r")
+
+
+def test_two_stores_side_by_side(tmp_path):
+    a = _store(tmp_path / "a.zarr", {"x.mp3": 3, "y/z.mp3": 1}, 5, 0)
+    b = _store(tmp_path / "b.zarr", {"x.mp3": 3, "y/z.mp3": 1}, 2, 1)
+    assert side_by_side.side_by_side(a.path, b.path, tmp_path / "ab.zarr") == 2
+    out = FeatureStore(tmp_path / "ab.zarr", mode="r")
+    for key in ("x.mp3", "y/z.mp3"):
+        np.testing.assert_array_equal(out.get(key), np.hstack([a.get(key), b.get(key)]))
+        np.testing.assert_array_equal(out.times(key)[0], a.times(key)[0])
+    c = _store(tmp_path / "c.zarr", {"x.mp3": 3, "y/z.mp3": 1}, 2, 2,
+               starts={"x.mp3": np.array([0.0, 4.0, 8.0]), "y/z.mp3": np.array([0.0])})
+    with pytest.raises(SystemExit, match="x.mp3: the two stores' rows cover different seconds"):
+        side_by_side.side_by_side(a.path, c.path, tmp_path / "ac.zarr")
+
+
+def test_logmel_statistics_of_the_same_seconds(tmp_path):
+    y = msk.load_audio(msk.example_audio())[: 16000 * 10]
+    sf.write(tmp_path / "clip.wav", y, 16000)
+    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, n_samples=500, random_state=0).fit([y])
+    msk.extract_many([tmp_path / "clip.wav"], store=tmp_path / "a.zarr", model=model, progress=False)
+    side_by_side.side_by_side(tmp_path / "a.zarr", "logmel-stats", tmp_path / "out.zarr", corpus=tmp_path)
+    got = FeatureStore(tmp_path / "out.zarr", mode="r").get("clip.wav")
+    F = msk.extract(tmp_path / "clip.wav", model=model)
+    assert got.shape == (F.shape[0], F.shape[1] + 400)
+    np.testing.assert_array_equal(got[:, : F.shape[1]], F)
+    # full windows: exactly the log-mel statistics baseline of those frames
+    ref = logmel_stats(msk.log_melspectrogram(msk.load_audio(tmp_path / "clip.wav")))
+    np.testing.assert_allclose(got[: ref.shape[0], F.shape[1]:], ref, rtol=1e-5, atol=1e-5)
