@@ -461,8 +461,11 @@ _DECODING = _DecodingGate()
 
 def _explained_failure(exc, path, sr):
     """The reason a file failed, followed by what the decoders print on it (one line each)."""
+    from tqdm import tqdm
+
     printed = []
-    with contextlib.suppress(Exception), _DECODING.alone():  # an explanation, never a second failure
+    # alone: no other thread decodes meanwhile; tqdm's lock: no progress bar writes on fd 2 meanwhile
+    with contextlib.suppress(Exception), _DECODING.alone(), tqdm.get_lock():  # never a second failure
         printed = decoder_messages(path, sr=sr)
     return "\n".join([_failure_reason(exc), *(f"decoder: {line}" for line in printed)])
 
