@@ -33,9 +33,12 @@ def main(argv):
         msk.extract(path, preset="paper", representation=rep)  # loads the shipped model once
         timed(f"msk.extract (paper, {rep})", msk.extract, path, preset="paper", representation=rep)
     F = msk.extract(path)
-    print(f"Default features (Laplacian): {F.shape[0]} pooling windows of 4.1 s x {F.shape[1]} "
-          "(6 levels x 500 means); first 6 features of each level, per window:")
-    print(np.round(F.reshape(F.shape[0], 6, 500)[:, :, :6].reshape(F.shape[0], -1), 2))
+    default = msk.batch.default_model()
+    widths = default.n_features_per_level_
+    print(f"Default features ({default.representation}): {F.shape[0]} pooling windows of 4.1 s x {F.shape[1]} "
+          f"({len(widths)} levels x {widths[0]} means); first 6 features of each level, per window:")
+    starts = np.cumsum([0] + widths[:-1])
+    print(np.round(np.hstack([F[:, a:a + 6] for a in starts]), 2))
     print()
     print("The stages:")
     y = timed("load_audio (16 kHz mono)", msk.load_audio, path)
