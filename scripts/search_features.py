@@ -39,11 +39,11 @@ CANDIDATES = {
     "paper-laplacian": dict(representation="laplacian"),
     "paper-multiresolution": dict(representation="multiresolution"),
     "paper-gaussian": dict(representation="gaussian", width=2),
-    "single-pool": dict(representation="laplacian", levels=1),
+    "single-pool": dict(representation="laplacian", levels=1),  # single-w1-k500, learned on the pool
     # Gaussian levels keep each scale's spectral envelope and level, which band-pass
     # (Laplacian) levels above the coarsest remove
     "gauss-w1": dict(representation="gaussian"),
-    "gauss-maxmean": dict(representation="gaussian", pooling=("max", "mean")),  # single-w1-k500, learned on the pool
+    "gauss-maxmean": dict(representation="gaussian", pooling=("max", "mean")),
     "lap-threshold": dict(representation="laplacian", encoding="threshold", threshold=0.25),
     "lap-maxmean": dict(representation="laplacian", pooling=("max", "mean")),
     "lap-meanstd": dict(representation="laplacian", pooling=("mean", "std")),
