@@ -346,16 +346,7 @@ def test_crafted_option_values_are_refused(tmp_path, rng, edit, message):
     assert message in run.stdout and str(bad) in run.stdout
 
 
-_LOAD_AND_EXTRACT = """
-import sys, msk
-try:
-    model = msk.MultiscaleFeatures.load(sys.argv[1])
-    msk.extract(msk.example_audio(), model=model)
-except ValueError as exc:
-    print(exc)
-    sys.exit(3)
-print("loaded")
-"""
+from test_persist import LOAD_AND_EXTRACT as _LOAD_AND_EXTRACT  # noqa: E402  (the child that loads a crafted file)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
