@@ -1,12 +1,14 @@
 """Does ``msk similar`` put a track of the same composer first? Feature stores compared on a corpus.
 
     python scripts/similarity_check.py --corpus ~/.cache/msk/devcorpus \\
-        msk=store.zarr logmel-stats=other.zarr [--folders 89abcdef] [--out result.json]
+        msk=store.zarr logmel-stats=other.zarr [--plain msk] [--folders 89abcdef] [--out result.json]
 
 For every clip of the corpus (in ``--folders``), the store's track vector (what ``msk index``
 indexes: :meth:`msk.store.FeatureStore.tracks`) is the query against the track vectors of every
 other clip of those folders, with :func:`msk.search.build_index` (cosine similarity, exact
-search); clips of the query's own recording (track) are excluded, so a hit is another recording
+search) and the projection that ``msk index`` applies to the store (the one shipped for its
+model, :func:`msk.projection.shipped_projection`, if any; none for the stores named by
+``--plain``); clips of the query's own recording (track) are excluded, so a hit is another recording
 by the same composer (the corpus's ``artist`` column). Reported per store: the rate of queries
 whose first neighbour is by the same composer, with a 95 % interval from a bootstrap over
 tracks, and each store's paired difference to the first store named, with its interval
@@ -23,14 +25,16 @@ import numpy as np
 import msk
 from msk.experiment import match_keys
 from msk.metrics import bootstrap_metric, paired_bootstrap
+from msk.projection import shipped_projection
 from msk.search import build_index
 
 
-def first_neighbour_hits(store_path, data, summary=None):
+def first_neighbour_hits(store_path, data, summary=None, plain=False):
     """Per clip of ``data``: 1.0 if its first neighbour (other tracks only) has the same artist.
 
     ``summary`` (e.g. "mean+max") computes the track vectors from the windows with
-    :func:`msk.multiscale.track_vector` instead of reading the store's.
+    :func:`msk.multiscale.track_vector` instead of reading the store's. ``plain``: no projection.
+    Also returns the projection's checksum (None without one).
     """
     st = msk.store.FeatureStore(store_path, mode="r")
     rows, keys, missing = match_keys(st, data)
@@ -42,14 +46,16 @@ def first_neighbour_hits(store_path, data, summary=None):
     else:
         T = np.stack([msk.multiscale.track_vector(st.get(k), summary) for k in keys])
     names = [str(i) for i in range(len(rows))]
-    index = build_index(names, T, method="exact")
+    fingerprint = (st.model_info or {}).get("fingerprint")
+    projection = None if plain else shipped_projection(fingerprint, summary or st.summary)
+    index = build_index(names, T, method="exact", projection=projection)
     tracks, artists = data.tracks[rows], data.artists[rows]
     groups = dict(zip(names, tracks.tolist()))
     hits = np.empty(len(rows))
     for i in range(len(rows)):
         got, _ = index.query(names[i], k=1, groups=groups)
         hits[i] = float(artists[int(got[0])] == artists[i])
-    return rows, hits
+    return rows, hits, None if projection is None else projection.arrays()[0]["sha256"]
 
 
 def main(argv=None):
@@ -57,6 +63,8 @@ def main(argv=None):
     p.add_argument("stores", nargs="+", metavar="NAME=STORE[:SUMMARY]",
                    help="a feature store; with :SUMMARY, track vectors computed from its windows")
     p.add_argument("--corpus", required=True)
+    p.add_argument("--plain", nargs="+", default=[], metavar="NAME",
+                   help="stores compared by plain cosine similarity, without their shipped projection")
     p.add_argument("--folders", default="0123456789abcdef", help="folders whose clips are queried and searched")
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--out", help="write the figures as JSON here")
@@ -70,12 +78,12 @@ def main(argv=None):
         summary = None
         if ":" in path and not os.path.exists(path):
             path, summary = path.rsplit(":", 1)
-        rows, hits = first_neighbour_hits(path, data, summary)
+        rows, hits, projection = first_neighbour_hits(path, data, summary, plain=name in args.plain)
         groups = data.tracks[rows]
         _, dist = bootstrap_metric(hits[None, :], groups=groups, n_resamples=args.resamples, random_state=0)
         low, high = np.quantile(dist, [0.025, 0.975])
         res = {"same_composer_first": float(hits.mean()), "low": float(low), "high": float(high),
-               "n_queries": int(len(hits))}
+               "n_queries": int(len(hits)), "projection": projection}
         if first is None:
             first = (name, rows, hits)
         else:

@@ -280,7 +280,7 @@ def test_update_equals_a_fresh_build(tmp_path, rng, method):
 
 def test_update_refuses_other_dimensions(rng):
     index = build_index(keys_of(5), rng.standard_normal((5, 4)))
-    with pytest.raises(ValueError, match="5 dimensions; this index has 4"):
+    with pytest.raises(ValueError, match="5 dimensions; this index takes 4"):
         index.update(keys_of(5), rng.standard_normal((5, 5)))
 
 

@@ -29,8 +29,8 @@ __version__ = msk_version()
 
 #: Public submodules imported on first attribute access (PEP 562), so that
 #: ``import msk`` costs only what the front end and the estimators need.
-_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "hear", "metrics", "plot", "search",
-                    "store", "tagger")
+_LAZY_SUBMODULES = ("baselines", "datasets", "experiment", "heads", "hear", "metrics", "plot", "projection",
+                    "search", "store", "tagger")
 
 __all__ = [
     "__version__",
@@ -44,6 +44,7 @@ __all__ = [
     "hear",
     "metrics",
     "plot",
+    "projection",
     "search",
     "store",
     "tagger",

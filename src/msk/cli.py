@@ -89,7 +89,11 @@ column per tag, or one column of class names (single-label; found, or --label-co
     "index": """examples:
   msk index features.zarr                 # writes features.zarr.index.npz beside the store
   msk index features.zarr -o tracks.index.npz --method exact
-Run it again after `msk extract` has added or changed clips: the index is updated, not rebuilt.""",
+  msk index features.zarr --projection none    # plain cosine similarity of the track vectors
+Run it again after `msk extract` has added or changed clips: the index is updated, not rebuilt.
+For stores of msk's default model, the index maps the track vectors through the projection
+shipped with it (learned from unlabelled music, grouped by recording), which ranks tracks by
+the same composer higher than plain cosine similarity does.""",
     "similar": """examples:
   msk similar clips/song.mp3 --store features.zarr            # a file in the store, or a new file
   msk similar some-key --store features.zarr -k 5 --json
@@ -570,7 +574,7 @@ def _info_array_file(path):
 
     from ._persist import FORMAT as MODEL_FORMAT
 
-    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger or index "
+    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger, index or projection "
                 "(.npz), the .npy/.npz output of `msk extract` or `msk export`, or a feature store (directory)")
     if path.lower().endswith(".npy"):
         try:
@@ -603,6 +607,9 @@ def _info_array_file(path):
         return {"tagger": os.path.abspath(path), "kind": tagger.kind, "tags": list(tagger.tag_names),
                 "n_features": int(tagger.n_features), "model": tagger.model_info,
                 "training": tagger.training}
+    if fmt == "msk.TrackProjection":
+        return {"projection": os.path.abspath(path), "header": header,
+                "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
     if fmt == "msk.TrackIndex":
         return {"index": os.path.abspath(path), "header": header,
                 "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
@@ -637,7 +644,7 @@ def cmd_info(args):
     if not os.path.isdir(path):
         ext = os.path.splitext(path)[1].lower()
         if ext not in (".npy", ".npz"):
-            raise _UsageError(f"{path!r}: msk info describes a model, tagger or index (.npz), the .npy/.npz "
+            raise _UsageError(f"{path!r}: msk info describes a model, tagger, index or projection (.npz), the .npy/.npz "
                               "output of `msk extract` or `msk export`, or a feature store (directory)")
         described = _info_array_file(path)
         if described is not None:
@@ -673,7 +680,8 @@ def cmd_index(args):
     from msk.search import index_store
 
     try:
-        _, summary = index_store(args.store, path=args.output, method=args.method)
+        projection = None if args.projection == "none" else args.projection
+        _, summary = index_store(args.store, path=args.output, method=args.method, projection=projection)
     except ImportError as exc:
         raise RuntimeError(str(exc)) from None
     _print_json(summary)
@@ -924,7 +932,7 @@ def build_parser():
                        description="Print, as JSON, a model's parameters and shapes, a tagger's tags, an "
                                    "index's header, a store's contents, or the arrays of an .npy/.npz "
                                    "output (windows, features, times, track vectors).")
-    p.add_argument("path", help="a model, tagger or index (.npz), an output of msk extract or msk export "
+    p.add_argument("path", help="a model, tagger, index or projection (.npz), an output of msk extract or msk export "
                                 "(.npy, .npz), or a feature store (directory)")
     p.set_defaults(func=cmd_info)
     _add_tagger_commands(sub, fmt)
@@ -937,6 +945,9 @@ def build_parser():
     p.add_argument("-o", "--output", help="the index file [STORE.index.npz beside the store]")
     p.add_argument("--method", choices=("auto", "exact", "ann"), default="auto",
                    help="exact search, an HNSW graph (needs usearch), or auto by size [auto]")
+    p.add_argument("--projection", default="auto", metavar="auto|none|FILE",
+                   help="auto: the projection shipped for the store's model, if any; none: plain cosine "
+                        "similarity; FILE: a saved msk.projection.TrackProjection [auto]")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("similar", help="the tracks most similar to a key or an audio file",

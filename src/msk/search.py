@@ -41,14 +41,26 @@ serialises an index to and from a byte buffer, and offers the 8-bit graph
 above; faiss-cpu also installs about 66 MB against USearch's 57 MB
 (with its SIMD kernels).
 
+A learned projection
+--------------------
+An index may map the track vectors through a :class:`msk.projection.TrackProjection`
+before normalising them (``projection=``): the stored vectors are then the
+projected ones, and a vector query is a track vector of the store's model,
+projected the same way. :func:`index_store` uses the projection shipped for
+the store's model when there is one (``projection="auto"``): for msk's
+default model, one learned on the unsupervised training pool from clips
+grouped by recording, which puts a track of the same composer first more
+often on the development corpus than plain cosine similarity does.
+
 The index file
 --------------
 :meth:`TrackIndex.save` writes one uncompressed ``.npz`` file (read back
 with ``allow_pickle=False``): a JSON header (format name and version, msk
 version, metric, dimensions, keys, the source store's model fingerprint and
-the track summary, SHA-256 checksums of the vectors and of the graph), the
-normalised vectors (float32), the items' integer labels and, for an
-approximate index, USearch's own serialisation of the graph as bytes. The
+the track summary, the projection's header, SHA-256 checksums of the vectors
+and of the graph), the normalised vectors (float32), the items' integer
+labels, the projection's arrays when it has one and, for an approximate index,
+USearch's own serialisation of the graph as bytes. The
 checksums are verified on loading, so a damaged file is refused with a
 message naming it. :func:`index_store` keeps the file beside a feature store
 (``features.zarr`` -> ``features.zarr.index.npz``) and updates it when the
@@ -78,11 +90,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._persist import atomic_write, msk_version, read_npz, write_npz
+from .projection import TrackProjection, shipped_projection
 
 __all__ = ["TrackIndex", "build_index", "index_path", "index_store"]
 
 _FORMAT = "msk.TrackIndex"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: an optional projection; version 1 files (none) are read too
+_READS = (1, 2)
 _METRIC = "cosine"
 _METHODS = ("auto", "exact", "ann")
 MAX_EXACT = 1 << 25  # values (n_items * n_dims) searched exactly by method="auto"
@@ -120,8 +134,8 @@ def _check_keys(keys, name="keys"):
     return keys
 
 
-def _normalised(vectors, keys, name="vectors"):
-    """float32 rows of unit L2 norm; refuses NaN/inf and zero rows, naming the key."""
+def _checked(vectors, keys, name="vectors"):
+    """A float32 copy of a 2-D matrix of one finite row per key; refuses NaN/inf, naming the key."""
     if isinstance(vectors, (str, bytes)) or vectors is None:
         raise TypeError(f"`{name}` must be a 2-D array of numbers; got {type(vectors).__name__}.")
     X = np.asarray(vectors)
@@ -135,11 +149,24 @@ def _normalised(vectors, keys, name="vectors"):
         raise ValueError(f"`{name}` has {X.shape[0]} rows for {len(keys)} keys; give one row per key.")
     if X.shape[1] == 0:
         raise ValueError(f"`{name}` must have at least one column; got shape {X.shape}.")
-    X = X.astype(np.float32)  # a copy: normalised in place below
+    X = X.astype(np.float32)  # a copy: normalised in place by _normalised
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"`{name}` must be finite; the vector of {keys[i]!r} holds NaN or inf.")
+    return X
+
+
+def _normalised(vectors, keys, name="vectors", projection=None):
+    """float32 rows of unit L2 norm (after ``projection``); refuses NaN/inf and zero rows, naming the key."""
+    X = _checked(vectors, keys, name)
+    if projection is not None:
+        if X.shape[1] != projection.n_features_in_:
+            raise ValueError(
+                f"`{name}` have {X.shape[1]} dimensions; this index's projection takes "
+                f"{projection.n_features_in_}-dimensional track vectors."
+            )
+        X = projection.transform(X)
     norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
     zero = norms == 0
     if zero.any():
@@ -152,15 +179,15 @@ def _normalised(vectors, keys, name="vectors"):
     return np.ascontiguousarray(X)
 
 
-def _query_vector(vector, n_dims):
+def _query_vector(vector, n_dims, projection=None):
     if isinstance(vector, (bytes, dict)) or vector is None:
         raise TypeError(f"a query must be a key (str) or a vector; got {type(vector).__name__}.")
     v = np.asarray(vector)
     if v.dtype.kind not in "fiub":
         raise TypeError(f"a query vector must hold real numbers; got dtype {v.dtype}.")
     if v.ndim != 1 or v.shape[0] != n_dims:
-        raise ValueError(f"a query vector must have shape ({n_dims},), like the index; got {v.shape}.")
-    return _normalised(v[None, :], ["the query"], name="vector")[0]
+        raise ValueError(f"a query vector must have shape ({n_dims},), like the index's track vectors; got {v.shape}.")
+    return _normalised(v[None, :], ["the query"], name="vector", projection=projection)[0]
 
 
 def _digest(keys, vectors):
@@ -193,7 +220,10 @@ class TrackIndex:
     keys : list of str
         The tracks, in the order of ``vectors``.
     vectors : ndarray of shape (n_items, n_dims), dtype float32
-        The L2-normalised track vectors (read-only).
+        The L2-normalised track vectors, projected when there is a
+        projection (read-only).
+    projection : TrackProjection or None
+        The map applied to track vectors before they are normalised.
     method : {"exact", "ann"}
         How queries are answered now.
     source : dict
@@ -206,7 +236,8 @@ class TrackIndex:
     """
 
     def __init__(self, keys, vectors, labels, *, method, next_label, ann=None, source=None,
-                 max_exact=MAX_EXACT, requested="auto"):
+                 max_exact=MAX_EXACT, requested="auto", projection=None):
+        self.projection = projection
         self.keys = keys
         self.vectors = vectors
         self.vectors.flags.writeable = False
@@ -230,11 +261,17 @@ class TrackIndex:
 
     @property
     def n_dims(self):
-        """Dimensions of the track vectors."""
+        """Dimensions of the stored (projected, when there is a projection) vectors."""
         return int(self.vectors.shape[1])
 
+    @property
+    def n_features(self):
+        """Dimensions of the track vectors it takes (the projection's input, else ``n_dims``)."""
+        return self.n_dims if self.projection is None else self.projection.n_features_in_
+
     def __repr__(self):
-        return f"TrackIndex({len(self)} tracks, {self.n_dims} dims, method={self.method!r})"
+        projected = "" if self.projection is None else f" (projected from {self.n_features})"
+        return f"TrackIndex({len(self)} tracks, {self.n_dims} dims{projected}, method={self.method!r})"
 
     # -- search --------------------------------------------------------------------------------
 
@@ -278,9 +315,10 @@ class TrackIndex:
 
         Parameters
         ----------
-        query : str or array-like of shape (n_dims,)
+        query : str or array-like of shape (n_features,)
             A key of the index (the track itself is left out of its
-            neighbours) or a track vector (it need not be normalised).
+            neighbours) or a track vector (it need not be normalised; the
+            index's projection, if any, is applied to it).
         k : int, default=10
             Neighbours to return (fewer if the index has fewer tracks).
         groups : mapping of str to hashable or None, default=None
@@ -318,7 +356,7 @@ class TrackIndex:
             if group is None and groups is not None:
                 group = groups.get(query)
         else:
-            v = _query_vector(query, self.n_dims)
+            v = _query_vector(query, self.n_features, self.projection)
         if group is not None and groups is not None:
             exclude.update(self._row[key] for key, g in groups.items() if g == group and key in self._row)
         if len(self) == 0:
@@ -435,8 +473,9 @@ class TrackIndex:
         ----------
         keys : sequence of str
             All the tracks that the index must hold now.
-        vectors : array-like of shape (len(keys), n_dims)
-            Their vectors (same dimensions as the index).
+        vectors : array-like of shape (len(keys), n_features)
+            Their track vectors (as the index was built from; the index's
+            projection, if any, is applied to them).
         method : {"auto", "exact", "ann"} or None, default=None
             As in :func:`build_index`; None keeps the method the index was
             built with. "auto" is decided again for the new size.
@@ -448,12 +487,12 @@ class TrackIndex:
         """
         method = self._requested if method is None else _check_method(method)
         keys = _check_keys(keys)
-        X = _normalised(vectors, keys)
-        if X.shape[1] != self.n_dims:
+        if np.ndim(vectors) == 2 and np.shape(vectors)[1] != self.n_features:
             raise ValueError(
-                f"`vectors` have {X.shape[1]} dimensions; this index has {self.n_dims}. Build a "
-                "new index for vectors of another model or summary."
+                f"`vectors` have {np.shape(vectors)[1]} dimensions; this index takes {self.n_features}. "
+                "Build a new index for vectors of another model or summary."
             )
+        X = _normalised(vectors, keys, projection=self.projection)
         new_row = {k: i for i, k in enumerate(keys)}
         keep, changed = [], 0
         for i, k in enumerate(self.keys):
@@ -495,8 +534,10 @@ class TrackIndex:
         ann = None
         if self._ann is not None:
             ann = np.frombuffer(bytes(self._ann.save()), dtype=np.uint8)
+        projection = None if self.projection is None else self.projection.arrays()
         header = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "msk_version": msk_version(),
+            "projection": None if projection is None else projection[0],
             "metric": _METRIC, "n_items": len(self), "n_dims": self.n_dims, "method": self.method,
             "keys": self.keys, "next_label": self._next_label, "source": self.source,
             "max_exact": self.max_exact, "requested_method": self._requested,
@@ -514,6 +555,8 @@ class TrackIndex:
         }
         if ann is not None:
             arrays["ann"] = ann
+        if projection is not None:
+            arrays.update({f"projection_{name}": a for name, a in projection[1].items()})
         with atomic_write(path) as f:
             write_npz(f, arrays)
 
@@ -544,10 +587,10 @@ class TrackIndex:
         try:
             if header.get("format") != _FORMAT:
                 raise ValueError("it is not an msk track index")
-            if header.get("format_version") != _FORMAT_VERSION:
+            if header.get("format_version") not in _READS:
                 raise ValueError(
                     f"it has track index format version {header.get('format_version')!r}; this msk "
-                    f"reads version {_FORMAT_VERSION}. Rebuild it with `msk index`"
+                    f"reads versions {', '.join(map(str, _READS))}. Rebuild it with `msk index`"
                 )
             vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
             labels = np.asarray(data["labels"], dtype=np.uint64)
@@ -556,6 +599,15 @@ class TrackIndex:
             raise ValueError(f"{path!r} is not a readable msk track index: {exc}.") from None
         try:
             keys = _check_keys(header["keys"])
+            projection = None
+            if header.get("projection") is not None:
+                projection = TrackProjection.from_arrays(
+                    header["projection"],
+                    {name[len("projection_"):]: a for name, a in data.items() if name.startswith("projection_")},
+                    "its projection")
+                if projection.n_components_ != int(header["n_dims"]):
+                    raise ValueError(f"its projection gives {projection.n_components_} dimensions, "
+                                     f"its vectors have {header['n_dims']}")
             n, d = int(header["n_items"]), int(header["n_dims"])
             if vectors.shape != (n, d) or labels.shape != (n,) or len(keys) != n:
                 raise ValueError(f"arrays of shapes {vectors.shape}, {labels.shape} for {n} x {d}")
@@ -577,7 +629,7 @@ class TrackIndex:
             index = cls(keys, vectors, labels, method=header["method"], ann=ann,
                         next_label=int(header["next_label"]), source=header.get("source"),
                         max_exact=int(header["max_exact"]),
-                        requested=_check_method(header["requested_method"]))
+                        requested=_check_method(header["requested_method"]), projection=projection)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path!r} is a corrupt msk track index: {exc}.") from None
         return index
@@ -602,7 +654,7 @@ def _summarise(features, summary):
     return track_vector(features, summary)
 
 
-def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=None):
+def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=None, projection=None):
     """Build a :class:`TrackIndex` over track vectors.
 
     Parameters
@@ -621,6 +673,9 @@ def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=Non
         Provenance saved with the index: ``{"model": model_info, "summary":
         "mean"}`` (what :func:`index_store` records) lets
         :meth:`TrackIndex.query_audio` check the model.
+    projection : TrackProjection or None, default=None
+        A learned map applied to the vectors (and to vector queries) before
+        they are normalised; None compares the vectors themselves.
 
     Returns
     -------
@@ -642,14 +697,16 @@ def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=Non
         raise ValueError(f"`max_exact` must be a non-negative integer; got {max_exact!r}.")
     if source is not None and not isinstance(source, Mapping):
         raise TypeError(f"`source` must be a dict or None; got {type(source).__name__}.")
+    if projection is not None and not isinstance(projection, TrackProjection):
+        raise TypeError(f"`projection` must be a TrackProjection or None; got {type(projection).__name__}.")
     keys = _check_keys(keys)
-    X = _normalised(vectors, keys)
+    X = _normalised(vectors, keys, projection=projection)
     try:
         source = json.loads(json.dumps(dict(source or {})))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"`source` must be JSON-serialisable: {exc}") from None
     index = TrackIndex(keys, X, np.arange(len(keys), dtype=np.uint64), method="exact",
-                       next_label=len(keys), source=source, max_exact=int(max_exact))
+                       next_label=len(keys), source=source, max_exact=int(max_exact), projection=projection)
     index._set_method(method)
     return index
 
@@ -672,12 +729,30 @@ def _store_tracks(store):
     return keys, X, "mean"
 
 
-def index_store(store_path, *, path=None, method="auto"):
+def _resolve_projection(projection, fingerprint, summary):
+    """The projection ``index_store`` applies: "auto" -> the shipped one for this model, if any."""
+    if projection is None or isinstance(projection, TrackProjection):
+        return projection
+    if isinstance(projection, str) and projection == "auto":
+        return shipped_projection(fingerprint, summary)
+    if isinstance(projection, (str, os.PathLike)):
+        return TrackProjection.load(projection)
+    raise TypeError(
+        "`projection` must be 'auto', None, a TrackProjection or the path of a saved one; "
+        f"got {type(projection).__name__}."
+    )
+
+
+def _projection_digest(projection):
+    return None if projection is None else projection.arrays()[0]["sha256"]
+
+
+def index_store(store_path, *, path=None, method="auto", projection="auto"):
     """Build or update the track index of a feature store and save it beside the store.
 
-    An existing index file at ``path`` made from a store of the same model
-    is updated incrementally (:meth:`TrackIndex.update`); otherwise a new
-    one is built.
+    An existing index file at ``path`` made from a store of the same model,
+    summary and projection is updated incrementally
+    (:meth:`TrackIndex.update`); otherwise a new one is built.
 
     Parameters
     ----------
@@ -687,13 +762,20 @@ def index_store(store_path, *, path=None, method="auto"):
         The index file; None means :func:`index_path` of the store.
     method : {"auto", "exact", "ann"}, default="auto"
         As in :func:`build_index`.
+    projection : "auto", None, TrackProjection, str or os.PathLike, default="auto"
+        "auto": the projection shipped for the store's model and summary
+        (:func:`msk.projection.shipped_projection`; msk's default model with
+        the "mean" summary has one), else none. None: plain cosine similarity
+        of the track vectors. A projection, or the path of a saved one, is
+        used as given (its input dimensions must be the store's).
 
     Returns
     -------
     index : TrackIndex
     summary : dict
-        ``{"path", "n_items", "method", "built", "added", "removed",
-        "changed", "unchanged"}``.
+        ``{"path", "n_items", "method", "projection", "built", "added",
+        "removed", "changed", "unchanged"}``; ``projection`` is the
+        projection's checksum or None.
     """
     from .store import FeatureStore
 
@@ -704,18 +786,22 @@ def index_store(store_path, *, path=None, method="auto"):
     if not keys:
         raise ValueError(f"feature store {store.path!r} holds no tracks yet: nothing to index.")
     source = {"model": store.model_info, "summary": summary_name}
+    fingerprint = (store.model_info or {}).get("fingerprint")
+    projection = _resolve_projection(projection, fingerprint, summary_name)
+    digest = _projection_digest(projection)
     old = None
     if os.path.exists(path):
         old = TrackIndex.load(path)
-        same_model = (old.source.get("model") or {}).get("fingerprint") == (store.model_info or {}).get("fingerprint")
-        if not same_model or old.source.get("summary") != summary_name or (len(keys) and old.n_dims != X.shape[1]):
-            old = None  # another model or summary: start again
+        same_model = (old.source.get("model") or {}).get("fingerprint") == fingerprint
+        if (not same_model or old.source.get("summary") != summary_name or old.n_features != X.shape[1]
+                or _projection_digest(old.projection) != digest):
+            old = None  # another model, summary or projection: start again
     if old is None:
-        index = build_index(keys, X, method=method, source=source)
+        index = build_index(keys, X, method=method, source=source, projection=projection)
         counts = {"built": True, "added": len(keys), "removed": 0, "changed": 0, "unchanged": 0}
     else:
         counts = {"built": False, **old.update(keys, X, method=method)}
         old.source = json.loads(json.dumps(source))
         index = old
     index.save(path)
-    return index, {"path": path, "n_items": len(index), "method": index.method, **counts}
+    return index, {"path": path, "n_items": len(index), "method": index.method, "projection": digest, **counts}
