@@ -2,16 +2,20 @@
 
     python scripts/similarity_check.py --corpus ~/.cache/msk/devcorpus \\
         msk=store.zarr logmel-stats=other.zarr [--plain msk] [--folders 89abcdef] [--out result.json]
+        [--learn logmel-stats=logmel-stats --pool ~/.cache/msk/pool]
 
 For every clip of the corpus (in ``--folders``), the store's track vector (what ``msk index``
 indexes: :meth:`msk.store.FeatureStore.tracks`) is the query against the track vectors of every
 other clip of those folders, with :func:`msk.search.build_index` (cosine similarity, exact
 search) and the projection that ``msk index`` applies to the store (the one shipped for its
 model, :func:`msk.projection.shipped_projection`, if any; none for the stores named by
-``--plain``); clips of the query's own recording (track) are excluded, so a hit is another recording
+``--plain``; for the stores named by ``--learn NAME=EXTRACTOR``, one learned here as the shipped
+one was, by ``scripts/train_models.py``'s ``pool_projection``, from EXTRACTOR's track vectors of
+the pool: EXTRACTOR is ``mfcc``, ``logmel-stats`` or a model file); clips of the query's own
+recording (track) are excluded, so a hit is another recording
 by the same composer (the corpus's ``artist`` column). Reported per store: the rate of queries
 whose first neighbour is by the same composer, with a 95 % interval from a bootstrap over
-tracks, and each store's paired difference to the first store named, with its interval
+tracks, and each store's paired difference to every store named before it, with its interval
 (:func:`msk.metrics.paired_bootstrap`, the same resamples for both).
 """
 
@@ -28,13 +32,17 @@ from msk.metrics import bootstrap_metric, paired_bootstrap
 from msk.projection import shipped_projection
 from msk.search import build_index
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_models import pool_projection  # noqa: E402  (how the shipped projection is learned)
 
-def first_neighbour_hits(store_path, data, summary=None, plain=False):
+
+def first_neighbour_hits(store_path, data, summary=None, plain=False, projection=None):
     """Per clip of ``data``: 1.0 if its first neighbour (other tracks only) has the same artist.
 
     ``summary`` (e.g. "mean+max") computes the track vectors from the windows with
-    :func:`msk.multiscale.track_vector` instead of reading the store's. ``plain``: no projection.
-    Also returns the projection's checksum (None without one).
+    :func:`msk.multiscale.track_vector` instead of reading the store's. ``plain``: no projection;
+    ``projection``: this one instead of the shipped one. Also returns the projection's checksum
+    (None without one).
     """
     st = msk.store.FeatureStore(store_path, mode="r")
     rows, keys, missing = match_keys(st, data)
@@ -47,7 +55,8 @@ def first_neighbour_hits(store_path, data, summary=None, plain=False):
         T = np.stack([msk.multiscale.track_vector(st.get(k), summary) for k in keys])
     names = [str(i) for i in range(len(rows))]
     fingerprint = (st.model_info or {}).get("fingerprint")
-    projection = None if plain else shipped_projection(fingerprint, summary or st.summary)
+    if projection is None and not plain:
+        projection = shipped_projection(fingerprint, summary or st.summary)
     index = build_index(names, T, method="exact", projection=projection)
     tracks, artists = data.tracks[rows], data.artists[rows]
     groups = dict(zip(names, tracks.tolist()))
@@ -66,31 +75,43 @@ def main(argv=None):
     p.add_argument("--plain", nargs="+", default=[], metavar="NAME",
                    help="stores compared by plain cosine similarity, without their shipped projection")
     p.add_argument("--folders", default="0123456789abcdef", help="folders whose clips are queried and searched")
+    p.add_argument("--learn", nargs="+", default=[], metavar="NAME=EXTRACTOR",
+                   help="learn the store's projection on the pool with EXTRACTOR (mfcc, logmel-stats or a model file)")
+    p.add_argument("--pool", default=os.path.expanduser("~/.cache/msk/pool"), help="the pool --learn learns on")
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
 
     data = msk.datasets.load_magnatagatune(args.corpus, folders={c: c for c in "0123456789abcdef"})
     data = data.subset(np.isin(data.splits, list(args.folders)))
-    results, first = {}, None
+    learned = {}
+    for item in args.learn:
+        name, extractor = item.split("=", 1)
+        if extractor in ("mfcc", "logmel-stats"):
+            extractor = msk.baselines.BaselineFeatures(extractor).fit(None)
+        else:
+            extractor = msk.MultiscaleFeatures.load(extractor)
+        learned[name] = pool_projection(extractor, args.pool)
+    results, earlier = {}, []
     for item in args.stores:
         name, path = item.split("=", 1)
         summary = None
         if ":" in path and not os.path.exists(path):
             path, summary = path.rsplit(":", 1)
-        rows, hits, projection = first_neighbour_hits(path, data, summary, plain=name in args.plain)
+        rows, hits, projection = first_neighbour_hits(path, data, summary, plain=name in args.plain,
+                                                      projection=learned.get(name))
         groups = data.tracks[rows]
         _, dist = bootstrap_metric(hits[None, :], groups=groups, n_resamples=args.resamples, random_state=0)
         low, high = np.quantile(dist, [0.025, 0.975])
         res = {"same_composer_first": float(hits.mean()), "low": float(low), "high": float(high),
                "n_queries": int(len(hits)), "projection": projection}
-        if first is None:
-            first = (name, rows, hits)
-        else:
-            assert np.array_equal(first[1], rows)
-            pb = paired_bootstrap(hits[None, :], first[2][None, :], groups=groups, n_resamples=args.resamples,
+        res["vs"] = {}
+        for other, other_rows, other_hits in earlier:
+            assert np.array_equal(other_rows, rows)
+            pb = paired_bootstrap(hits[None, :], other_hits[None, :], groups=groups, n_resamples=args.resamples,
                                   random_state=0)
-            res["vs"] = {"baseline": first[0], "difference": pb.difference, "low": pb.low, "high": pb.high}
+            res["vs"][other] = {"difference": pb.difference, "low": pb.low, "high": pb.high}
+        earlier.append((name, rows, hits))
         results[name] = res
         print(name, json.dumps(res), file=sys.stderr)
     out = {"corpus": args.corpus, "folders": args.folders, "results": results}

@@ -100,20 +100,31 @@ def pool_recordings(pool):
     return [f"{row['package']}:{row['track']}|{row['soundfont']}" for row in rows]
 
 
+def pool_projection(extractor, pool, model_info=None):
+    """A TrackProjection of ``extractor``'s mean track vectors, learned on the pool's recordings.
+
+    ``extractor``: anything with msk's ``transform(path) -> rows`` (a model, or the baselines'
+    ``msk.baselines.BaselineFeatures``); ``model_info`` is recorded as the projection's model.
+    """
+    from msk.projection import TrackProjection
+
+    paths, trained_on = pool_clips(pool)
+    groups = pool_recordings(pool)
+    vectors = [msk.multiscale.track_vector(extractor.transform(p), "mean") for p in paths]
+    info = {"model": model_info, "summary": "mean",
+            "trained_on": dict(trained_on, groups="recordings", n_groups=len(set(groups)))}
+    return TrackProjection().fit(vectors, groups, info=info)
+
+
 def train_similarity(model_path, pool, out_path):
     """Fit and save the default model's similarity projection; its MODELS.json record."""
-    from msk.projection import TrackProjection
     from msk.store import model_fingerprint
 
     model = msk.MultiscaleFeatures.load(model_path)
-    paths, trained_on = pool_clips(pool)
-    groups = pool_recordings(pool)
     t0 = time.perf_counter()
-    vectors = [msk.multiscale.track_vector(model.transform(p), "mean") for p in paths]
-    info = {"model": model_fingerprint(model), "summary": "mean",
-            "trained_on": dict(trained_on, groups="recordings", n_groups=len(set(groups)))}
-    proj = TrackProjection().fit(vectors, groups, info=info)
+    proj = pool_projection(model, pool, model_fingerprint(model))
     proj.save(out_path)
+    info = proj.info
     return {"file": os.path.basename(out_path), "sha256": sha256(out_path), "bytes": os.path.getsize(out_path),
             "n_features": proj.n_features_in_, "n_components": proj.n_components_,
             "trained_on": info["trained_on"], "fit_seconds": round(time.perf_counter() - t0, 1),
