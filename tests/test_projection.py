@@ -276,3 +276,52 @@ def test_cli_index_uses_the_shipped_projection(tmp_path, capsys):
     assert info["header"]["format"] == "msk.TrackProjection" and info["arrays"]["components"]["shape"][0] == shipped.n_features_in_
     code = main(["index", str(store), "--projection", str(tmp_path / "missing.npz")])
     assert code == 1 and "missing.npz" in capsys.readouterr().err
+
+
+CHILD = """
+import sys
+from msk.projection import TrackProjection
+from msk.search import TrackIndex
+cls = {"projection": TrackProjection, "index": TrackIndex}[sys.argv[1]]
+try:
+    cls.load(sys.argv[2])
+except ValueError as exc:
+    print(exc)
+    sys.exit(3)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("what", ["projection", "index"])
+@pytest.mark.parametrize("craft", ["compressed member", "lying shape", "huge claim"])
+def test_crafted_files_are_refused_in_a_child_process(tmp_path, rng, what, craft):
+    """Crafted arrays or headers give a ValueError naming the file, never a crash or a big allocation."""
+    import subprocess
+    import sys
+
+    X, groups = grouped(rng, 6, 4, d=5)
+    proj = TrackProjection(n_components=3).fit(X, groups)
+    good = tmp_path / "good.npz"
+    if what == "projection":
+        proj.save(good)
+    else:
+        build_index(keys_of(len(X)), X, projection=proj).save(good)
+    header, arrays = read_npz(good, what)
+    prefix = "" if what == "projection" else "projection_"
+    if craft == "lying shape":
+        arrays[f"{prefix}components"] = np.zeros((5, 4), np.float32)
+    elif craft == "huge claim":
+        target = header if what == "projection" else header["projection"]
+        target["n_components"] = 1 << 40
+    bad = tmp_path / "bad.npz"
+    with open(bad, "wb") as f:
+        write_npz(f, {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays})
+    if craft == "compressed member":  # rewrite the archive with a deflated member
+        import zipfile
+
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    r = subprocess.run([sys.executable, "-c", CHILD, what, str(bad)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "bad.npz" in r.stdout
