@@ -58,6 +58,7 @@ CANDIDATES = {
     "lap-k1000": dict(representation="laplacian", n_clusters=1000),
     "lap-w2": dict(representation="laplacian", width=2),
     "mr-maxmean": dict(representation="multiresolution", pooling=("max", "mean")),
+    "mr-k200": dict(representation="multiresolution", n_clusters=200),
     "lap-k200-maxmean": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean")),
     "lap-k200-maxmeanstd": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean", "std")),
     "lap-power": dict(representation="laplacian", pooled_normalization="power"),
@@ -65,6 +66,10 @@ CANDIDATES = {
     "lap-triangle": dict(representation="laplacian", encoding="triangle"),
     "lap-winnorm": dict(representation="laplacian", window_normalization="standardize"),
     "lap-maxmean-power": dict(representation="laplacian", pooling=("max", "mean"), pooled_normalization="power"),
+    # ZCA whitening: the PCA whitening rotated back to the frame space
+    "lap-zca": dict(representation="laplacian", whitening="zca"),
+    # the default's 1200 features spent more on the fine levels, which have the most windows
+    "lap-klevels": dict(representation="laplacian", n_clusters=(300, 300, 200, 200, 100, 100)),
 }
 
 
