@@ -59,6 +59,7 @@ CANDIDATES = {
     "lap-w2": dict(representation="laplacian", width=2),
     "mr-maxmean": dict(representation="multiresolution", pooling=("max", "mean")),
     "mr-k200": dict(representation="multiresolution", n_clusters=200),
+    "lap-k200-eps1e-2": dict(representation="laplacian", n_clusters=200, eps=1e-2),
     "lap-k200-maxmean": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean")),
     "lap-k200-maxmeanstd": dict(representation="laplacian", n_clusters=200, pooling=("max", "mean", "std")),
     "lap-power": dict(representation="laplacian", pooled_normalization="power"),

@@ -9,8 +9,9 @@ models with the same pooling geometry give. With ``logmel-stats`` instead of B, 
 of a row is the mean and standard deviation of every log-mel band (``msk.log_melspectrogram`` of
 the clip's audio under ``--corpus``) over the frames the row covers, the statistics of
 ``msk.baselines.logmel_stats`` over the same seconds. OUT is then evaluated like any store
-(``search_features.py --external NAME=OUT.zarr``). Neither combination beat the learned features
-alone in the search, so none is a ``MultiscaleFeatures`` option.
+(``search_features.py --external NAME=OUT.zarr``). No combination evaluated in the search (level 0,
+log-mel statistics or multiresolution levels beside the Laplacian features) beat the learned
+features alone, so none is a ``MultiscaleFeatures`` option.
 """
 
 import argparse
