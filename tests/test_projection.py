@@ -273,7 +273,8 @@ def test_cli_index_uses_the_shipped_projection(tmp_path, capsys):
     assert summary["projection"] is None and summary["built"]
     assert main(["info", str(resources.files("msk").joinpath("models", "default-similarity.npz"))]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["header"]["format"] == "msk.TrackProjection" and info["arrays"]["components"]["shape"][0] == shipped.n_features_in_
+    assert info["header"]["format"] == "msk.TrackProjection" and info["projection"].endswith("default-similarity.npz")
+    assert info["arrays"]["components"]["shape"] == [shipped.n_features_in_, shipped.n_components_]
     code = main(["index", str(store), "--projection", str(tmp_path / "missing.npz")])
     assert code == 1 and "missing.npz" in capsys.readouterr().err
 

@@ -574,8 +574,9 @@ def _info_array_file(path):
 
     from ._persist import FORMAT as MODEL_FORMAT
 
-    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger, index or projection "
-                "(.npz), the .npy/.npz output of `msk extract` or `msk export`, or a feature store (directory)")
+    not_ours = (f"{path!r} is not an array file msk reads; msk info describes a model, tagger, index or "
+                "projection (.npz), the .npy/.npz output of `msk extract` or `msk export`, or a feature store "
+                "(directory)")
     if path.lower().endswith(".npy"):
         try:
             with open(path, "rb") as f:
@@ -607,11 +608,8 @@ def _info_array_file(path):
         return {"tagger": os.path.abspath(path), "kind": tagger.kind, "tags": list(tagger.tag_names),
                 "n_features": int(tagger.n_features), "model": tagger.model_info,
                 "training": tagger.training}
-    if fmt == "msk.TrackProjection":
-        return {"projection": os.path.abspath(path), "header": header,
-                "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
-    if fmt == "msk.TrackIndex":
-        return {"index": os.path.abspath(path), "header": header,
+    if fmt in ("msk.TrackIndex", "msk.TrackProjection"):
+        return {"index" if fmt == "msk.TrackIndex" else "projection": os.path.abspath(path), "header": header,
                 "arrays": {n: {"shape": s, "dtype": d} for n, (s, d) in arrays.items() if n != "header"}}
     if header is not None:
         raise _UsageError(f"{not_ours}: its header names format {fmt!r}")
@@ -644,8 +642,8 @@ def cmd_info(args):
     if not os.path.isdir(path):
         ext = os.path.splitext(path)[1].lower()
         if ext not in (".npy", ".npz"):
-            raise _UsageError(f"{path!r}: msk info describes a model, tagger, index or projection (.npz), the .npy/.npz "
-                              "output of `msk extract` or `msk export`, or a feature store (directory)")
+            raise _UsageError(f"{path!r}: msk info describes a model, tagger, index or projection (.npz), "
+                              "the .npy/.npz output of `msk extract` or `msk export`, or a feature store (directory)")
         described = _info_array_file(path)
         if described is not None:
             _print_json(described)
