@@ -18,9 +18,9 @@ Exact and approximate search
 Small indexes are searched exactly: one matrix-vector product over all the
 vectors and a partial sort (``argpartition``). A query reads every value from
 memory, so its cost grows with ``n_items * n_dims``; above ``max_exact``
-values (default ``2**24``, 64 MiB: about 90 000 tracks of the 186 dimensions of the default
-model's projected vectors, 14 000 of 1200, 5 600 of 3000; an exact query then reads 64 MiB, a few
-milliseconds)
+values (default ``2**23``, 32 MiB read per query: about 45 000 tracks of the 186 dimensions of
+the default model's projected vectors, 7 000 of 1200, 2 800 of 3000; ``bench/bench_search.py``
+times both methods on 100 000 tracks)
 the candidates come from an HNSW graph built with `USearch
 <https://github.com/unum-cloud/usearch>`_ (the ``search`` extra: ``pip install
 'msk[search]'``). The graph keeps an 8-bit copy of the vectors (16 links per
@@ -101,7 +101,7 @@ _FORMAT_VERSION = 2  # 2: an optional projection; version 1 files (none) are rea
 _READS = (1, 2)
 _METRIC = "cosine"
 _METHODS = ("auto", "exact", "ann")
-MAX_EXACT = 1 << 24  # values (n_items * n_dims) searched exactly by method="auto"
+MAX_EXACT = 1 << 23  # values (n_items * n_dims) searched exactly by method="auto"
 _CHUNK_ROWS = 8192  # rows per matrix-vector product of the exact search (bounded memory)
 _CONNECTIVITY = 16  # HNSW links per node
 _EXPANSION_ADD = 64  # candidates examined while inserting
@@ -669,7 +669,7 @@ def build_index(keys, vectors, *, method="auto", max_exact=MAX_EXACT, source=Non
     method : {"auto", "exact", "ann"}, default="auto"
         "exact": a matrix product per query; "ann": an HNSW graph (needs
         USearch); "auto": exact up to ``max_exact`` values, the graph above.
-    max_exact : int, default=2**24
+    max_exact : int, default=2**23
         Largest ``n_items * n_dims`` searched exactly by ``method="auto"``.
     source : dict or None, default=None
         Provenance saved with the index: ``{"model": model_info, "summary":
