@@ -1,4 +1,6 @@
-"""Shared fixtures and the one tolerance helper."""
+"""Shared fixtures and helpers: the one tolerance helper, pieces of real music for small libraries."""
+
+import os
 
 import numpy as np
 import pytest
@@ -25,3 +27,20 @@ def assert_close(actual, desired, *, rtol=None, atol=0.0, err_msg=""):
 def rng():
     """A seeded generator: every test that draws random numbers uses this."""
     return np.random.default_rng(20130101)
+
+
+def example_pieces(folder, n=3, seconds=8):
+    """``n`` consecutive ``seconds``-long WAV pieces of the shipped example clip in ``folder``: real
+    music for a small library. Returns their paths (str), ``piece0.wav``, ``piece1.wav``, ..."""
+    import msk
+    import soundfile as sf
+
+    y = msk.load_audio(msk.example_audio())
+    step = seconds * 16000
+    paths = []
+    for i in range(n):
+        path = os.path.join(folder, f"piece{i}.wav")
+        sf.write(path, y[i * step:(i + 1) * step], 16000)
+        paths.append(path)
+    return paths
+

@@ -16,7 +16,7 @@ from msk.projection import TrackProjection, shipped_projection
 from msk.search import TrackIndex, build_index, index_path, index_store
 from msk.store import FeatureStore, model_fingerprint
 
-from conftest import assert_close
+from conftest import assert_close, example_pieces
 
 
 def grouped(rng, n_groups, per_group, d, signal=3, noise_dims=0):
@@ -248,14 +248,7 @@ def test_index_store_projection_choices(tmp_path, rng):
 
 
 def test_cli_index_uses_the_shipped_projection(tmp_path, capsys):
-    y = msk.load_audio(msk.example_audio())
-    paths = []
-    for i in range(3):
-        p = tmp_path / f"piece{i}.wav"
-        import soundfile as sf
-
-        sf.write(p, y[i * 128000:(i + 1) * 128000], 16000)
-        paths.append(str(p))
+    paths = example_pieces(tmp_path)
     store = tmp_path / "features.zarr"
     msk.extract_many(paths, store=store, n_jobs=1, progress=False)
     assert main(["index", str(store)]) == 0

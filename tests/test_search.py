@@ -6,14 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 import msk
 from msk.cli import main
 from msk.search import MAX_EXACT, TrackIndex, build_index, index_path, index_store
 from msk.store import FeatureStore
 
-from conftest import assert_close
+from conftest import assert_close, example_pieces
 
 try:
     import usearch  # noqa: F401
@@ -337,12 +336,7 @@ def run(capsys, argv):
 def library(tmp_path_factory):
     """A store of three real 8 s pieces (shipped model) plus synthetic tracks of other 'artists'."""
     root = tmp_path_factory.mktemp("library")
-    y = msk.load_audio(msk.example_audio())
-    paths = []
-    for i in range(3):
-        p = root / f"piece{i}.wav"
-        sf.write(p, y[i * 128000:(i + 1) * 128000], 16000)
-        paths.append(str(p))
+    paths = example_pieces(root)
     store_path = root / "features.zarr"
     msk.extract_many(paths, store=store_path, n_jobs=1, progress=False)
     store = FeatureStore(store_path)

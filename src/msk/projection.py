@@ -174,14 +174,19 @@ class TrackProjection:
             lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(Z, groups)
         n_max = min(len(counts) - 1, X.shape[1])
         components = lda.scalings_[:, : n_max if n is None else min(n, n_max)]
-        self.mean_ = mean.astype(np.float32)
-        self.scale_ = scale.astype(np.float32)
-        self.components_ = np.ascontiguousarray(components, dtype=np.float32)
+        self._set_arrays(mean.astype(np.float32), scale.astype(np.float32),
+                         np.ascontiguousarray(components, dtype=np.float32))
         try:
             self.info = json.loads(json.dumps(dict(info or {})))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"`info` must be JSON-serialisable: {exc}") from None
         return self
+
+    def _set_arrays(self, mean, scale, components):
+        """The float32 arrays that define the map, and their float64 copies that ``transform`` uses
+        (converted once here, not on every query)."""
+        self.mean_, self.scale_, self.components_ = mean, scale, components
+        self._operator = tuple(a.astype(np.float64) for a in (mean, scale, components))
 
     def transform(self, X):
         """The projected vectors, shape (n_tracks, n_components_), float32.
@@ -194,8 +199,8 @@ class TrackProjection:
         if not hasattr(self, "components_"):
             raise ValueError("this TrackProjection is not fitted yet; call fit or load one.")
         X = _check_matrix(X, "X", self.n_features_in_)
-        Z = (X - self.mean_.astype(np.float64)) / self.scale_.astype(np.float64)
-        return (Z @ self.components_.astype(np.float64)).astype(np.float32)
+        mean, scale, components = self._operator
+        return (((X - mean) / scale) @ components).astype(np.float32)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -236,7 +241,7 @@ class TrackProjection:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{where} is not a readable msk track projection: {exc}.") from None
         proj = cls()
-        proj.mean_, proj.scale_, proj.components_ = got["mean"], got["scale"], got["components"]
+        proj._set_arrays(got["mean"], got["scale"], got["components"])
         proj.info = {k: header[k] for k in ("model", "summary", "trained_on") if k in header}
         proj.n_components = n
         return proj
