@@ -74,10 +74,12 @@ CANDIDATES = {
 }
 
 
-def model_for(name, params, clips, models):
+def model_for(name, params, pool, models):
+    """The candidate's model file under ``models``, fitted on the pool's clips unless it is there."""
     path = os.path.join(models, f"{name}.npz")
     if os.path.exists(path):
         return path
+    clips, _ = pool_clips(pool)
     est = msk.MultiscaleFeatures(**dict(PAPER, random_state=SEED, **params))
     t0 = time.perf_counter()
     est.fit(clips)
@@ -115,13 +117,12 @@ def main(argv=None):
     models, stores = os.path.join(args.out, "models"), os.path.join(args.out, "stores")
     os.makedirs(models, exist_ok=True)
     os.makedirs(stores, exist_ok=True)
-    clips, _ = pool_clips(args.pool)
     external = {}
     wanted = list(dict.fromkeys(args.candidates + [b for b in args.baselines if b in CANDIDATES]))
     for name in wanted:
         if name not in CANDIDATES:
             raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
-        external[name] = store_for(name, model_for(name, CANDIDATES[name], clips, models), args.corpus, stores)
+        external[name] = store_for(name, model_for(name, CANDIDATES[name], args.pool, models), args.corpus, stores)
     for item in args.external:
         name, path = item.split("=", 1)
         external[name] = path

@@ -2,13 +2,16 @@
 
     python scripts/side_by_side.py A.zarr B.zarr OUT.zarr
     python scripts/side_by_side.py A.zarr logmel-stats OUT.zarr --corpus ~/.cache/msk/devcorpus
+    python scripts/side_by_side.py A.zarr level OUT.zarr --corpus ~/.cache/msk/devcorpus
 
 Every clip of store A gets, in OUT, its rows of A followed by the same clip's rows of B: store B
 must hold the same keys with the same windows (the same start and end of every row), as two
 models with the same pooling geometry give. With ``logmel-stats`` instead of B, the second part
 of a row is the mean and standard deviation of every log-mel band (``msk.log_melspectrogram`` of
 the clip's audio under ``--corpus``) over the frames the row covers, the statistics of
-``msk.baselines.logmel_stats`` over the same seconds. OUT is then evaluated like any store
+``msk.baselines.logmel_stats`` over the same seconds. With ``level``, it is one column: the mean
+of the log-mel spectrogram over those frames and all bands (the row's level, as MFCC's first
+coefficient measures it). OUT is then evaluated like any store
 (``search_features.py --external NAME=OUT.zarr``). No combination evaluated in the search (level 0,
 log-mel statistics or multiresolution levels beside the Laplacian features) beat the learned
 features alone, so none is a ``MultiscaleFeatures`` option.
@@ -35,19 +38,27 @@ def logmel_rows(path, start, end, *, sr=16000, hop_length=512):
     return np.asarray(rows, dtype=np.float32)
 
 
+def level_rows(path, start, end, *, sr=16000, hop_length=512):
+    """Mean of the log-mel spectrogram over the frames of each row's [start, end) seconds and all bands."""
+    return logmel_rows(path, start, end, sr=sr, hop_length=hop_length)[:, :200].mean(axis=1, keepdims=True)
+
+
+COMPUTED = {"logmel-stats": (logmel_rows, 2 * 200), "level": (level_rows, 1)}  # 200 mel bands
+
+
 def side_by_side(a, b, out, corpus=None):
-    """Write ``out``: every clip of store ``a`` with its rows of ``b`` (a store path or "logmel-stats")."""
+    """Write ``out``: every clip of store ``a`` with its rows of ``b`` (a store path, "logmel-stats" or "level")."""
     A = FeatureStore(a, mode="r")
-    B = None if b == "logmel-stats" else FeatureStore(b, mode="r")
+    B = None if b in COMPUTED else FeatureStore(b, mode="r")
     if B is None and corpus is None:
-        raise SystemExit("logmel-stats needs --corpus (the folder the keys are relative to)")
-    width = A.n_features + (2 * 200 if B is None else B.n_features)  # 200 mel bands, mean and std
+        raise SystemExit(f"{b} needs --corpus (the folder the keys are relative to)")
+    width = A.n_features + (COMPUTED[b][1] if B is None else B.n_features)
     with FeatureStore(out, mode="w", model_info={"name": f"{a} | {b}", "n_features": width}, durable=False) as dst:
         for key in A.keys():
             X = A.get(key)
             start, end = A.times(key)
             if B is None:
-                Y = logmel_rows(os.path.join(corpus, key), start, end)
+                Y = COMPUTED[b][0](os.path.join(corpus, key), start, end)
             else:
                 Y = B.get(key)
                 s2, e2 = B.times(key)
@@ -62,9 +73,9 @@ def side_by_side(a, b, out, corpus=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a")
-    p.add_argument("b", help="a second store, or logmel-stats")
+    p.add_argument("b", help="a second store, logmel-stats or level")
     p.add_argument("out")
-    p.add_argument("--corpus", help="the audio files' root (for logmel-stats)")
+    p.add_argument("--corpus", help="the audio files' root (for logmel-stats and level)")
     args = p.parse_args(argv)
     print(side_by_side(args.a, args.b, args.out, args.corpus))
 
