@@ -661,6 +661,50 @@ def test_cv_bad_arguments_and_tracks_across_folders(cv_corpus, tmp_path):
         run_cv(root, architectures=[], baselines=["mfcc"], out=out)
 
 
+def test_combine_cv_pools_the_rotations_of_several_runs(cv_corpus, tmp_path):
+    from msk.experiment import combine_cv, cv_table, load_cv_predictions, run_cv
+    from msk.metrics import paired_bootstrap
+
+    kw = dict(CV_FAST, architectures=["logmel-stats"], baselines=["mfcc"])
+    a = run_cv(cv_corpus, out=str(tmp_path / "a"), rotations=(0, 3), **kw)
+    b = run_cv(cv_corpus, out=str(tmp_path / "b"), rotations=(5,), **kw)
+    # one run alone: exactly its own comparisons
+    alone = combine_cv([tmp_path / "a"])
+    assert alone["comparisons"] == a["comparisons"]
+    assert [fs["means"] for fs in alone["feature_sets"]] == [fs["means"] for fs in a["feature_sets"]]
+    # two runs: the paired bootstrap over the three rotations as strata, each weighing the same
+    both = combine_cv([tmp_path / "a", tmp_path / "b"], out=tmp_path / "ab")
+    preds = {n: [load_cv_predictions(os.path.join(tmp_path / d, r["predictions"]))
+                 for d, res in (("a", a), ("b", b)) for fs in res["feature_sets"] if fs["name"] == n
+                 for r in fs["rotations"]] for n in ("logmel-stats", "mfcc")}
+    seed = a["protocol"]["bootstrap_seed"]
+    c = next(c for c in both["comparisons"] if c["metric"] == "tag_auc")
+    pb = paired_bootstrap([p["tag_scores"] for p in preds["logmel-stats"]], [p["tag_scores"] for p in preds["mfcc"]],
+                          y_true=[p["y_true"] for p in preds["mfcc"]], groups=[p["tracks"] for p in preds["mfcc"]],
+                          n_resamples=200, random_state=seed)
+    assert (c["feature_set"], c["baseline"]) == ("logmel-stats", "mfcc")
+    assert (c["mean"], c["difference"], c["low"], c["high"]) == pytest.approx((pb.mean_a, pb.difference, pb.low,
+                                                                                pb.high), abs=1e-12)
+    rot_means = [r["metrics"]["nn_accuracy_other_tracks"] for res in (a, b) for fs in res["feature_sets"]
+                 if fs["name"] == "mfcc" for r in fs["rotations"]]
+    assert both["feature_sets"][1]["means"]["nn_accuracy_other_tracks"] == pytest.approx(np.mean(rot_means))
+    assert both["protocol"]["n_rotations"] == 3 and len(both["protocol"]["runs"]) == 2
+    with open(tmp_path / "ab" / "cv_table.md") as f:
+        assert f.read() == cv_table(both)
+    assert "(all 3 rotations, 2 seeds per head;" in cv_table(both)
+    # refused: a folder without results, mixed kinds of folders, a baseline not in every run
+    with pytest.raises(ValueError, match="holds no readable cv_results.json"):
+        combine_cv([tmp_path / "a", tmp_path])
+    sel = run_cv(cv_corpus, out=str(tmp_path / "sel"), rotations=(0,), selection=True, **kw)
+    assert sel["protocol"]["scored"] != a["protocol"]["scored"]
+    with pytest.raises(ValueError, match="the runs score different folders"):
+        combine_cv([tmp_path / "a", tmp_path / "sel"])
+    with pytest.raises(ValueError, match="baseline 'musicnn' is not a feature set of every run"):
+        combine_cv([tmp_path / "a"], baselines=["musicnn"])
+    with pytest.raises(ValueError, match="at least one"):
+        combine_cv([])
+
+
 def test_cli_cv_protocol_experiment_and_evaluate(cv_corpus, tmp_path, capsys):
     from msk.cli import main
 

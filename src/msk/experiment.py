@@ -49,6 +49,7 @@ __all__ = [
     "PAPER_ARCHITECTURES",
     "SMALL_SEARCH",
     "SUBSET_ARCHITECTURES",
+    "combine_cv",
     "cv_folds",
     "cv_table",
     "evaluate_features",
@@ -1728,18 +1729,19 @@ def _common(ids_a, ids_b):
     return np.array(ia, dtype=np.intp), np.array([where_b[int(ids_a[i])] for i in ia], dtype=np.intp)
 
 
-def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resamples, confidence_level,
-                  test_folders, valid_folders):
-    """Means and paired comparisons from the predictions files; cv_summary.csv and cv_table.md written."""
+def _cv_compare(preds, names, baselines, *, seed, n_resamples, confidence_level):
+    """Means and paired comparisons of feature sets from their predictions, one stratum per rotation.
+
+    ``preds`` maps a feature set's name to its predictions (:func:`load_cv_predictions`), one per
+    stratum, in the same order for every name. Returns ``(means, comparisons)``: ``means[name][metric]``
+    and the list of comparison dicts of ``cv_results.json``.
+    """
     from .metrics import PairedBootstrapResult, bootstrap_metric
 
-    preds = {name: [load_cv_predictions(os.path.join(out, row["predictions"])) for row in rows]
-             for name, rows in per_set.items()}
-    seed = _arch_seed(cfg["random_state"], "cv-bootstrap")
     memo = {}
 
     def distribution(name, metric, positions):
-        """bootstrap_metric of ``name`` on the clips at ``positions`` of each rotation (memoised)."""
+        """bootstrap_metric of ``name`` on the clips at ``positions`` of each stratum (memoised)."""
         key = (name, metric, tuple(zlib.crc32(preds[name][k]["clip_ids"][p].tobytes()) for k, p in enumerate(positions)))
         if key not in memo:
             ps = preds[name]
@@ -1753,28 +1755,38 @@ def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resampl
                                              n_resamples=n_resamples, random_state=seed)
         return memo[key]
 
-    feature_sets, comparisons = [], []
-    for a in archs:
-        everything = [np.arange(len(p["clip_ids"])) for p in preds[a.name]]
-        means = {m: distribution(a.name, m, everything)[0] for m in CV_METRICS}
-        feature_sets.append({"name": a.name, "kind": a.kind, "learned": _learned(a), "baseline": a.name in baselines,
-                             "means": means,
-                             "n_test_clips": int(sum(len(p["clip_ids"]) for p in preds[a.name])),
-                             "rotations": per_set[a.name]})
-    for a in archs:
+    means, comparisons = {}, []
+    for name in names:
+        everything = [np.arange(len(p["clip_ids"])) for p in preds[name]]
+        means[name] = {m: distribution(name, m, everything)[0] for m in CV_METRICS}
+    for name in names:
         for b in baselines:
-            if b == a.name:
+            if b == name:
                 continue
-            pairs = [_common(pa["clip_ids"], pb["clip_ids"]) for pa, pb in zip(preds[a.name], preds[b])]
+            pairs = [_common(pa["clip_ids"], pb["clip_ids"]) for pa, pb in zip(preds[name], preds[b])]
             for m in CV_METRICS:
                 res = PairedBootstrapResult.from_distributions(
-                    distribution(a.name, m, [p[0] for p in pairs]), distribution(b, m, [p[1] for p in pairs]),
+                    distribution(name, m, [p[0] for p in pairs]), distribution(b, m, [p[1] for p in pairs]),
                     confidence_level=confidence_level)
                 comparisons.append({
-                    "feature_set": a.name, "baseline": b, "metric": m, "mean": res.mean_a,
+                    "feature_set": name, "baseline": b, "metric": m, "mean": res.mean_a,
                     "baseline_mean": res.mean_b, "difference": res.difference, "low": res.low, "high": res.high,
                     "verdict": "tie" if res.tie else ("better" if res.low > 0 else "worse"),
                     "n_clips": int(sum(len(p[0]) for p in pairs))})
+    return means, comparisons
+
+
+def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resamples, confidence_level,
+                  test_folders, valid_folders):
+    """Means and paired comparisons from the predictions files; cv_summary.csv and cv_table.md written."""
+    preds = {name: [load_cv_predictions(os.path.join(out, row["predictions"])) for row in rows]
+             for name, rows in per_set.items()}
+    seed = _arch_seed(cfg["random_state"], "cv-bootstrap")
+    means, comparisons = _cv_compare(preds, [a.name for a in archs], baselines, seed=seed, n_resamples=n_resamples,
+                                     confidence_level=confidence_level)
+    feature_sets = [{"name": a.name, "kind": a.kind, "learned": _learned(a), "baseline": a.name in baselines,
+                     "means": means[a.name], "n_test_clips": int(sum(len(p["clip_ids"]) for p in preds[a.name])),
+                     "rotations": per_set[a.name]} for a in archs]
     results = _canonical({
         "format": "msk.cv-results", "format_version": 1,
         "protocol": {
@@ -1793,24 +1805,130 @@ def _cv_summarize(out, data, archs, baselines, per_set, folds, cfg, *, n_resampl
                     "n_artists": len(set(data.artists.tolist())), "tags": list(data.tag_names)},
         "settings": {k: v for k, v in cfg.items() if k not in ("progress", "n_jobs")},
     })
+    _write_cv_tables(out, results)
+    return results
+
+
+def _write_cv_tables(out, results):
+    """``cv_summary.csv`` and ``cv_table.md`` of ``results`` in ``out`` (each written atomically)."""
     with open(os.path.join(out, f"cv_summary.csv.{os.getpid()}.tmp"), "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(_CV_CSV_COLUMNS)
-        for fs in feature_sets:
+        for fs in results["feature_sets"]:
             for m in CV_METRICS:
                 w.writerow([fs["name"], m, _fmt(fs["means"][m])] + [""] * (len(_CV_CSV_COLUMNS) - 3))
-                for c in comparisons:
+                for c in results["comparisons"]:
                     if c["feature_set"] == fs["name"] and c["metric"] == m:
                         w.writerow([_fmt(c[k]) if c.get(k) is not None else "" for k in _CV_CSV_COLUMNS])
     os.replace(os.path.join(out, f"cv_summary.csv.{os.getpid()}.tmp"), os.path.join(out, "cv_summary.csv"))
     with open(os.path.join(out, f"cv_table.md.{os.getpid()}.tmp"), "w", encoding="utf-8") as f:
         f.write(cv_table(results))
     os.replace(os.path.join(out, f"cv_table.md.{os.getpid()}.tmp"), os.path.join(out, "cv_table.md"))
-    return results
 
 
 _CV_CSV_COLUMNS = ("feature_set", "metric", "mean", "baseline", "baseline_mean", "difference", "low", "high",
                    "verdict", "n_clips")
+
+
+def combine_cv(outs, *, out=None, baselines=None):
+    """Paired comparisons over several cross-validated runs together, e.g. one per corpus.
+
+    Every rotation of every run is one stratum: a metric is the mean over
+    all the runs' rotations, each weighing the same (two runs of 8 rotations
+    each weigh half), and the paired differences get their intervals from
+    the same bootstrap as :func:`run_cv`'s (tracks resampled within every
+    stratum, the same draws for every feature set), so a difference that
+    each corpus alone leaves inside its interval can be told apart on their
+    union. The runs must score the same kind of folders (all test folders,
+    or all selection folders) and the feature sets compared must be in
+    every run; their predictions files are read, nothing is recomputed.
+
+    Parameters
+    ----------
+    outs : sequence of str or os.PathLike
+        Output folders of :func:`run_cv` (each with ``cv_results.json`` and
+        its predictions files), at least one.
+    out : str or os.PathLike, default=None
+        Folder for ``cv_results.json``, ``cv_summary.csv`` and
+        ``cv_table.md`` of the combination; None writes nothing.
+    baselines : sequence of str, default=None
+        What every feature set is compared with; None: the first run's
+        baselines (those that every run has).
+
+    Returns
+    -------
+    results : dict
+        Like :func:`run_cv`'s (``format`` "msk.cv-combined"): ``"protocol"``
+        (the runs, with their dataset roots and rotations; the bootstrap
+        settings of the first run, which every run shares by default),
+        ``"feature_sets"`` (name, ``"means"``, ``"n_test_clips"``) and
+        ``"comparisons"``; :func:`cv_table` renders it.
+
+    Raises
+    ------
+    ValueError
+        If a folder holds no ``cv_results.json``, the runs score different
+        kinds of folders, a baseline is missing from a run, or no feature
+        set is in every run.
+    """
+    outs = [os.fspath(o) for o in outs]
+    if not outs:
+        raise ValueError("`outs` must name at least one run_cv output folder.")
+    runs = []
+    for o in outs:
+        path = os.path.join(o, "cv_results.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                res = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{o!r} holds no readable cv_results.json: {exc}") from None
+        if not isinstance(res, dict) or res.get("format") != "msk.cv-results":
+            raise ValueError(f"{path!r} is not a cv_results.json of run_cv.")
+        runs.append(res)
+    scored = {r["protocol"]["scored"] for r in runs}
+    if len(scored) > 1:
+        raise ValueError(f"the runs score different folders ({sorted(scored)}); combine like with like.")
+    names = [fs["name"] for fs in runs[0]["feature_sets"]
+             if all(any(g["name"] == fs["name"] for g in r["feature_sets"]) for r in runs[1:])]
+    if not names:
+        raise ValueError("no feature set is in every run.")
+    baselines = [b for b in runs[0]["protocol"]["baselines"] if b in names] if baselines is None else list(baselines)
+    for b in baselines:
+        if b not in names:
+            raise ValueError(f"baseline {b!r} is not a feature set of every run.")
+    preds = {name: [] for name in names}
+    for o, r in zip(outs, runs):
+        rows = {fs["name"]: fs["rotations"] for fs in r["feature_sets"]}
+        for name in names:
+            preds[name] += [load_cv_predictions(os.path.join(o, row["predictions"])) for row in rows[name]]
+    proto = runs[0]["protocol"]
+    means, comparisons = _cv_compare(preds, names, baselines, seed=proto["bootstrap_seed"],
+                                     n_resamples=proto["n_resamples"], confidence_level=proto["confidence_level"])
+    n_strata = len(preds[names[0]])
+    results = _canonical({
+        "format": "msk.cv-combined", "format_version": 1,
+        "protocol": {
+            "runs": [{"root": r["dataset"]["root"], "n_clips": r["dataset"]["n_clips"],
+                      "n_tracks": r["dataset"]["n_tracks"], "rotations": r["protocol"]["rotations"],
+                      "n_runs": r["protocol"]["n_runs"]} for r in runs],
+            "rotations": list(range(n_strata)), "n_rotations": n_strata, "scored": scored.pop(),
+            "n_runs": min(r["protocol"]["n_runs"] for r in runs), "metrics": list(CV_METRICS),
+            "baselines": baselines, "weighting": "every rotation of every run weighs the same",
+            "resampling": "tracks within the scored folders of each rotation of each run "
+                          "(msk.metrics.bootstrap_metric)",
+            "n_resamples": proto["n_resamples"], "confidence_level": proto["confidence_level"],
+            "bootstrap_seed": proto["bootstrap_seed"], "interval": "percentile",
+        },
+        "feature_sets": [{"name": n, "means": means[n], "n_test_clips": int(sum(len(p["clip_ids"]) for p in preds[n]))}
+                         for n in names],
+        "comparisons": comparisons,
+    })
+    if out is not None:
+        out = os.fspath(out)
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "cv_results.json"), results)
+        _write_cv_tables(out, results)
+    return results
 
 
 def cv_table(results, *, metrics=_CV_TABLE_METRICS, digits=3):
