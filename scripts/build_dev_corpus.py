@@ -42,8 +42,9 @@ MIT):
   tag - is a property of the rendered music. MMA's random humanisation is seeded (RndSeed 1).
 
 Not used, on purpose: ``freedoom``, ``openttd-openmsx`` and the Fluid R3 SoundFont
-(``fluid-soundfont-gm``), kept for an independent evaluation; music without per-track composer
-credits (hedgewars, the original Dink MIDI files, liquidwar).
+(``fluid-soundfont-gm``), reserved for the independent held-out corpus that
+``scripts/build_heldout_corpus.py`` builds with this script's machinery; music without per-track
+composer credits (hedgewars, the original Dink MIDI files, liquidwar).
 
 Audio and clips
 ---------------
