@@ -42,8 +42,9 @@ MIT):
   tag - is a property of the rendered music. MMA's random humanisation is seeded (RndSeed 1).
 
 Not used, on purpose: ``freedoom``, ``openttd-openmsx`` and the Fluid R3 SoundFont
-(``fluid-soundfont-gm``), kept for an independent evaluation; music without per-track composer
-credits (hedgewars, the original Dink MIDI files, liquidwar).
+(``fluid-soundfont-gm``), reserved for the independent held-out corpus that
+``scripts/build_heldout_corpus.py`` builds with this script's machinery; music without per-track
+composer credits (hedgewars, the original Dink MIDI files, liquidwar).
 
 Audio and clips
 ---------------
@@ -857,22 +858,28 @@ def process_tracks(tracks, cache, fluidsynth, soundfonts, *, jobs=1, labels=True
             yield track, result
 
 
-def build(out, cache, *, use_mma=True, jobs=1):
-    t_start = time.monotonic()
+def assemble(out, cache, tracks, soundfont, *, jobs=1):
+    """Process ``tracks`` and write them into ``out`` in MagnaTagATune's layout.
+
+    ``soundfont`` is ``(package, path inside the package)``: every MIDI track is rendered with
+    it. Writes the clips of every track that yields any into one folder ``0``-``f`` per track
+    (``assign_folders``), ``annotations_final.csv``, ``clip_info_final.csv``, ``SOURCES.tsv`` and
+    ``LICENSES/<package>.copyright`` for the tracks' packages and the SoundFont's; clips of an
+    earlier build that are no longer part of the corpus are removed, unchanged files are not
+    rewritten. Clip ids are 1, 2, ... in the order of ``tracks``, then clip index. The caller
+    writes ``README.md``. Returns ``(tracks with clips, the SoundFont package's version)``.
+    """
     os.makedirs(out, exist_ok=True)
-    os.makedirs(cache, exist_ok=True)
-    tracks = corpus_tracks(cache, use_mma=use_mma)
-    sf_root, sf_version = fetch(SOUNDFONT[0], cache)
-    soundfont = os.path.join(sf_root, SOUNDFONT[1])
+    sf_root, sf_version = fetch(soundfont[0], cache)
+    soundfont_path = os.path.join(sf_root, soundfont[1])
     fluidsynth = fluidsynth_command(cache) if any(t.kind == "midi" for t in tracks) else None
 
     done = {}
-    for track, result in process_tracks(tracks, cache, fluidsynth, [soundfont] * len(tracks), jobs=jobs):
+    for track, result in process_tracks(tracks, cache, fluidsynth, [soundfont_path] * len(tracks), jobs=jobs):
         done[track.key] = result
     tracks = [t for t in tracks if done[t.key][1]["clips"]]
     folder_of = assign_folders({t.key: len(done[t.key][1]["clips"]) for t in tracks})
 
-    # clip ids: 1, 2, ... in the order of the sorted track keys, then clip index
     ann_rows, info_rows, source_rows, expected = [], [], [], set()
     clip_id = 0
     for t in tracks:
@@ -913,16 +920,25 @@ def build(out, cache, *, use_mma=True, jobs=1):
                      source_rows)
     lic = os.path.join(out, "LICENSES")
     os.makedirs(lic, exist_ok=True)
-    for package in sorted({t.package for t in tracks} | {SOUNDFONT[0]}):
+    for package in sorted({t.package for t in tracks} | {soundfont[0]}):
         root, _ = fetch(package, cache)
         src = os.path.join(root, "usr/share/doc", package, "copyright")
         with open(src, "rb") as f:
             write_if_changed(os.path.join(lic, f"{package}.copyright"), f.read())
+    return tracks, sf_version
+
+
+def build(out, cache, *, use_mma=True, jobs=1):
+    t_start = time.monotonic()
+    os.makedirs(out, exist_ok=True)
+    os.makedirs(cache, exist_ok=True)
+    tracks, sf_version = assemble(out, cache, corpus_tracks(cache, use_mma=use_mma), SOUNDFONT, jobs=jobs)
     if any(t.package == "warzone2100-music" for t in tracks):
         root, _ = fetch("warzone2100-music", cache)
         for p in sorted(glob.glob(os.path.join(root, WZ_ALBUMS, "*", "license.txt"))):
             with open(p, "rb") as f:
-                write_if_changed(os.path.join(lic, f"warzone2100-music.{os.path.basename(os.path.dirname(p))}.license.txt"),
+                write_if_changed(os.path.join(out, "LICENSES",
+                                              f"warzone2100-music.{os.path.basename(os.path.dirname(p))}.license.txt"),
                                  f.read())
     readme = (
         "# msk development corpus\n\n"

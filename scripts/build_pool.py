@@ -69,6 +69,7 @@ RENDER_SECONDS = MAX_CLIPS_PER_TRACK * corpus.CLIP_SECONDS
 POOL_VERSION = 1  # part of every track's cache key: changing it re-processes every track
 
 # Reserved for an independent evaluation of models trained on the pool: never read.
+# scripts/build_heldout_corpus.py builds that evaluation's corpus from the first three.
 RESERVED = {
     "freedoom": "reserved for independent evaluation",
     "openttd-openmsx": "reserved for independent evaluation",
