@@ -71,6 +71,9 @@ CANDIDATES = {
     "lap-zca": dict(representation="laplacian", whitening="zca"),
     # the default's 1200 features spent more on the fine levels, which have the most windows
     "lap-klevels": dict(representation="laplacian", n_clusters=(300, 300, 200, 200, 100, 100)),
+    # no dictionary: the whitened principal components themselves, max-pooled (the paper's "PCA
+    # only" column, the best tagging cell of the single-split grid)
+    "lap-pca": dict(representation="laplacian", n_clusters=None),
 }
 
 
