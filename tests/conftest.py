@@ -1,6 +1,9 @@
-"""Shared fixtures and helpers: the one tolerance helper, pieces of real music for small libraries."""
+"""Shared fixtures and helpers: the one tolerance helper, pieces of real music for small libraries,
+the loader of the repository's scripts (which are not part of the package)."""
 
+import importlib.util
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -44,3 +47,14 @@ def example_pieces(folder, n=3, seconds=8):
         paths.append(path)
     return paths
 
+
+
+SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name):
+    """The module of ``scripts/<name>.py``, imported by path (the scripts are not installed)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,22 +5,17 @@ mido (the corpus extra) are skipped when it is absent.
 """
 
 import csv
-import importlib.util
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "build_dev_corpus.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    spec = importlib.util.spec_from_file_location("build_dev_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_dev_corpus")
 
 
 def test_segment_consecutive_full_clips(corpus):

@@ -6,15 +6,13 @@ built held-out corpus is marked ``data`` and runs only when MSK_HELDOUT names on
 
 import csv
 import hashlib
-import importlib.util
 import os
-import pathlib
 import re
 import struct
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "build_heldout_corpus.py"
+from conftest import load_script
 
 # The format of openttd-openmsx's readme.txt, section 5 (abridged, with one credit per case).
 README = """\
@@ -86,10 +84,7 @@ say_what_redfarn.mid             = Say What
 
 @pytest.fixture(scope="module")
 def heldout():
-    spec = importlib.util.spec_from_file_location("build_heldout_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_heldout_corpus")
 
 
 def _midi(tag):

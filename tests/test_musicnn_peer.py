@@ -7,7 +7,6 @@ evaluation with msk's heads are checked on fake embeddings files.
 """
 
 import csv
-import importlib.util
 import io
 import json
 import pathlib
@@ -15,15 +14,14 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import load_script
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "musicnn_peer.py"
 
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("musicnn_peer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("musicnn_peer")
 
 
 def _write_table(path, rows):

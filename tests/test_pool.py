@@ -5,7 +5,6 @@ built pool is marked ``data`` and runs only when MSK_POOL names one.
 """
 
 import hashlib
-import importlib.util
 import os
 import pathlib
 import random
@@ -13,7 +12,7 @@ import zipfile
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "build_pool.py"
+from conftest import load_script
 
 DEP5 = """\
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -43,10 +42,7 @@ License: GPL-2+
 
 @pytest.fixture(scope="module")
 def pool():
-    spec = importlib.util.spec_from_file_location("build_pool", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_pool")
 
 
 def _write(path, data=b"x"):

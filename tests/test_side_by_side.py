@@ -39,36 +39,41 @@ def test_two_stores_side_by_side(tmp_path):
         side_by_side.side_by_side(a.path, c.path, tmp_path / "ac.zarr")
 
 
-def test_logmel_statistics_of_the_same_seconds(tmp_path):
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A folder with 10 s of the example clip (clip.wav), a small model and its store of the clip (a.zarr)."""
+    folder = tmp_path_factory.mktemp("clip")
     y = msk.load_audio(msk.example_audio())[: 16000 * 10]
-    sf.write(tmp_path / "clip.wav", y, 16000)
+    sf.write(folder / "clip.wav", y, 16000)
     model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, n_samples=500, random_state=0).fit([y])
-    msk.extract_many([tmp_path / "clip.wav"], store=tmp_path / "a.zarr", model=model, progress=False)
-    side_by_side.side_by_side(tmp_path / "a.zarr", "logmel-stats", tmp_path / "out.zarr", corpus=tmp_path)
+    msk.extract_many([folder / "clip.wav"], store=folder / "a.zarr", model=model, progress=False)
+    return folder, model
+
+
+def test_logmel_statistics_of_the_same_seconds(clip, tmp_path):
+    folder, model = clip
+    side_by_side.side_by_side(folder / "a.zarr", "logmel-stats", tmp_path / "out.zarr", corpus=folder)
     got = FeatureStore(tmp_path / "out.zarr", mode="r").get("clip.wav")
-    F = msk.extract(tmp_path / "clip.wav", model=model)
+    F = msk.extract(folder / "clip.wav", model=model)
     assert got.shape == (F.shape[0], F.shape[1] + 400)
     np.testing.assert_array_equal(got[:, : F.shape[1]], F)
     # full windows: exactly the log-mel statistics baseline of those frames
-    ref = logmel_stats(msk.log_melspectrogram(msk.load_audio(tmp_path / "clip.wav")))
+    ref = logmel_stats(msk.log_melspectrogram(msk.load_audio(folder / "clip.wav")))
     np.testing.assert_allclose(got[: ref.shape[0], F.shape[1]:], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_level_is_the_mean_log_mel_of_the_same_seconds(tmp_path):
-    y = msk.load_audio(msk.example_audio())[: 16000 * 10]
-    sf.write(tmp_path / "clip.wav", y, 16000)
-    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, n_samples=500, random_state=0).fit([y])
-    msk.extract_many([tmp_path / "clip.wav"], store=tmp_path / "a.zarr", model=model, progress=False)
-    side_by_side.side_by_side(tmp_path / "a.zarr", "level", tmp_path / "out.zarr", corpus=tmp_path)
+def test_level_is_the_mean_log_mel_of_the_same_seconds(clip, tmp_path):
+    folder, model = clip
+    side_by_side.side_by_side(folder / "a.zarr", "level", tmp_path / "out.zarr", corpus=folder)
     out = FeatureStore(tmp_path / "out.zarr", mode="r")
     got = out.get("clip.wav")
-    F = msk.extract(tmp_path / "clip.wav", model=model)
+    F = msk.extract(folder / "clip.wav", model=model)
     assert got.shape == (F.shape[0], F.shape[1] + 1)
     np.testing.assert_array_equal(got[:, : F.shape[1]], F)
     # reference: librosa's power mel spectrogram (the same filters), log, mean over the row's frames
     import librosa
 
-    S = np.log(librosa.feature.melspectrogram(y=msk.load_audio(tmp_path / "clip.wav"), sr=16000, n_fft=1024,
+    S = np.log(librosa.feature.melspectrogram(y=msk.load_audio(folder / "clip.wav"), sr=16000, n_fft=1024,
                                               hop_length=512, n_mels=200).T + 1e-10)
     start, end = out.times("clip.wav")
     for row, (a, b) in enumerate(zip(start, end)):

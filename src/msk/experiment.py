@@ -1885,9 +1885,10 @@ def combine_cv(outs, *, out=None, baselines=None):
         if not isinstance(res, dict) or res.get("format") != "msk.cv-results":
             raise ValueError(f"{path!r} is not a cv_results.json of run_cv.")
         runs.append(res)
-    scored = {r["protocol"]["scored"] for r in runs}
-    if len(scored) > 1:
-        raise ValueError(f"the runs score different folders ({sorted(scored)}); combine like with like.")
+    kinds = {r["protocol"]["scored"] for r in runs}
+    if len(kinds) > 1:
+        raise ValueError(f"the runs score different folders ({sorted(kinds)}); combine like with like.")
+    (scored,) = kinds
     names = [fs["name"] for fs in runs[0]["feature_sets"]
              if all(any(g["name"] == fs["name"] for g in r["feature_sets"]) for r in runs[1:])]
     if not names:
@@ -1911,7 +1912,7 @@ def combine_cv(outs, *, out=None, baselines=None):
             "runs": [{"root": r["dataset"]["root"], "n_clips": r["dataset"]["n_clips"],
                       "n_tracks": r["dataset"]["n_tracks"], "rotations": r["protocol"]["rotations"],
                       "n_runs": r["protocol"]["n_runs"]} for r in runs],
-            "rotations": list(range(n_strata)), "n_rotations": n_strata, "scored": scored.pop(),
+            "rotations": list(range(n_strata)), "n_rotations": n_strata, "scored": scored,
             "n_runs": min(r["protocol"]["n_runs"] for r in runs), "metrics": list(CV_METRICS),
             "baselines": baselines, "weighting": "every rotation of every run weighs the same",
             "resampling": "tracks within the scored folders of each rotation of each run "
