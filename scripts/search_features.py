@@ -74,6 +74,11 @@ CANDIDATES = {
     # no dictionary: the whitened principal components themselves, max-pooled (the paper's "PCA
     # only" column, the best tagging cell of the single-split grid)
     "lap-pca": dict(representation="laplacian", n_clusters=None),
+    "lap-k200-w2": dict(representation="laplacian", n_clusters=200, width=2),
+    "lap-k200-w4": dict(representation="laplacian", n_clusters=200, width=4),
+    "lap-k200-mels128": dict(representation="laplacian", n_clusters=200, n_mels=128),
+    "lap-k200-levels7": dict(representation="laplacian", n_clusters=200, levels=7),
+    "lap-k200-envelope": dict(representation="laplacian", n_clusters=200, envelope=True),
 }
 
 

@@ -3,6 +3,7 @@
     python scripts/side_by_side.py A.zarr B.zarr OUT.zarr
     python scripts/side_by_side.py A.zarr logmel-stats OUT.zarr --corpus ~/.cache/msk/devcorpus
     python scripts/side_by_side.py A.zarr level OUT.zarr --corpus ~/.cache/msk/devcorpus
+    python scripts/side_by_side.py A.zarr loudness OUT.zarr --corpus ~/.cache/msk/devcorpus
 
 Every clip of store A gets, in OUT, its rows of A followed by the same clip's rows of B: store B
 must hold the same keys with the same windows (the same start and end of every row), as two
@@ -11,10 +12,12 @@ of a row is the mean and standard deviation of every log-mel band (``msk.log_mel
 the clip's audio under ``--corpus``) over the frames the row covers, the statistics of
 ``msk.baselines.logmel_stats`` over the same seconds. With ``level``, it is one column: the mean
 of the log-mel spectrogram over those frames and all bands (the row's level, as MFCC's first
-coefficient measures it). OUT is then evaluated like any store
-(``search_features.py --external NAME=OUT.zarr``). No combination evaluated in the search (level 0,
-log-mel statistics or multiresolution levels beside the Laplacian features) beat the learned
-features alone, so none is a ``MultiscaleFeatures`` option.
+coefficient measures it). With ``loudness``, one column: the log of the mean mel power over those
+frames and all bands (the row's loudness; the mean *log*-mel is dominated by bands near silence).
+OUT is then evaluated like any store (``search_features.py --external NAME=OUT.zarr``). No
+combination evaluated in the search (level 0, log-mel statistics, the level or the loudness
+column, multiresolution levels beside the Laplacian features) beat the learned features alone;
+the mean power of every band, the one that did best, is ``MultiscaleFeatures(envelope=True)``.
 """
 
 import argparse
@@ -43,11 +46,26 @@ def level_rows(path, start, end, *, sr=16000, hop_length=512):
     return logmel_rows(path, start, end, sr=sr, hop_length=hop_length)[:, :200].mean(axis=1, keepdims=True)
 
 
-COMPUTED = {"logmel-stats": (logmel_rows, 2 * 200), "level": (level_rows, 1)}  # 200 mel bands
+def loudness_rows(path, start, end, *, sr=16000, hop_length=512):
+    """log of the mean mel power over the frames of each row's [start, end) seconds and all bands."""
+    from scipy.special import logsumexp
+
+    S = msk.log_melspectrogram(msk.load_audio(path, sr=sr), sr=sr, hop_length=hop_length)
+    hop = hop_length / sr
+    rows = []
+    for a, b in zip(start, end):
+        f0 = int(round(a / hop))
+        f1 = max(f0 + 1, min(S.shape[0], int(round(b / hop))))
+        rows.append([logsumexp(S[f0:f1].astype(np.float64)) - np.log(S[f0:f1].size)])
+    return np.asarray(rows, dtype=np.float32)
+
+
+COMPUTED = {"logmel-stats": (logmel_rows, 2 * 200), "level": (level_rows, 1),  # 200 mel bands
+            "loudness": (loudness_rows, 1)}
 
 
 def side_by_side(a, b, out, corpus=None):
-    """Write ``out``: every clip of store ``a`` with its rows of ``b`` (a store path, "logmel-stats" or "level")."""
+    """Write ``out``: every clip of store ``a`` with its rows of ``b`` (a store path, or a name in COMPUTED)."""
     A = FeatureStore(a, mode="r")
     B = None if b in COMPUTED else FeatureStore(b, mode="r")
     if B is None and corpus is None:
@@ -73,9 +91,9 @@ def side_by_side(a, b, out, corpus=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a")
-    p.add_argument("b", help="a second store, logmel-stats or level")
+    p.add_argument("b", help="a second store, logmel-stats, level or loudness")
     p.add_argument("out")
-    p.add_argument("--corpus", help="the audio files' root (for logmel-stats and level)")
+    p.add_argument("--corpus", help="the audio files' root (for logmel-stats, level and loudness)")
     args = p.parse_args(argv)
     print(side_by_side(args.a, args.b, args.out, args.corpus))
 

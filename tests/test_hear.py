@@ -145,6 +145,32 @@ def test_load_a_saved_model(tmp_path, clip):
     assert_close(pooled, F, atol=1e-4 * np.abs(F).max())
 
 
+def test_envelope_models(tmp_path, clip):
+    """The envelope's columns: each band's power averaged over the frames, as transform averages it."""
+    from scipy.special import logsumexp
+
+    fitted = msk.MultiscaleFeatures("laplacian", levels=3, n_clusters=16, n_samples=2000, envelope=True,
+                                    random_state=0).fit([clip])
+    fitted.save(tmp_path / "env.npz")
+    raw = hear.load_model(str(tmp_path / "env.npz"), pool_frames=1)
+    assert raw.timestamp_embedding_size == 48 + 200 and raw.scene_embedding_size == 2 * 248
+    y = clip[: 16000 * 10]
+    emb, _ = hear.get_timestamp_embeddings(y[None], raw)
+    S = msk.log_melspectrogram(y)
+    assert_close(emb[0, :, 48:], S, atol=1e-5)  # one frame: its own log-mel
+    F = fitted.transform(y)
+    codes = np.stack([emb[0, p * 128 : (p + 1) * 128, :48].max(axis=0) for p in range(F.shape[0])])
+    assert_close(codes, F[:, :48], atol=1e-4 * np.abs(F[:, :48]).max())
+    env = np.stack([logsumexp(emb[0, p * 128 : (p + 1) * 128, 48:].astype(np.float64), axis=0) - np.log(128)
+                    for p in range(F.shape[0])])
+    assert_close(env, F[:, 48:], atol=1e-4)
+    five, _ = hear.get_timestamp_embeddings(y[None], hear.load_model(str(tmp_path / "env.npz")))
+    padded = np.concatenate([S[:1]] * 2 + [S] + [S[-1:]] * 2).astype(np.float64)
+    want = np.stack([logsumexp(padded[i : i + 5], axis=0) - np.log(5) for i in range(len(S))])
+    assert_close(five[0, :, 48:], want, atol=1e-4)
+    assert np.isfinite(hear.get_scene_embeddings(np.zeros((1, 4000), np.float32), raw)).all()
+
+
 def test_torch_tensors_in_and_out(model, rng):
     torch = pytest.importorskip("torch")
     audio = (0.1 * rng.standard_normal((2, 8000))).astype(np.float32)

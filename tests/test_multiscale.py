@@ -165,7 +165,7 @@ def test_save_load_roundtrip(clips, tmp_path):
     np.testing.assert_array_equal(loaded.transform(clips[2]), model.transform(clips[2]))
     with np.load(path, allow_pickle=False) as data:  # loads without pickle
         header = json.loads(bytes(data["header"]).decode())
-    assert header["format_version"] == 3 and header["msk_version"] == msk.__version__
+    assert header["format_version"] == 4 and header["msk_version"] == msk.__version__
     assert header["params"]["representation"] == "gaussian"
     assert [lev["n_clusters"] for lev in header["levels"]] == [12, 12, 12]
 

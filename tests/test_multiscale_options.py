@@ -436,3 +436,139 @@ def test_log_offset_gives_the_features_of_log1p_compression(clips, representatio
     for lev, pca in enumerate(model.pca_):
         carries = representation != "laplacian" or lev == model.levels - 1
         assert_close(means[lev] - pca.mean_, np.log(C) if carries else 0.0, rtol=1e-4, atol=1e-3)
+
+
+# -- the envelope: each band's mean power over a row's seconds -------------------------------------
+
+
+def envelope_reference(model, y, last_window):
+    """log(mean(mel)) per band over frames r * pool_size .. (r + 1) * pool_size (float64, scipy)."""
+    from scipy.special import logsumexp
+
+    n_frames = 1 + len(y) // model.hop_length
+    if last_window == "pad":
+        padded = (model._pad_frames(n_frames) - 1) * model.hop_length
+        y = np.concatenate([y, np.zeros(max(0, padded - len(y)), y.dtype)])
+    S = msk.log_melspectrogram(y, sr=SR, log_offset=model.log_offset).astype(np.float64)
+    P = model.pool_size
+    rows = model.n_pools(n_frames, last_window)
+    return np.stack([logsumexp(S[r * P: min((r + 1) * P, len(S))], axis=0) - np.log(min((r + 1) * P, len(S)) - r * P)
+                     for r in range(rows)])
+
+
+@pytest.mark.parametrize("representation", ["laplacian", "gaussian", "multiresolution"])
+def test_envelope_matches_numpy_reference(clips, representation):
+    model = small(representation, envelope=True).fit(clips)
+    plain = small(representation).fit(clips)  # the same codes: fitting does not look at the envelope
+    assert model.n_features_out_ == plain.n_features_out_ + model.n_mels_ == 3 * 12 + 200
+    assert model.n_features_per_level_ == plain.n_features_per_level_
+    y = np.concatenate([clips[1], clips[2]])[: int(17.3 * SR)]
+    for last_window in ("drop", "keep", "pad"):
+        F = model.transform(y, last_window=last_window)
+        np.testing.assert_array_equal(F[:, :36], plain.transform(y, last_window=last_window))
+        want = envelope_reference(model, y, last_window)
+        assert F.shape == (want.shape[0], 236) and F.dtype == np.float32
+        assert_close(F[:, 36:], want, rtol=1e-5, atol=1e-4)
+    # 20 dB quieter: the envelope of every band well above the log offset's floor drops by log(0.01)
+    loud, quiet = model.transform(y)[:, 36:], model.transform(0.1 * y)[:, 36:]
+    audible = loud > np.log(model.log_offset) + 10
+    assert audible.mean() > 0.5
+    assert_close((quiet - loud)[audible], np.full(audible.sum(), 2 * np.log(0.1)), atol=0.01)
+
+
+def test_envelope_of_a_spectrogram_and_far_from_zero(clips):
+    """Spectrograms given directly: the same rows, and values far beyond exp's float32 range stay finite."""
+    model = small("gaussian", envelope=True, levels=2).fit(clips)
+    y = clips[0]
+    S = msk.log_melspectrogram(y, sr=SR)
+    assert_close(model.transform(S)[:, -200:], model.transform(y)[:, -200:], rtol=1e-6, atol=1e-5)
+    for last_window in ("drop", "keep", "pad"):
+        F = model.transform(S + 500.0, last_window=last_window)
+        assert np.isfinite(F).all()
+        want = envelope_reference(model, y, last_window) + 500.0 if last_window != "pad" else None
+        if want is not None:
+            assert_close(F[:, -200:], want, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("representation", ["laplacian", "multiresolution"])
+@pytest.mark.parametrize("last_window", ["drop", "keep", "pad"])
+def test_envelope_whole_and_segmented_agree(monkeypatch, clips, representation, last_window):
+    model = small(representation, envelope=True).fit(clips)
+    long_y = np.concatenate([clips[0], clips[2], clips[1], clips[0][::-1].copy()])  # 51 s
+    with monkeypatch.context() as mp:
+        mp.setattr(multiscale_module, "_WHOLE_FRAMES", 10**9)
+        whole = model.transform(long_y, last_window=last_window)
+    monkeypatch.setattr(multiscale_module, "_WHOLE_FRAMES", 512)
+    monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES", 320)
+    monkeypatch.setattr(multiscale_module, "_SEGMENT_FRAMES_MULTIRES", 128)
+    segmented = model.transform(long_y, last_window=last_window)
+    assert segmented.shape == whole.shape
+    # the envelope comes from the same frames, bit for bit; the codes up to the GEMMs' rounding
+    np.testing.assert_array_equal(segmented[:, 36:], whole[:, 36:])
+    assert_close(segmented[:, :36], whole[:, :36], rtol=1e-4, atol=1e-5 * float(np.abs(whole).max()))
+    assert_close(whole[:, 36:], envelope_reference(model, long_y, last_window), rtol=1e-5, atol=1e-4)
+
+
+def test_envelope_under_pooled_normalization(clips):
+    """"power" leaves the envelope's columns as they are; "standardize" gives them their own floor block."""
+    model = small(envelope=True, pooled_normalization="power+standardize").fit(clips)
+    raw = raw_twin(model)
+    y = clips[2]
+    R = raw.transform(y).astype(np.float64)
+    codes = normalize_reference(R[:, :36], model.n_features_per_level_, "power")
+    rows = np.vstack([raw.transform(c) for c in clips]).astype(np.float64)
+    env_rows = rows[:, 36:]
+    assert_close(model.pooled_mean_[36:], env_rows.mean(axis=0), rtol=1e-5, atol=1e-5)
+    std = env_rows.std(axis=0)
+    assert_close(model.pooled_std_[36:], np.maximum(std, 1e-2 * std.mean()), rtol=1e-4, atol=1e-6)
+    want = (np.hstack([codes, R[:, 36:]]) - model.pooled_mean_) / model.pooled_std_
+    assert_close(model.transform(y), want, rtol=1e-4, atol=1e-4)
+
+
+def test_envelope_model_files(clips, tmp_path):
+    model = small(envelope=True).fit(clips)
+    path = tmp_path / "env.npz"
+    model.save(path)
+    loaded = msk.MultiscaleFeatures.load(path)
+    assert loaded.envelope is True and loaded.n_features_out_ == 236
+    np.testing.assert_array_equal(loaded.transform(clips[0]), model.transform(clips[0]))
+    plain = small().fit(clips)
+    assert msk._persist.model_fingerprint(model) != msk._persist.model_fingerprint(plain)
+    # a file written before the parameter existed loads without the envelope, with its fingerprint
+    plain.save(tmp_path / "plain.npz")
+    with zipfile.ZipFile(tmp_path / "plain.npz") as zf:
+        files = {i.filename: zf.read(i) for i in zf.infolist()}
+    header = json.loads(np.lib.format.read_array(io.BytesIO(files["header.npy"])).tobytes())
+    assert header["params"]["envelope"] is False
+    for version, edit in ((3, lambda h: h["params"].pop("envelope")), (4, lambda h: h["params"].update(envelope="yes"))):
+        h = copy.deepcopy(header)
+        h["format_version"] = version
+        edit(h)
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.frombuffer(json.dumps(h).encode(), dtype=np.uint8))
+        out = tmp_path / f"v{version}.npz"
+        with zipfile.ZipFile(out, "w") as zf:
+            for name, data in {**files, "header.npy": buf.getvalue()}.items():
+                zf.writestr(name, data)
+        if version == 3:
+            old = msk.MultiscaleFeatures.load(out)
+            assert old.envelope is False
+            assert msk._persist.model_fingerprint(old) == msk._persist.model_fingerprint(plain)
+            np.testing.assert_array_equal(old.transform(clips[1]), plain.transform(clips[1]))
+        else:
+            with pytest.raises(ValueError, match=r"corrupt msk model file.*`envelope` must be true or false"):
+                msk.MultiscaleFeatures.load(out)
+
+
+def test_envelope_parameter_is_checked(clips, tmp_path, capsys):
+    with pytest.raises(TypeError, match=r"`envelope` must be True or False; got 'yes'"):
+        small(envelope="yes").fit(clips)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i, y in enumerate(clips):
+        sf.write(folder / f"c{i}.wav", y, SR, subtype="FLOAT")
+    out = tmp_path / "m.npz"
+    assert main(["fit", str(folder), "-o", str(out), "--levels", "2", "--n-clusters", "4", "--n-samples", "2000",
+                 "--max-iter", "2", "--envelope", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_features"] == 2 * 4 + 200
+    assert msk.MultiscaleFeatures.load(out).envelope is True

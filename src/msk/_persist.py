@@ -32,15 +32,15 @@ FORMAT = "msk.MultiscaleFeatures"
 # (with each level's absolute floor, "window_eps", in the level's description), the encodings
 # "split" and "triangle", n_clusters as one K per level, and the members pooled.mean_ and
 # pooled.std_ ("standardize"); files of versions 1 and 2 load with the defaults, which compute
-# what they did.
-FORMAT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+# what they did. Version 4 adds the parameter envelope (files of versions 1 to 3 load without it).
+FORMAT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _VERSION1_NAMES = {"frames": "width", "n_means": "n_clusters", "pool": "pool_size", "alpha": "threshold"}
 # Parameters added after version 1, with the values models written without them used: a file
 # that lacks one loads with that value, and the fingerprint leaves it out at that value.
 _ADDED_PARAMS = {"n_fft": 1024, "hop_length": 512, "n_mels": 200, "whitening": "pca",
                  "pooled_normalization": "none", "window_normalization": "none",
-                 "window_normalization_eps": 0.1}
+                 "window_normalization_eps": 0.1, "envelope": False}
 _ENCODINGS = ("linear", "threshold", "split", "triangle")
 _WINDOW_NORMALIZATIONS = ("none", "standardize")
 # Fitted arrays saved per level, by estimator (the rest of their state is in the JSON header).
@@ -176,6 +176,8 @@ def _check_params(params):
         value = params.get(name, options[0])
         if not isinstance(value, str) or value not in options:
             raise _Corrupt(f"`{name}` must be one of {', '.join(map(repr, options))}; got {value!r}")
+    if not isinstance(params.get("envelope", False), bool):
+        raise _Corrupt(f"`envelope` must be true or false; got {params.get('envelope')!r}")
     if params.get("encoding") == "triangle" and k is None:
         raise _Corrupt("`encoding`='triangle' needs a dictionary, but n_clusters is None")
     _check_positive("window_normalization_eps", params.get("window_normalization_eps", 0.1))

@@ -267,7 +267,7 @@ def _fit(msk, args, paths, progress=None):
         window_normalization=args.window_normalization, window_normalization_eps=args.window_normalization_eps,
         pooling=tuple(args.pooling.split("+")), max_iter=args.max_iter,
         log_offset=args.log_offset, eps=args.eps, whitening=args.whitening,
-        pooled_normalization=args.pooled_normalization, random_state=args.seed,
+        pooled_normalization=args.pooled_normalization, envelope=args.envelope, random_state=args.seed,
     ).fit(paths, progress=progress)
 
 
@@ -864,6 +864,8 @@ def build_parser():
                    help="of each pooled row: none (the paper's), power (signed square root, then unit L2 "
                         "norm per level), standardize (per-feature mean and std of the training clips), "
                         "or both")
+    p.add_argument("--envelope", action="store_true",
+                   help="append to every row the log of each mel band's mean power over the row's seconds")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_fit)

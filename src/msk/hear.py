@@ -30,12 +30,16 @@ where no window starts, take the last window's code), and each code is then
 max-pooled over a centred window of ``pool_frames`` frames
 (5 frames, 160 ms at 16 kHz, by default; the edges repeat the first and last
 frame). The levels' codes are concatenated, level 0 first:
-``timestamp_embedding_size = levels * K`` (3000 for the paper's models, 1200 for the default).
+``timestamp_embedding_size = levels * K`` (3000 for the paper's models). A model with
+``envelope=True`` adds, after the codes, the log of every mel band's mean power over the same
+centred ``pool_frames`` frames (with ``pool_frames=1``, the frame's log-mel spectrum):
+``n_mels`` more values.
 With ``pool_frames=1``, max-pooling the timestamp embeddings over the model's
 pooling windows (``pool`` finest frames) gives
 :meth:`msk.MultiscaleFeatures.transform`'s features (up to rounding; before
 its ``pooled_normalization``, when the model has one): they are the features
-before pooling, at the frame rate.
+before pooling, at the frame rate; the envelope's columns, averaged in power over those
+windows, give its envelope.
 
 Scene embeddings
 ----------------
@@ -108,7 +112,8 @@ class HearModel:
     sample_rate : int
         Rate of the audio to pass, in Hz (the model's ``sr``).
     timestamp_embedding_size : int
-        ``levels * K`` (the model's ``n_features_out_`` for max pooling).
+        ``levels * K``, plus ``n_mels`` with ``envelope`` (the model's
+        ``n_features_out_`` for max pooling).
     scene_embedding_size : int
         ``2 * timestamp_embedding_size`` (mean and max over time).
     hop_ms : float
@@ -140,7 +145,8 @@ class HearModel:
         codes = [km.cluster_centers_.shape[0] for km in features.kmeans_] if features.kmeans_ is not None \
             else [pca.n_features_out_ for pca in features.pca_]
         self._level_sizes = codes
-        self.timestamp_embedding_size = int(sum(codes))
+        self._envelope_size = int(features.n_mels_) if _param(features, "envelope", default=False) else 0
+        self.timestamp_embedding_size = int(sum(codes)) + self._envelope_size
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
 
     def __repr__(self):
@@ -277,7 +283,11 @@ def _frame_embeddings(model, y):
     from scipy.ndimage import maximum_filter1d
 
     features = model.features
-    levels = features.represent(y)
+    if model._envelope_size:
+        features._check_params()
+        levels, S = features._levels_and_log_mel(y)  # the log-mel frames the envelope is measured on
+    else:
+        levels = features.represent(y)
     n_frames = levels[0].shape[0]
     pyramid = _param(features, "representation") != "multiresolution"
     out = np.empty((n_frames, model.timestamp_embedding_size), dtype=np.float32)
@@ -293,6 +303,14 @@ def _frame_embeddings(model, y):
             held = maximum_filter1d(held, model.pool_frames, axis=0, mode="nearest")
         out[:, col : col + codes.shape[1]] = held
         col += codes.shape[1]
+    if model._envelope_size:
+        from scipy.ndimage import uniform_filter1d
+
+        # log of the mean power over the centred frames, each band's largest value factored out
+        S = S.astype(np.float64)
+        top = S.max(axis=0)
+        power = uniform_filter1d(np.exp(S - top), model.pool_frames, axis=0, mode="nearest")
+        out[:, col:] = np.log(power) + top
     return out
 
 

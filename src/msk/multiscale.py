@@ -263,7 +263,20 @@ class MultiscaleFeatures(BaseEstimator):
         clips (at most 256 clips, sampled with ``random_state``; each
         standard deviation is floored at 1 % of the mean standard deviation
         of its level). "power+standardize": "power", then "standardize"
-        (its statistics measured after "power").
+        (its statistics measured after "power"). "power" leaves the
+        ``envelope`` columns as they are (they are logarithms already).
+    envelope : bool, default=False
+        Append to every row the log of the mean mel power of every band over
+        the row's pooling window, ``log(mean_t(mel[t, b]) + log_offset)``
+        over the level-0 frames ``t`` from ``r * pool_size`` to ``(r + 1) *
+        pool_size`` (to the end of the clip for a last partial window):
+        ``n_mels`` more columns, after all levels'. The dictionary codes are
+        whitened, so the level and the long-term spectrum of the sound weigh
+        no more in them than any other direction, and the mean *log*-mel is a
+        poor measure of either (bands near silence sit at
+        ``log(log_offset)`` and swamp it); the mean *power* of each band keeps
+        both. Computed from the log-mel frames the levels are built from, in
+        float32, with each band's largest value factored out.
     max_iter : int, default=20
         Spherical K-means iterations.
     sr : int, default=16000
@@ -291,7 +304,8 @@ class MultiscaleFeatures(BaseEstimator):
     n_features_out_ : int
         Columns of :meth:`transform`'s result.
     n_features_per_level_ : list of int
-        Columns of each level in :meth:`transform`'s result (level 0's first).
+        Columns of each level in :meth:`transform`'s result (level 0's
+        first); the ``envelope`` columns, if any, are the ``n_mels_`` after them.
     window_eps_ : list of float or None
         Each level's absolute variance floor of ``window_normalization``
         (None without it).
@@ -366,7 +380,8 @@ class MultiscaleFeatures(BaseEstimator):
                  n_samples=200_000, variance=0.99, eps=1e-5, encoding="linear", threshold=0.25,
                  window_normalization="none", window_normalization_eps=0.1,
                  pooling="max", max_iter=20, sr=16000, n_fft=1024, hop_length=512, n_mels=200,
-                 log_offset=1e-10, whitening="pca", pooled_normalization="none", random_state=None):
+                 log_offset=1e-10, whitening="pca", pooled_normalization="none", envelope=False,
+                 random_state=None):
         self.representation = representation
         self.levels = levels
         self.width = width
@@ -388,6 +403,7 @@ class MultiscaleFeatures(BaseEstimator):
         self.log_offset = log_offset
         self.whitening = whitening
         self.pooled_normalization = pooled_normalization
+        self.envelope = envelope
         self.random_state = random_state
 
     # -- parameters and representations ------------------------------------------------------
@@ -458,6 +474,8 @@ class MultiscaleFeatures(BaseEstimator):
         check_float("log_offset", self.log_offset, low=0.0, low_inclusive=False)
         check_option("whitening", self.whitening, WHITENINGS)
         check_option("pooled_normalization", self.pooled_normalization, POOLED_NORMALIZATIONS)
+        if not isinstance(self.envelope, (bool, np.bool_)):
+            raise TypeError(f"`envelope` must be True or False; got {self.envelope!r}.")
         # the encoder validates encoding, threshold and pooling; fail before the slow part
         check_pooling(self.pooling)
         check_option("encoding", self.encoding, ENCODINGS)
@@ -666,9 +684,15 @@ class MultiscaleFeatures(BaseEstimator):
 
     def _waveform_levels(self, y):
         """The representation of a whole waveform (float32, at ``sr``)."""
+        return self._levels_and_log_mel(y)[0]
+
+    def _levels_and_log_mel(self, y):
+        """(levels, log-mel frames at ``n_fft``) of a whole waveform: the frames the envelope is measured on."""
         if self.representation == "multiresolution":
-            return [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
-        return self._pyramid(self._log_mel(y, self.n_fft))
+            levels = [self._log_mel(y, self.n_fft << lev) for lev in range(self.levels)]
+            return levels, levels[0]
+        S = self._log_mel(y, self.n_fft)
+        return self._pyramid(S), S
 
     def _pyramid(self, S):
         if self.representation == "gaussian":
@@ -841,7 +865,7 @@ class MultiscaleFeatures(BaseEstimator):
                           for clip in clips]).astype(np.float64)
         mean, std = rows.mean(axis=0), rows.std(axis=0)
         start = 0
-        for n in self.n_features_per_level_:
+        for n in self._blocks():
             level = std[start:start + n]
             floor = _STD_FLOOR * level.mean()
             np.maximum(level, floor if floor > 0 else 1.0, out=level)
@@ -853,6 +877,7 @@ class MultiscaleFeatures(BaseEstimator):
         norm = self.pooled_normalization
         if norm.startswith("power"):
             widths = self.n_features_per_level_
+            F_all, F = F, F[:, :sum(widths)]  # the envelope's columns (logarithms) stay as they are
             root = np.abs(F)
             # each level's L2 norm after the signed square root is sqrt(sum |f|) over the level
             sums = np.add.reduceat(root, np.cumsum([0] + widths[:-1]), axis=1, dtype=np.float64)
@@ -861,6 +886,7 @@ class MultiscaleFeatures(BaseEstimator):
             norms = np.sqrt(sums).astype(np.float32)
             norms[norms == 0] = 1  # a level's part that is all zero stays zero
             F /= np.repeat(norms, widths, axis=1)
+            F = F_all
         if standardize and norm.endswith("standardize"):
             F -= self.pooled_mean_.astype(np.float32)
             F /= self.pooled_std_.astype(np.float32)
@@ -879,7 +905,11 @@ class MultiscaleFeatures(BaseEstimator):
             for lev, pca in enumerate(self.pca_)
         ]
         self.n_features_per_level_ = [int(enc.n_features_out_) for enc in self._encoders]
-        self.n_features_out_ = sum(self.n_features_per_level_)
+        self.n_features_out_ = sum(self._blocks())
+
+    def _blocks(self):
+        """Widths of the row's blocks: every level's codes, then the envelope's bands (if any)."""
+        return self.n_features_per_level_ + ([int(self.n_mels_)] if self.envelope else [])
 
     # -- features ----------------------------------------------------------------------------
 
@@ -988,21 +1018,23 @@ class MultiscaleFeatures(BaseEstimator):
                 blocks = stream(y, sr=self.sr, source_sr=sr, block_frames=_READ_BLOCK)
                 F, n_frames, n_samples = self._transform_blocks(blocks, last_window)
             else:
-                levels, n_frames = self._spectrogram_levels(a, last_window)
+                levels, S, n_frames = self._spectrogram_levels(a, last_window)
                 self._check_n_mels(levels[0].shape[1])
-                F, n_samples = self._transform(levels, last_window, n_frames), None
+                F, n_samples = self._transform(levels, last_window, n_frames, S), None
         return F, n_frames, n_samples
 
     def _spectrogram_levels(self, a, last_window):
-        """The levels of a clip given as an array that is not a waveform, and its level-0 frames."""
+        """(levels, log-mel frames, level-0 frames) of a clip given as an array that is not a waveform."""
         if a.ndim != 2 or last_window != "pad" or self.representation == "multiresolution":
-            levels = self._represent(a)
-            return levels, levels[0].shape[0]
+            levels = self._represent(a)  # refuses what is not a spectrogram
+            S = as_float_array("clip", a, ndim=2, dtype=np.float32) if self.envelope else None
+            return levels, S, levels[0].shape[0]
         S = as_float_array("clip", a, ndim=2, dtype=np.float32)
         n_frames = S.shape[0]
         # frames of digital silence: the log-mel of zero power
         silence = np.full((self._pad_frames(n_frames) - n_frames, S.shape[1]), np.log(self.log_offset), np.float32)
-        return self._pyramid(np.ascontiguousarray(np.vstack([S, silence]))), n_frames
+        S = np.ascontiguousarray(np.vstack([S, silence]))
+        return self._pyramid(S), S, n_frames
 
     def _check_n_mels(self, n_mels):
         if n_mels != self.n_mels_:
@@ -1018,9 +1050,9 @@ class MultiscaleFeatures(BaseEstimator):
             padded = (self._pad_frames(n_frames) - 1) * self.hop_length
             if padded > n_samples:
                 y = np.concatenate([y, np.zeros(padded - n_samples, np.float32)])
-        levels = self._waveform_levels(y)
+        levels, S = self._levels_and_log_mel(y)
         self._check_n_mels(levels[0].shape[1])
-        return self._transform(levels, last_window, n_frames), n_frames, n_samples
+        return self._transform(levels, last_window, n_frames, S), n_frames, n_samples
 
     def _transform_blocks(self, blocks, last_window):
         """(features, level-0 frames, samples) of a stream of sample blocks: whole when short, else in segments."""
@@ -1100,10 +1132,12 @@ class MultiscaleFeatures(BaseEstimator):
         g0, g1, ranges = self._segment_bounds(p0, p1)
         if n_frames is not None:
             g1 = min(g1, n_frames)
-        level_frames = []
+        level_frames, envelope = [], None
         if self.representation == "multiresolution":
             for lev, (lo, hi) in enumerate(ranges):
                 S = self._mel_segment(samples, g0, g1, self.n_fft << lev)
+                if lev == 0 and self.envelope:
+                    envelope = self._envelope(S, p0, p1, g0)
                 level_frames.append(S[lo - g0 : hi - g0])
                 del S
             samples.drop(keep_from)
@@ -1111,6 +1145,8 @@ class MultiscaleFeatures(BaseEstimator):
             S = self._mel_segment(samples, g0, g1, self.n_fft)
             samples.drop(keep_from)
             levels = self._pyramid(S)
+            if self.envelope:
+                envelope = self._envelope(S, p0, p1, g0)
             del S
             for lev, (lo, hi) in enumerate(ranges):
                 off = g0 >> lev
@@ -1123,10 +1159,15 @@ class MultiscaleFeatures(BaseEstimator):
             if p.shape[0] < p1 - p0:  # an invariant of the geometry above
                 raise RuntimeError(f"level {lev}: {p.shape[0]} pools for pools {p0}..{p1}")
             pooled.append(p[: p1 - p0])
+        if envelope is not None:
+            pooled.append(envelope)
         return np.hstack(pooled)
 
-    def _transform(self, levels, last_window="drop", n_frames=None):
-        """Rows of a whole clip's levels: ``n_pools(n_frames, last_window)`` of them."""
+    def _transform(self, levels, last_window="drop", n_frames=None, S=None):
+        """Rows of a whole clip's levels: ``n_pools(n_frames, last_window)`` of them.
+
+        ``S`` is the log-mel frames the levels were built from (for the envelope).
+        """
         # The levels come from msk's own kernels (C-contiguous, finite, float32): the
         # encoders' unchecked path, under one BLAS thread limit for all levels.
         levels = [frames.astype(np.float32, copy=False) for frames in levels]
@@ -1137,7 +1178,26 @@ class MultiscaleFeatures(BaseEstimator):
                 pooled = [self._keep_rows(lev, frames, p, n) for lev, (frames, p) in enumerate(zip(levels, pooled))]
         # "pad": the audio was padded so that every level has exactly the kept number of full windows
         n = min(p.shape[0] for p in pooled)
-        return np.ascontiguousarray(np.hstack([p[:n] for p in pooled]), dtype=np.float32)
+        pooled = [p[:n] for p in pooled]
+        if self.envelope:
+            pooled.append(self._envelope(S, 0, n))
+        return np.ascontiguousarray(np.hstack(pooled), dtype=np.float32)
+
+    def _envelope(self, S, p0, p1, g0=0):
+        """Envelope rows of pools [p0, p1): ``S`` holds the log-mel frames from level-0 frame ``g0`` on.
+
+        Pool ``r`` covers frames ``r * pool_size`` to ``(r + 1) * pool_size``, cut at the end
+        of ``S`` (the clip's last partial window); its row is ``log(mean(exp(S)))`` per band,
+        computed as ``m + log(mean(exp(S - m)))`` with ``m`` the band's largest value.
+        """
+        out = np.empty((p1 - p0, S.shape[1]), dtype=np.float32)
+        pool = self.pool_size
+        for r in range(p0, p1):
+            a = min(r * pool - g0, S.shape[0] - 1)
+            frames = S[a : min((r + 1) * pool - g0, S.shape[0])]
+            top = frames.max(axis=0)
+            out[r - p0] = top + np.log(np.exp(frames - top).mean(axis=0))
+        return out
 
     def _keep_rows(self, lev, frames, pooled, n_rows, last=True):
         """``n_rows`` rows of one level for ``last_window="keep"``.
