@@ -6,7 +6,7 @@
 Groups (each times one call; medians are what to compare):
 
 - ``query``: one query (a held-out vector, k = 10) against 100 000 track vectors of 3000
-  dimensions (the paper models' feature width; the default's 1200 is cheaper), exact search (a matrix-vector product
+  dimensions (the paper models' feature width; the default's 1400 is cheaper), exact search (a matrix-vector product
   and ``argpartition``) and the HNSW graph (USearch); recall@10 of the graph against
   exact search over 200 held-out queries is recorded in extra_info and checked (>= 0.95).
 - ``query-projected``: the same with the index ``msk index`` makes for msk's default model:

@@ -85,6 +85,17 @@ def test_map_and_timeline_render(tmp_path, rng):
         msk.plot.timeline_figure(y, tmp_path / "x.png", model=model)
 
 
+def test_timeline_of_an_envelope_model(tmp_path):
+    """Every column of the rows is drawn: the levels' blocks, then the envelope's."""
+    model = msk.MultiscaleFeatures("laplacian", levels=2, n_clusters=4, pool_size=32, n_samples=500, envelope=True,
+                                   random_state=0).fit([msk.example_audio()])
+    assert msk.plot._level_widths(model) == [4, 4, 200] and sum(msk.plot._level_widths(model)) == model.n_features_out_
+    y = msk.load_audio(msk.example_audio())[: 3 * 16000]
+    for seconds in (3, 0.5):  # relative (several windows) and absolute (one window) colouring
+        out = msk.plot.timeline_figure(y[: int(seconds * 16000)], tmp_path / f"{seconds}.png", model=model, sr=16000)
+        assert png_size(out) == (1100, 825)
+
+
 def test_missing_matplotlib_is_a_clear_error(tmp_path):
     code = (
         "import sys; sys.modules['matplotlib'] = None; sys.modules['matplotlib.figure'] = None\n"

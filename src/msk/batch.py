@@ -225,7 +225,7 @@ def extract(path_or_array, *, representation=None, model=None, preset=None, sr=N
     Returns
     -------
     features : ndarray of shape (n_pools, n_features), dtype float32
-        ``n_features = model.n_features_out_`` (1200 for the default model, 3000 for the paper's);
+        ``n_features = model.n_features_out_`` (1400 for the default model, 3000 for the paper's);
         ``n_pools`` is :meth:`MultiscaleFeatures.n_pools` of the clip's frames
         (with the defaults: the 4.1 s windows that hold any of the audio, e.g.
         3 for 10.5 s, the last over 2.3 s; with "drop", 2).

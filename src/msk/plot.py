@@ -582,8 +582,8 @@ def map_figure(store, path, *, labels=None, color_by=None, method="pca", random_
 
 # --------------------------------------------------------------------------- one file over time
 def _level_widths(model):
-    """Feature columns of each level of a fitted model, level 0 first."""
-    return list(model.n_features_per_level_)
+    """Feature columns of each block of a fitted model's rows: its levels (level 0 first), then its envelope."""
+    return list(model.n_features_per_level_) + ([int(model.n_mels_)] if getattr(model, "envelope", False) else [])
 
 
 def timeline_figure(audio, path, *, model=None, sr=None, title=None):
@@ -663,12 +663,16 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
     relative = len(F) >= 3  # enough windows to show how each feature changes
     G = (F - F.mean(axis=0)) if relative else F
     img = np.empty((F.shape[1], len(F)), dtype=np.float32)
-    for a, b in zip(edges[:-1], edges[1:]):
+    n_levels = len(model.n_features_per_level_)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         block = G[:, a:b].T
-        if relative:
+        if relative and i < n_levels:
             # rows ordered by the window where the feature peaks, so that a level reads as
             # "these features rise here" instead of noise; then the steepest rise first
             block = block[np.lexsort((-block.max(axis=1), block.argmax(axis=1)))]
+            lim = np.percentile(np.abs(block), 95) or 1.0
+            img[a:b] = np.clip(block / lim, -1, 1)
+        elif relative:  # the envelope: its bands in frequency order
             lim = np.percentile(np.abs(block), 95) or 1.0
             img[a:b] = np.clip(block / lim, -1, 1)
         else:
@@ -684,7 +688,8 @@ def timeline_figure(audio, path, *, model=None, sr=None, title=None):
     bottom.set_ylabel(what, fontsize=8)
     if len(widths) > 1:
         bottom.set_yticks((edges[:-1] + edges[1:]) / 2)
-        bottom.set_yticklabels([f"level {i}" for i in range(len(widths))], fontsize=8)
+        bottom.set_yticklabels([f"level {i}" if i < n_levels else "envelope" for i in range(len(widths))],
+                               fontsize=8)
     bottom.tick_params(labelsize=7)
     bottom.set_xlabel("time (s)", fontsize=9)
     bottom.set_xlim(0, t_end)

@@ -19,7 +19,7 @@ Small indexes are searched exactly: one matrix-vector product over all the
 vectors and a partial sort (``argpartition``). A query reads every value from
 memory, so its cost grows with ``n_items * n_dims``; above ``max_exact``
 values (default ``2**23``, 32 MiB read per query: about 45 000 tracks of the 186 dimensions of
-the default model's projected vectors, 7 000 of 1200, 2 800 of 3000; ``bench/bench_search.py``
+the default model's projected vectors, 6 000 of 1400, 2 800 of 3000; ``bench/bench_search.py``
 times both methods on 100 000 tracks)
 the candidates come from an HNSW graph built with `USearch
 <https://github.com/unum-cloud/usearch>`_ (the ``search`` extra: ``pip install
