@@ -13,8 +13,8 @@ Groups (each times one call; medians are what to compare):
 - ``laplacian-after-decoding``: the same from a decoded waveform.
 - ``multiresolution-e2e``: msk and the peer (six librosa spectrograms, n_fft 1024..32768).
 - ``default-e2e``: decoding only and ``msk.extract`` with the shipped default model
-  (``preset="default"``), to check its speed against the paper's model and decoding
-  (skipped if the default model is not installed).
+  (``preset="default"``), to check its speed against the paper's model, decoding and the same
+  model without its envelope (skipped if the default model is not installed).
 - ``batch``: ``msk.extract_many`` over 16 MP3 files into a fresh feature store (fsync-ed
   writes) with 1 and 2 worker threads.
 
@@ -29,6 +29,7 @@ Each benchmark records clips/s and x real time per core in its extra_info, and t
 results are checked against msk after timing. The machine is shared: numbers are noisy.
 """
 
+import copy
 import os
 import shutil
 import time
@@ -184,6 +185,17 @@ def test_msk_default(record_threads, mp3s, default):
     _rates(record_threads)
     assert F.shape[1] == default.n_features_out_
     np.testing.assert_array_equal(F, msk.extract(msk.load_audio(mp3s[0]), sr=SR, model=default))
+
+
+@pytest.mark.benchmark(group="default-e2e")
+def test_msk_default_codes_only(record_threads, mp3s, default):
+    """The default model without its envelope: what the envelope costs."""
+    codes = copy.copy(default)
+    codes.envelope = False
+    codes._build_encoders()
+    F = record_threads(msk.extract, mp3s[0], model=codes)
+    _rates(record_threads)
+    np.testing.assert_array_equal(F, msk.extract(mp3s[0], model=default)[:, : F.shape[1]])
 
 
 @pytest.mark.benchmark(group="default-e2e")
