@@ -181,8 +181,9 @@ def load_model(model_file_path="", *, pool_frames=5):
         A model saved with :meth:`msk.MultiscaleFeatures.save`, or "" for
         the paper's Laplacian model shipped with msk (K = 500, 6 levels;
         ``msk.batch.default_model(preset="paper")``), whose embeddings have
-        the paper's sizes. The default preset's model (K = 200, learned on
-        the unsupervised pool) can be passed by its path like any other.
+        the paper's sizes. The default preset's model (K = 200 and the
+        envelope, learned on the unsupervised pool) can be passed by its
+        path like any other.
     pool_frames : int, default=5
         Frames of the centred max-pooling of the timestamp embeddings (odd;
         1 turns it off).
