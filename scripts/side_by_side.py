@@ -29,35 +29,35 @@ import msk
 from msk.store import FeatureStore
 
 
-def logmel_rows(path, start, end, *, sr=16000, hop_length=512):
-    """Mean and std of every log-mel band over the frames of each row's [start, end) seconds."""
+def _rows(path, start, end, statistic, *, sr=16000, hop_length=512):
+    """``statistic`` of the log-mel frames (``msk.log_melspectrogram``) of each row's [start, end) seconds."""
     S = msk.log_melspectrogram(msk.load_audio(path, sr=sr), sr=sr, hop_length=hop_length)
     hop = hop_length / sr
     rows = []
     for a, b in zip(start, end):
         f0 = int(round(a / hop))
         f1 = max(f0 + 1, min(S.shape[0], int(round(b / hop))))
-        rows.append(np.concatenate([S[f0:f1].mean(axis=0), S[f0:f1].std(axis=0)]))
+        rows.append(statistic(S[f0:f1]))
     return np.asarray(rows, dtype=np.float32)
+
+
+def logmel_rows(path, start, end, *, sr=16000, hop_length=512):
+    """Mean and std of every log-mel band over the frames of each row's [start, end) seconds."""
+    return _rows(path, start, end, lambda S: np.concatenate([S.mean(axis=0), S.std(axis=0)]),
+                 sr=sr, hop_length=hop_length)
 
 
 def level_rows(path, start, end, *, sr=16000, hop_length=512):
     """Mean of the log-mel spectrogram over the frames of each row's [start, end) seconds and all bands."""
-    return logmel_rows(path, start, end, sr=sr, hop_length=hop_length)[:, :200].mean(axis=1, keepdims=True)
+    return _rows(path, start, end, lambda S: [S.mean()], sr=sr, hop_length=hop_length)
 
 
 def loudness_rows(path, start, end, *, sr=16000, hop_length=512):
     """log of the mean mel power over the frames of each row's [start, end) seconds and all bands."""
     from scipy.special import logsumexp
 
-    S = msk.log_melspectrogram(msk.load_audio(path, sr=sr), sr=sr, hop_length=hop_length)
-    hop = hop_length / sr
-    rows = []
-    for a, b in zip(start, end):
-        f0 = int(round(a / hop))
-        f1 = max(f0 + 1, min(S.shape[0], int(round(b / hop))))
-        rows.append([logsumexp(S[f0:f1].astype(np.float64)) - np.log(S[f0:f1].size)])
-    return np.asarray(rows, dtype=np.float32)
+    return _rows(path, start, end, lambda S: [logsumexp(S.astype(np.float64)) - np.log(S.size)],
+                 sr=sr, hop_length=hop_length)
 
 
 COMPUTED = {"logmel-stats": (logmel_rows, 2 * 200), "level": (level_rows, 1),  # 200 mel bands

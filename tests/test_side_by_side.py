@@ -62,42 +62,39 @@ def test_logmel_statistics_of_the_same_seconds(clip, tmp_path):
     np.testing.assert_allclose(got[: ref.shape[0], F.shape[1]:], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_level_is_the_mean_log_mel_of_the_same_seconds(clip, tmp_path):
+def _one_column(clip, tmp_path, mode):
+    """The store of ``mode`` beside the clip's features (checked), and librosa's mel power of each row's frames.
+
+    The reference is librosa's power mel spectrogram (the same filters) plus the log offset.
+    """
+    import librosa
+
     folder, model = clip
-    side_by_side.side_by_side(folder / "a.zarr", "level", tmp_path / "out.zarr", corpus=folder)
+    side_by_side.side_by_side(folder / "a.zarr", mode, tmp_path / "out.zarr", corpus=folder)
     out = FeatureStore(tmp_path / "out.zarr", mode="r")
     got = out.get("clip.wav")
     F = msk.extract(folder / "clip.wav", model=model)
     assert got.shape == (F.shape[0], F.shape[1] + 1)
     np.testing.assert_array_equal(got[:, : F.shape[1]], F)
-    # reference: librosa's power mel spectrogram (the same filters), log, mean over the row's frames
-    import librosa
-
-    S = np.log(librosa.feature.melspectrogram(y=msk.load_audio(folder / "clip.wav"), sr=16000, n_fft=1024,
-                                              hop_length=512, n_mels=200).T + 1e-10)
-    start, end = out.times("clip.wav")
-    for row, (a, b) in enumerate(zip(start, end)):
-        f0, f1 = int(round(a * 16000 / 512)), min(S.shape[0], int(round(b * 16000 / 512)))
-        np.testing.assert_allclose(got[row, -1], S[f0:f1].mean(), rtol=1e-4, atol=1e-4)
-
-
-def test_loudness_is_the_log_of_the_mean_power_of_the_same_seconds(clip, tmp_path):
-    folder, model = clip
-    side_by_side.side_by_side(folder / "a.zarr", "loudness", tmp_path / "out.zarr", corpus=folder)
-    out = FeatureStore(tmp_path / "out.zarr", mode="r")
-    got = out.get("clip.wav")
-    F = msk.extract(folder / "clip.wav", model=model)
-    assert got.shape == (F.shape[0], F.shape[1] + 1)
-    np.testing.assert_array_equal(got[:, : F.shape[1]], F)
-    import librosa
-
     P = librosa.feature.melspectrogram(y=msk.load_audio(folder / "clip.wav"), sr=16000, n_fft=1024,
                                        hop_length=512, n_mels=200).T + 1e-10
     start, end = out.times("clip.wav")
-    for row, (a, b) in enumerate(zip(start, end)):
-        f0, f1 = int(round(a * 16000 / 512)), min(P.shape[0], int(round(b * 16000 / 512)))
-        np.testing.assert_allclose(got[row, -1], np.log(P[f0:f1].mean()), rtol=1e-4)
+    frames = [P[int(round(a * 16000 / 512)): min(P.shape[0], int(round(b * 16000 / 512)))] for a, b in zip(start, end)]
+    return got[:, -1], frames, (start, end)
+
+
+def test_level_is_the_mean_log_mel_of_the_same_seconds(clip, tmp_path):
+    got, frames, _ = _one_column(clip, tmp_path, "level")
+    for row, P in enumerate(frames):
+        np.testing.assert_allclose(got[row], np.log(P).mean(), rtol=1e-4, atol=1e-4)
+
+
+def test_loudness_is_the_log_of_the_mean_power_of_the_same_seconds(clip, tmp_path):
+    got, frames, (start, end) = _one_column(clip, tmp_path, "loudness")
+    for row, P in enumerate(frames):
+        np.testing.assert_allclose(got[row], np.log(P.mean()), rtol=1e-4)
     # 20 dB quieter audio: the column drops by log(100)
+    folder, _ = clip
     sf.write(tmp_path / "quiet.wav", 0.1 * msk.load_audio(folder / "clip.wav"), 16000)
     q = side_by_side.loudness_rows(tmp_path / "quiet.wav", start, end)
-    np.testing.assert_allclose(q[:, 0], got[:, -1] - np.log(100), atol=0.02)
+    np.testing.assert_allclose(q[:, 0], got - np.log(100), atol=0.02)

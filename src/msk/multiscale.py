@@ -1025,15 +1025,15 @@ class MultiscaleFeatures(BaseEstimator):
 
     def _spectrogram_levels(self, a, last_window):
         """(levels, log-mel frames, level-0 frames) of a clip given as an array that is not a waveform."""
-        if a.ndim != 2 or last_window != "pad" or self.representation == "multiresolution":
-            levels = self._represent(a)  # refuses what is not a spectrogram
-            S = as_float_array("clip", a, ndim=2, dtype=np.float32) if self.envelope else None
-            return levels, S, levels[0].shape[0]
+        if a.ndim != 2 or self.representation == "multiresolution":
+            self._represent(a)  # refuses what is not a spectrogram, with its message
         S = as_float_array("clip", a, ndim=2, dtype=np.float32)
         n_frames = S.shape[0]
-        # frames of digital silence: the log-mel of zero power
-        silence = np.full((self._pad_frames(n_frames) - n_frames, S.shape[1]), np.log(self.log_offset), np.float32)
-        S = np.ascontiguousarray(np.vstack([S, silence]))
+        if last_window == "pad":
+            # frames of digital silence: the log-mel of zero power
+            silence = np.full((self._pad_frames(n_frames) - n_frames, S.shape[1]), np.log(self.log_offset),
+                              np.float32)
+            S = np.ascontiguousarray(np.vstack([S, silence]))
         return self._pyramid(S), S, n_frames
 
     def _check_n_mels(self, n_mels):
