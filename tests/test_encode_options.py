@@ -335,6 +335,8 @@ def test_version_2_files_load_with_the_old_behaviour(tmp_path, rng):
     (lambda h: h["levels"][0].update(window_eps=0.0), "`level 0 window_eps` must be a finite number > 0; got 0.0"),
     (lambda h: h["levels"][0].update(window_eps=float("nan")), "`level 0 window_eps` must be a finite number > 0"),
     (lambda h: h["params"].update(window_normalization="none"), "level 0: a window_eps is stored for"),
+    (lambda h: h["params"].update(envelope="yes"), "`envelope` must be true or false; got 'yes'"),
+    (lambda h: h["params"].update(envelope=1), "`envelope` must be true or false; got 1"),
 ])
 def test_crafted_option_values_are_refused(tmp_path, rng, edit, message):
     """Loaded (and used) in a child process: a crash there fails the test instead of pytest."""
